@@ -1,0 +1,50 @@
+# The two commands the README opens with:
+#   make run    serve the gateway on 127.0.0.1:8000 with the fake provider (no keys, no network)
+#   make test   lint, type-check and run the whole test suite
+# Each creates .venv and installs what it needs on first use.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+ARGS   ?=
+
+.PHONY: run test lint typecheck pytest bench bench-quick clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.run-installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+$(VENV)/.dev-installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@ $(VENV)/.run-installed
+
+run: $(VENV)/.run-installed
+	$(BIN)/gateway serve $(ARGS)
+
+lint: $(VENV)/.dev-installed
+	$(BIN)/ruff check gateway tests bench
+	$(BIN)/ruff format --check gateway tests bench
+
+typecheck: $(VENV)/.dev-installed
+	$(BIN)/mypy gateway
+
+pytest: $(VENV)/.dev-installed
+	rm -f .coverage .coverage.*
+	$(BIN)/coverage run -m pytest $(ARGS)
+	$(BIN)/coverage combine --quiet
+	$(BIN)/coverage report
+
+test: lint typecheck pytest
+
+bench: $(VENV)/.dev-installed
+	$(BIN)/python -m bench.run $(ARGS)
+
+bench-quick: $(VENV)/.dev-installed
+	$(BIN)/python -m bench.run --quick $(ARGS)
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage .coverage.* *.egg-info

@@ -1,0 +1,3 @@
+"""LLM token relay gateway."""
+
+__version__ = "0.1.0"

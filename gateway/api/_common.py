@@ -1,0 +1,70 @@
+"""What every route shares: request ids, bounded body reading, strict JSON parsing."""
+
+from __future__ import annotations
+
+import re
+import secrets
+from typing import Any, TypeVar
+
+import orjson
+from fastapi import Request
+from pydantic import BaseModel, ValidationError
+
+from gateway.errors import InvalidRequest, RequestTooLarge
+
+__all__ = ["parse_json", "read_body", "request_id", "validation_message"]
+
+M = TypeVar("M", bound=BaseModel)
+
+_SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
+_SCOPE_KEY = "gateway.request_id"
+
+
+def request_id(request: Request) -> str:
+    """The client's X-Request-ID if it is sane, else a new one; the same for the request."""
+    scope = request.scope
+    found: str | None = scope.get(_SCOPE_KEY)
+    if found is None:
+        sent = request.headers.get("x-request-id", "")
+        found = sent if _SANE_REQUEST_ID.fullmatch(sent) else secrets.token_hex(16)
+        scope[_SCOPE_KEY] = found
+    return found
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The body, refused with 413 as soon as more than `limit` bytes arrive (chunked too)."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise RequestTooLarge(f"the body is larger than {limit} bytes")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise RequestTooLarge(f"the body is larger than {limit} bytes")
+    return bytes(body)
+
+
+def parse_json(body: bytes, model: type[M]) -> M:
+    """Strict JSON (UTF-8, an object) validated into `model`; anything else is a 422."""
+    try:
+        data: Any = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidRequest(f"the body is not valid JSON: {exc.msg}") from None
+    if not isinstance(data, dict):
+        raise InvalidRequest("the body must be a JSON object")
+    return validate(model, data)
+
+
+def validate(model: type[M], data: dict[str, Any]) -> M:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise InvalidRequest(validation_message(exc)) from None
+
+
+def validation_message(exc: ValidationError) -> str:
+    parts = []
+    for error in exc.errors(include_url=False)[:5]:
+        where = ".".join(str(part) for part in error["loc"]) or "body"
+        parts.append(f"{where}: {error['msg'].removeprefix('Value error, ')}")
+    return "; ".join(parts)

@@ -1,0 +1,118 @@
+"""GET and POST /stream: validate, resolve, prime the first delta, then stream (SPEC §4.1)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+
+from gateway.api._common import parse_json, read_body, request_id, validate
+from gateway.errors import BadRequest, InvalidRequest
+from gateway.lifecycle import StreamGuard
+from gateway.relay import open_relay
+from gateway.responses import (
+    FORMATS,
+    RelayEventSourceResponse,
+    RelayResponse,
+    SSEEncoder,
+    new_stream_id,
+)
+from gateway.schemas import StreamRequest
+from gateway.state import GatewayState, state_of
+
+__all__ = ["router"]
+
+router = APIRouter()
+
+_LAST_EVENT_ID = re.compile(r"[A-Za-z0-9_\-]{1,64}:[0-9]{1,10}")
+_STREAM_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": StreamRequest.model_json_schema()}},
+    }
+}
+
+
+@router.post("/stream", openapi_extra=_STREAM_BODY, response_class=Response)
+async def stream_post(request: Request) -> Response:
+    state = state_of(request)
+    if reconnection := _reconnection(request):
+        return reconnection
+    fmt = _format(request, allowed=("format",))
+    body = await read_body(request, state.settings.max_body_bytes)
+    return await relay_response(request, state, parse_json(body, StreamRequest), fmt)
+
+
+@router.get("/stream", response_class=Response)
+async def stream_get(request: Request) -> Response:
+    state = state_of(request)
+    if reconnection := _reconnection(request):
+        return reconnection
+    fmt = _format(request, allowed=(*StreamRequest.model_fields, "format"))
+    stream_request = validate(StreamRequest, _query_fields(request))
+    return await relay_response(request, state, stream_request, fmt)
+
+
+def _reconnection(request: Request) -> Response | None:
+    """An EventSource reconnect never starts a second generation (nobody pays twice)."""
+    last_id = request.headers.get("last-event-id")
+    if last_id is None:
+        return None
+    if len(last_id) > 128 or not _LAST_EVENT_ID.fullmatch(last_id):
+        raise BadRequest("Last-Event-ID must look like <stream>:<n>")
+    return Response(status_code=204, headers={"X-Request-ID": request_id(request)})
+
+
+def _format(request: Request, allowed: tuple[str, ...]) -> str:
+    unknown = [key for key in request.query_params if key not in allowed]
+    if unknown:
+        raise InvalidRequest(f"unknown query parameter(s): {', '.join(sorted(unknown))}")
+    chosen = request.query_params.get("format")
+    if chosen is not None:
+        if chosen not in FORMATS:
+            raise InvalidRequest("format must be one of text, sse, ndjson")
+        return chosen
+    accept = request.headers.get("accept", "")
+    if "text/event-stream" in accept:
+        return "sse"
+    if "application/x-ndjson" in accept:
+        return "ndjson"
+    return "text"
+
+
+def _query_fields(request: Request) -> dict[str, Any]:
+    fields: dict[str, Any] = {}
+    for key in set(request.query_params) - {"format"}:
+        values = request.query_params.getlist(key)
+        if key == "stop":
+            fields[key] = values if len(values) > 1 else values[0]
+        elif len(values) > 1:
+            raise InvalidRequest(f"query parameter {key!r} given more than once")
+        else:
+            fields[key] = values[0]
+    return fields
+
+
+async def relay_response(
+    request: Request, state: GatewayState, body: StreamRequest, fmt: str
+) -> Response:
+    plan = state.models.resolve(body.model)
+    guard = StreamGuard(state.drain, request.receive)
+    try:
+        relay = await guard.run(open_relay(plan, body))
+    except BaseException:
+        guard.close()
+        raise
+    stream_id = new_stream_id()
+    encoder = FORMATS[fmt](relay, stream_id)
+    response_class = RelayEventSourceResponse if isinstance(encoder, SSEEncoder) else RelayResponse
+    headers = [
+        (b"cache-control", b"no-cache"),
+        (b"x-accel-buffering", b"no"),
+        (b"x-request-id", request_id(request).encode()),
+        (b"x-stream-id", stream_id.encode()),
+        (b"x-gateway-model", relay.model.encode()),
+        (b"x-gateway-provider", relay.provider.encode()),
+    ]
+    return response_class(encoder, guard, headers, finished=state.finished)

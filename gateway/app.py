@@ -1,0 +1,90 @@
+"""The application factory: routes, error envelopes and the lifespan that owns the clients."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from gateway import __version__
+from gateway.api import router
+from gateway.api._common import request_id
+from gateway.errors import GatewayError
+from gateway.lifecycle import Drain, drain_on_exit_signals
+from gateway.models import ModelTable
+from gateway.providers import open_registry
+from gateway.providers.base import Provider
+from gateway.settings import Settings, load_settings
+from gateway.state import GatewayState
+
+__all__ = ["create_app", "create_app_from_env"]
+
+log = logging.getLogger("gateway")
+
+
+def create_app(settings: Settings, providers: Mapping[str, Provider] | None = None) -> FastAPI:
+    """Build the app. `providers` replaces adapters by provider name (tests use it)."""
+    drain = Drain()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with open_registry(settings.providers, providers) as registry:
+            app.state.gateway = GatewayState(
+                settings, registry, ModelTable(settings, registry), drain
+            )
+            with drain_on_exit_signals(drain, settings.shutdown_grace_s):
+                yield
+
+    app = FastAPI(title="LLM token relay gateway", version=__version__, lifespan=lifespan)
+    app.state.drain = drain
+    app.include_router(router)
+    _install_error_handlers(app)
+    return app
+
+
+def create_app_from_env() -> FastAPI:
+    """Factory for uvicorn workers: settings from $GATEWAY_CONFIG and GATEWAY_* variables."""
+    return create_app(load_settings())
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(GatewayError, _gateway_error)  # type: ignore[arg-type]
+    app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
+    app.add_exception_handler(HTTPException, _http_error)  # type: ignore[arg-type]
+    app.add_exception_handler(Exception, _unexpected_error)
+
+
+def error_response(request: Request, status: int, type_: str, message: str) -> JSONResponse:
+    """The error envelope of SPEC §4.2, in OpenAI's shape on /v1/* routes."""
+    rid = request_id(request)
+    if request.url.path.startswith("/v1/"):
+        body = {"error": {"message": message, "type": type_, "param": None, "code": type_}}
+    else:
+        body = {"error": {"type": type_, "message": message, "request_id": rid}}
+    return JSONResponse(body, status_code=status, headers={"X-Request-ID": rid})
+
+
+async def _gateway_error(request: Request, exc: GatewayError) -> JSONResponse:
+    response = error_response(request, exc.status, exc.type, exc.message)
+    response.headers.update(exc.headers())
+    return response
+
+
+async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+    return error_response(request, 422, "invalid_request", "invalid request")
+
+
+async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
+    kinds = {404: "not_found", 405: "method_not_allowed"}
+    type_ = kinds.get(exc.status_code, "invalid_request")
+    return error_response(request, exc.status_code, type_, str(exc.detail))
+
+
+async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+    log.error("unexpected error on %s", request.url.path, exc_info=exc)
+    return error_response(request, 500, "internal_error", "internal error")

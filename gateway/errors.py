@@ -1,0 +1,121 @@
+"""The gateway's typed errors: every failure a client can see is one of these.
+
+    GatewayError                      status  type
+    ├── InvalidRequest                   422  invalid_request
+    ├── BadRequest                       400  invalid_request
+    ├── RequestTooLarge                  413  request_too_large
+    ├── UnknownModel                     404  unknown_model
+    ├── Unavailable                      503  unavailable
+    └── UpstreamError
+        ├── UpstreamRejected             400  upstream_rejected
+        ├── UpstreamAuth                 502  upstream_auth
+        ├── UpstreamRateLimited          429  upstream_rate_limited  (+ Retry-After)
+        ├── UpstreamUnavailable          502  upstream_unavailable
+        ├── UpstreamProtocolError        502  upstream_protocol
+        └── UpstreamTimeout              504  upstream_timeout
+
+Adapters raise only `UpstreamError` subclasses. Whether an error becomes an HTTP status (before
+the commit point) or an in-band error frame (after it) is decided by the relay and the
+response encoders, never by the adapter. `retryable` marks the errors after which the next
+fallback is tried (SPEC §6: connect errors, time-outs, 429, 5xx, 529).
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BadRequest",
+    "GatewayError",
+    "InvalidRequest",
+    "RequestTooLarge",
+    "Unavailable",
+    "UnknownModel",
+    "UpstreamAuth",
+    "UpstreamError",
+    "UpstreamProtocolError",
+    "UpstreamRateLimited",
+    "UpstreamRejected",
+    "UpstreamTimeout",
+    "UpstreamUnavailable",
+    "error_for_status",
+]
+
+
+class GatewayError(Exception):
+    status: int = 500
+    type: str = "internal_error"
+    retryable: bool = False
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.retry_after = retry_after
+
+    def headers(self) -> dict[str, str]:
+        if self.retry_after is None:
+            return {}
+        return {"Retry-After": str(max(0, round(self.retry_after)))}
+
+
+class InvalidRequest(GatewayError):
+    status, type = 422, "invalid_request"
+
+
+class BadRequest(GatewayError):
+    status, type = 400, "invalid_request"
+
+
+class RequestTooLarge(GatewayError):
+    status, type = 413, "request_too_large"
+
+
+class UnknownModel(GatewayError):
+    status, type = 404, "unknown_model"
+
+
+class Unavailable(GatewayError):
+    status, type = 503, "unavailable"
+
+
+class UpstreamError(GatewayError):
+    status, type = 502, "upstream_unavailable"
+
+
+class UpstreamRejected(UpstreamError):
+    status, type = 400, "upstream_rejected"
+
+
+class UpstreamAuth(UpstreamError):
+    status, type = 502, "upstream_auth"
+
+
+class UpstreamRateLimited(UpstreamError):
+    status, type, retryable = 429, "upstream_rate_limited", True
+
+
+class UpstreamUnavailable(UpstreamError):
+    status, type, retryable = 502, "upstream_unavailable", True
+
+
+class UpstreamProtocolError(UpstreamError):
+    # An upstream that answers with something other than its stream is broken, not the
+    # request: the next fallback may well work.
+    status, type, retryable = 502, "upstream_protocol", True
+
+
+class UpstreamTimeout(UpstreamError):
+    status, type, retryable = 504, "upstream_timeout", True
+
+
+def error_for_status(
+    status: int, message: str, *, retry_after: float | None = None
+) -> UpstreamError:
+    """Map an upstream HTTP status to the gateway's error (SPEC §4.2)."""
+    if status == 429:
+        return UpstreamRateLimited(message, retry_after=retry_after)
+    if status in (401, 403):
+        return UpstreamAuth(message)
+    if status == 408:
+        return UpstreamTimeout(message)
+    if 400 <= status < 500:
+        return UpstreamRejected(message)
+    return UpstreamUnavailable(message)

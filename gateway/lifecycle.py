@@ -1,0 +1,146 @@
+"""Who may interrupt a stream, and how: client disconnects and shutdown.
+
+A request is served by one asyncio task from the handler to the last byte (FastAPI awaits the
+handler and then the response in the same task). `StreamGuard` owns that task's interruption:
+a watcher reads the ASGI `receive` channel and, when the client goes away, cancels the task
+with a recorded reason. The cancellation lands at whatever `await` the task is in (waiting
+for the first token, reading the upstream, or writing to a slow client), unwinds the adapter's
+`async with` and so closes the upstream connection at once, in every phase. The guard then
+takes the cancellation back (`Task.uncancel`) and the code that caught it decides what the
+client sees. `Drain` does the same for every active stream when the shutdown grace runs out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import signal
+import threading
+from collections.abc import Awaitable, Iterator
+from contextlib import contextmanager
+from types import FrameType
+from typing import Any, TypeVar
+
+from starlette.types import Receive
+
+from gateway.errors import GatewayError, Unavailable
+
+__all__ = ["ClientDisconnected", "Drain", "Interrupt", "StreamGuard", "drain_on_exit_signals"]
+
+T = TypeVar("T")
+
+
+class Interrupt(enum.Enum):
+    DISCONNECT = "client_disconnect"
+    SHUTDOWN = "shutdown"
+
+
+class ClientDisconnected(GatewayError):
+    """The client left before the response started; nobody will read the answer."""
+
+    status, type = 499, "client_disconnect"
+
+
+class Drain:
+    """Readiness and the streams in flight, for graceful shutdown (SPEC §6)."""
+
+    def __init__(self) -> None:
+        self.draining = False
+        self.active: set[StreamGuard] = set()
+        self._deadline: asyncio.TimerHandle | None = None
+
+    def begin(self, grace_s: float) -> None:
+        """Stop admitting; after `grace_s`, end every stream still running."""
+        if self.draining:
+            return
+        self.draining = True
+        loop = asyncio.get_running_loop()
+        self._deadline = loop.call_later(grace_s, self.interrupt_all)
+
+    def interrupt_all(self) -> None:
+        for guard in list(self.active):
+            guard.interrupt(Interrupt.SHUTDOWN)
+
+
+class StreamGuard:
+    __slots__ = ("_drain", "_task", "_watcher", "reason")
+
+    def __init__(self, drain: Drain, receive: Receive) -> None:
+        if drain.draining:
+            raise Unavailable("the gateway is shutting down")
+        task = asyncio.current_task()
+        assert task is not None
+        self._task = task
+        self._drain = drain
+        self.reason: Interrupt | None = None
+        drain.active.add(self)
+        self._watcher: asyncio.Task[None] | None = asyncio.ensure_future(self._watch(receive))
+
+    async def _watch(self, receive: Receive) -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        self.interrupt(Interrupt.DISCONNECT)
+
+    def interrupt(self, reason: Interrupt) -> None:
+        if self.reason is None and self._watcher is not None:
+            self.reason = reason
+            self._task.cancel()
+
+    def absorb(self) -> Interrupt | None:
+        """Called on CancelledError: take back our own cancellation and say why it happened.
+
+        Returns None when the cancellation was not ours; the caller must then re-raise.
+        """
+        if self.reason is None:
+            return None
+        self._task.uncancel()
+        return self.reason
+
+    async def run(self, awaitable: Awaitable[T]) -> T:
+        """Await something before the commit point, turning an interruption into an error."""
+        try:
+            return await awaitable
+        except asyncio.CancelledError:
+            reason = self.absorb()
+            if reason is None:
+                raise
+            if reason is Interrupt.DISCONNECT:
+                raise ClientDisconnected("the client went away") from None
+            raise Unavailable("the gateway is shutting down") from None
+
+    def close(self) -> None:
+        """The response is complete or abandoned: stop watching; interrupts are now no-ops."""
+        if self._watcher is not None:
+            self._watcher.cancel()
+            self._watcher = None
+        self._drain.active.discard(self)
+
+
+@contextmanager
+def drain_on_exit_signals(drain: Drain, grace_s: float) -> Iterator[None]:
+    """Begin the drain when the server is told to exit, then let the server carry on.
+
+    uvicorn installs its SIGTERM/SIGINT handlers before the app's lifespan starts (in every
+    worker process too); this wraps whichever handler is there, so that `/readyz` turns 503
+    and the grace period starts the moment the signal arrives, however the app is served.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+
+    def on_exit(sig: int, frame: FrameType | None) -> None:
+        drain.begin(grace_s)
+        handler: Any = previous[signal.Signals(sig)]
+        if callable(handler):
+            handler(sig, frame)
+        elif handler == signal.SIG_DFL:
+            signal.default_int_handler(sig, frame)
+
+    for sig in previous:
+        signal.signal(sig, on_exit)
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

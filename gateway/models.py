@@ -1,0 +1,98 @@
+"""Resolve the `model` a client names into an attempt plan: the entry and its fallbacks."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from gateway.errors import UnknownModel
+from gateway.providers import RegisteredProvider
+from gateway.providers.base import ChatMessage, ChatRequest
+from gateway.schemas import StreamRequest
+from gateway.settings import ModelEntry, Settings
+
+__all__ = ["Attempt", "ModelTable", "to_chat_request"]
+
+_KNOWN_PARAMS = ("max_tokens", "temperature", "top_p", "stop")
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """One way to serve a request: which entry, on which provider, as which upstream model."""
+
+    model: str  # the name that served, as in X-Gateway-Model
+    provider: RegisteredProvider
+    upstream_model: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+
+class ModelTable:
+    """Every configured name resolved once at start-up; `provider/model` names on demand."""
+
+    def __init__(self, settings: Settings, providers: Mapping[str, RegisteredProvider]) -> None:
+        self._providers = providers
+        self._entries = settings.models
+        self.default = settings.default_model
+        self._plans = {name: self._plan(name) for name in settings.models}
+
+    def names(self) -> list[str]:
+        return list(self._entries)
+
+    def resolve(self, name: str | None) -> tuple[Attempt, ...]:
+        name = name or self.default
+        plan = self._plans.get(name)
+        if plan is None:
+            plan = (self._attempt(name),)
+        return plan
+
+    def _plan(self, name: str) -> tuple[Attempt, ...]:
+        seen = [name, *self._entries[name].fallbacks]
+        unique = list(dict.fromkeys(seen))
+        return tuple(self._attempt(each) for each in unique)
+
+    def _attempt(self, name: str) -> Attempt:
+        entry = self._entries.get(name)
+        if entry is not None:
+            return _entry_attempt(name, entry, self._providers)
+        provider_name, slash, upstream = name.partition("/")
+        provider = self._providers.get(provider_name)
+        if not slash or not upstream or provider is None:
+            raise UnknownModel(f"unknown model {name!r}")
+        return Attempt(name, provider, upstream)
+
+
+def _entry_attempt(
+    name: str, entry: ModelEntry, providers: Mapping[str, RegisteredProvider]
+) -> Attempt:
+    return Attempt(name, providers[entry.provider], entry.model or name, entry.params)
+
+
+def to_chat_request(attempt: Attempt, request: StreamRequest) -> ChatRequest:
+    """Normalise for adapters: one system prompt, entry params merged under the client's."""
+    params = attempt.params
+    systems = [request.system] if request.system else []
+    messages: list[ChatMessage] = []
+    if request.messages is None:
+        messages.append(ChatMessage("user", request.prompt or ""))
+    else:
+        for message in request.messages:
+            if message.role == "system":
+                systems.append(message.content)
+            else:
+                messages.append(ChatMessage(message.role, message.content))
+    stop = request.stop if request.stop is not None else params.get("stop")
+    return ChatRequest(
+        model=attempt.upstream_model,
+        messages=tuple(messages),
+        system="\n\n".join(systems) if systems else None,
+        max_tokens=_pick(request.max_tokens, params, "max_tokens"),
+        temperature=_pick(request.temperature, params, "temperature"),
+        top_p=_pick(request.top_p, params, "top_p"),
+        stop=(stop,) if isinstance(stop, str) else tuple(stop) if stop else None,
+        extra={k: v for k, v in params.items() if k not in _KNOWN_PARAMS},
+    )
+
+
+def _pick(value: Any, params: Mapping[str, Any], key: str) -> Any:
+    return value if value is not None else params.get(key)

@@ -1,0 +1,83 @@
+"""Incremental server-sent-events decoder: bytes in, events out (WHATWG HTML §9.2.6).
+
+Written by hand because the library options split lines wrongly or late: httpx's
+`aiter_lines()` also splits on U+2028/U+0085, which are legal raw inside JSON strings, and
+httpx-sse holds a trailing CR back for a whole network read. This decoder frames lines on the
+bytes CR, LF and CRLF (a CRLF may be split across reads), never decodes a partial UTF-8
+sequence, strips one leading BOM, ignores comments, and dispatches only on a blank line. It is
+linear in the input however it is chunked.
+
+One deliberate departure: an `error:` field, which old llama.cpp servers sent for mid-stream
+failures and which the spec would ignore, is dispatched as an `error` event so that a failure
+is never mistaken for a clean finish.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+__all__ = ["SSEDecoder", "SSEEvent"]
+
+_BOM = b"\xef\xbb\xbf"
+
+
+class SSEEvent(NamedTuple):
+    event: str
+    data: bytes
+
+
+class SSEDecoder:
+    __slots__ = ("_data", "_event", "_skip_lf", "_started", "_tail")
+
+    def __init__(self) -> None:
+        self._tail = bytearray()
+        self._skip_lf = False
+        self._started = False
+        self._data: list[bytes] = []
+        self._event = ""
+
+    def feed(self, chunk: bytes) -> list[SSEEvent]:
+        """Take one network read; return the events it completes, in order."""
+        if self._skip_lf and chunk[:1] == b"\n":
+            chunk = chunk[1:]
+        self._skip_lf = False
+        if b"\r" in chunk:
+            # A CR at the very end may be the first half of a CRLF: end the line now (no
+            # delay for CR-only framing) and drop the LF if it opens the next read.
+            self._skip_lf = chunk.endswith(b"\r")
+            chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        if b"\n" not in chunk:
+            self._tail += chunk
+            return []
+        lines = chunk.split(b"\n")
+        if self._tail:
+            lines[0] = bytes(self._tail) + lines[0]
+        self._tail = bytearray(lines.pop())
+        events: list[SSEEvent] = []
+        for line in lines:
+            self._line(line, events)
+        return events
+
+    def _line(self, line: bytes, events: list[SSEEvent]) -> None:
+        if not self._started:
+            self._started = True
+            if line.startswith(_BOM):
+                line = line[3:]
+        if not line:
+            if self._data:
+                events.append(SSEEvent(self._event or "message", b"\n".join(self._data)))
+                self._data = []
+            self._event = ""
+            return
+        if line[0] == 0x3A:  # ":" opens a comment (keep-alives such as ": ping")
+            return
+        field, _, value = line.partition(b":")
+        if value[:1] == b" ":
+            value = value[1:]
+        if field == b"data":
+            self._data.append(value)
+        elif field == b"event":
+            self._event = value.decode("utf-8", "replace")
+        elif field == b"error":
+            events.append(SSEEvent("error", value))
+        # "id", "retry" and unknown fields carry nothing a relay needs.

@@ -1,0 +1,109 @@
+"""The provider contract: what every adapter is and promises.
+
+An adapter turns a normalised `ChatRequest` into its provider's streaming call and yields the
+generated text as `str` deltas, in order, one per upstream delta, never an empty one.
+
+    class Provider(Protocol):
+        def stream(self, request: ChatRequest, outcome: StreamOutcome) -> AsyncIterator[str]
+        async def aclose(self) -> None
+
+Obligations of `stream()` (an async generator):
+- It raises only `gateway.errors.UpstreamError` subclasses, before or after its first yield;
+  it does not care which side of the commit point it is on.
+- It fills `outcome` (finish reason, usage, upstream model) when the upstream reports them, and
+  ends normally only when the provider's terminal signal was seen: a stream that just stops is
+  an `UpstreamProtocolError`, never a clean finish.
+- Cleanup is structural: the upstream response lives in an `async with` inside the generator,
+  so `aclose()` (or cancellation at any `await`) closes the upstream connection. No `yield` in
+  `finally`/`except`, no swallowed `CancelledError`/`GeneratorExit`, no background tasks, and
+  at least one `await` per loop iteration so that cancellation always lands.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = [
+    "ChatMessage",
+    "ChatRequest",
+    "Provider",
+    "ProviderSettings",
+    "StreamOutcome",
+    "Usage",
+]
+
+Role = Literal["system", "user", "assistant"]
+
+
+@dataclass(frozen=True, slots=True)
+class ChatMessage:
+    role: Role
+    content: str
+
+
+@dataclass(frozen=True, slots=True)
+class ChatRequest:
+    """A request normalised for adapters: the upstream model name and merged parameters."""
+
+    model: str
+    messages: tuple[ChatMessage, ...]
+    system: str | None = None
+    max_tokens: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    stop: tuple[str, ...] | None = None
+    # The model entry's `params` that are not one of the fields above, passed through to the
+    # provider's body as they are (and the fake provider's scripted faults).
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class Usage:
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+
+    @property
+    def total_tokens(self) -> int | None:
+        if self.prompt_tokens is None or self.completion_tokens is None:
+            return None
+        return self.prompt_tokens + self.completion_tokens
+
+    def as_dict(self) -> dict[str, int | None]:
+        return {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "total_tokens": self.total_tokens,
+        }
+
+
+@dataclass(slots=True)
+class StreamOutcome:
+    """Filled in by the adapter as the upstream reports it."""
+
+    finish_reason: str | None = None
+    usage: Usage | None = None
+    model: str | None = None
+
+
+class Provider(Protocol):
+    def stream(self, request: ChatRequest, outcome: StreamOutcome) -> AsyncIterator[str]: ...
+
+    async def aclose(self) -> None: ...
+
+
+class ProviderSettings(BaseModel):
+    """Settings every provider entry takes (SPEC §3, §6)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    connect_timeout: float = Field(5.0, gt=0)
+    first_token_timeout: float = Field(60.0, gt=0)
+    idle_timeout: float = Field(60.0, gt=0)
+    total_timeout: float | None = Field(None, gt=0)
+    retries: int = Field(0, ge=0, le=10)
+    retry_after_max_s: float = Field(2.0, ge=0)
+    max_connections: int = Field(1000, ge=1)

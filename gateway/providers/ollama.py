@@ -1,0 +1,107 @@
+"""Ollama's native chat API (`POST /api/chat`, NDJSON).
+
+Text is `message.content`; `message.thinking` is reasoning, not answer text. The stream is
+complete at the line with `"done": true`, which also carries the token counts; a line
+`{"error": "…"}` raises. The last line may arrive without a newline.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any, Literal
+
+import httpx
+
+from gateway.errors import UpstreamProtocolError
+from gateway.providers._http import (
+    HTTPProviderConfig,
+    drain_after_end,
+    in_stream_error,
+    open_stream,
+    parse_event,
+)
+from gateway.providers._ndjson import NDJSONDecoder
+from gateway.providers.base import ChatRequest, StreamOutcome, Usage
+
+__all__ = ["OllamaConfig", "OllamaProvider"]
+
+
+class OllamaConfig(HTTPProviderConfig):
+    type: Literal["ollama"] = "ollama"
+    base_url: str = "http://localhost:11434"
+
+
+class OllamaProvider:
+    def __init__(self, config: OllamaConfig, client: httpx.AsyncClient) -> None:
+        self.config = config
+        self._client = client
+        self._url = f"{config.base_url}/api/chat"
+
+    def build_request(self, request: ChatRequest) -> httpx.Request:
+        headers = {"Accept": "application/x-ndjson", "Accept-Encoding": "identity"}
+        headers.update(self.config.headers)
+        if self.config.api_key is not None:  # ollama.com cloud models
+            headers["Authorization"] = f"Bearer {self.config.api_key.get_secret_value()}"
+        return self._client.build_request("POST", self._url, json=_body(request), headers=headers)
+
+    async def stream(self, request: ChatRequest, outcome: StreamOutcome) -> AsyncIterator[str]:
+        http_request = self.build_request(request)
+        async with open_stream(
+            self._client, self.config, http_request, content_type="json"
+        ) as response:
+            decoder = NDJSONDecoder()
+            chunks = response.aiter_bytes()
+            async for chunk in chunks:
+                for line in decoder.feed(chunk):
+                    text, done = _line(parse_event(line), outcome)
+                    if text:
+                        yield text
+                    if done:
+                        await drain_after_end(chunks)
+                        return
+            for line in decoder.close():
+                text, done = _line(parse_event(line), outcome)
+                if text:
+                    yield text
+                if done:
+                    return
+            raise UpstreamProtocolError("the upstream stream ended before done: true")
+
+    async def aclose(self) -> None:
+        return None
+
+
+def _body(request: ChatRequest) -> dict[str, Any]:
+    messages = [{"role": m.role, "content": m.content} for m in request.messages]
+    if request.system is not None:
+        messages.insert(0, {"role": "system", "content": request.system})
+    options: dict[str, Any] = {}
+    for ours, theirs in (
+        ("max_tokens", "num_predict"),
+        ("temperature", "temperature"),
+        ("top_p", "top_p"),
+    ):
+        value = getattr(request, ours)
+        if value is not None:
+            options[theirs] = value
+    if request.stop:
+        options["stop"] = list(request.stop)
+    body: dict[str, Any] = {"model": request.model, "messages": messages, "stream": True}
+    if options:
+        body["options"] = options
+    body.update(request.extra)
+    return body
+
+
+def _line(data: Any, outcome: StreamOutcome) -> tuple[str, bool]:
+    if not isinstance(data, dict):
+        raise UpstreamProtocolError("the upstream sent a line that is not a JSON object")
+    if data.get("error"):
+        raise in_stream_error(data)
+    text = (data.get("message") or {}).get("content") or ""
+    if not data.get("done"):
+        return text, False
+    outcome.finish_reason = data.get("done_reason") or "stop"
+    outcome.model = data.get("model")
+    outcome.usage = Usage(data.get("prompt_eval_count"), data.get("eval_count"))
+    return text, True

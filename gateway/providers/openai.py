@@ -1,0 +1,139 @@
+"""OpenAI Chat Completions streaming, and every server that speaks it.
+
+vLLM, llama.cpp, LM Studio, Ollama's /v1, Groq, Mistral, OpenRouter, Together… all send
+`data: {chunk}` events ending with `data: [DONE]`, each with its quirks, handled here:
+role-only first chunks and empty deltas are skipped; usage may come in a `choices: []` (or
+`null`, or missing) chunk, or in Groq's `x_groq.usage`; Mistral may send `content` as a list of
+typed parts; errors arrive as `{"error": …}` events (also as the first event of a 200, as vLLM
+does), as OpenRouter's `finish_reason: "error"`, or as old llama.cpp's `error:` SSE field; a
+stream that ends after a `finish_reason` but without `[DONE]` is accepted (some gateways never
+send it); one that ends with neither is truncated. Only choice 0 is relayed; reasoning fields
+(`reasoning`, `reasoning_content`) and tool-call arguments are not answer text. Refusal text
+(`delta.refusal`) is relayed: it is what the model says to the user.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any, Literal
+
+import httpx
+
+from gateway.errors import UpstreamProtocolError, UpstreamUnavailable
+from gateway.providers._http import (
+    HTTPProviderConfig,
+    drain_after_end,
+    in_stream_error,
+    open_stream,
+    parse_event,
+    sanitise,
+)
+from gateway.providers._sse import SSEDecoder
+from gateway.providers.base import ChatRequest, StreamOutcome, Usage
+
+__all__ = ["OpenAIConfig", "OpenAIProvider"]
+
+
+class OpenAIConfig(HTTPProviderConfig):
+    type: Literal["openai"] = "openai"
+    base_url: str = "https://api.openai.com/v1"
+
+
+class OpenAIProvider:
+    def __init__(self, config: OpenAIConfig, client: httpx.AsyncClient) -> None:
+        self.config = config
+        self._client = client
+        self._url = f"{config.base_url}/chat/completions"
+
+    def build_request(self, request: ChatRequest) -> httpx.Request:
+        headers = {"Accept": "text/event-stream", "Accept-Encoding": "identity"}
+        headers.update(self.config.headers)
+        if self.config.api_key is not None:
+            headers["Authorization"] = f"Bearer {self.config.api_key.get_secret_value()}"
+        return self._client.build_request("POST", self._url, json=_body(request), headers=headers)
+
+    async def stream(self, request: ChatRequest, outcome: StreamOutcome) -> AsyncIterator[str]:
+        http_request = self.build_request(request)
+        async with open_stream(
+            self._client, self.config, http_request, content_type="event-stream"
+        ) as response:
+            decoder = SSEDecoder()
+            chunks = response.aiter_bytes()
+            async for chunk in chunks:
+                for event in decoder.feed(chunk):
+                    if event.event == "error":
+                        raise in_stream_error(parse_event(event.data))
+                    if event.data.strip() == b"[DONE]":
+                        await drain_after_end(chunks)
+                        return
+                    for text in _deltas(parse_event(event.data), outcome):
+                        yield text
+            if outcome.finish_reason is None:
+                raise UpstreamProtocolError("the upstream stream ended before [DONE]")
+
+    async def aclose(self) -> None:
+        return None
+
+
+def _body(request: ChatRequest) -> dict[str, Any]:
+    messages = [{"role": m.role, "content": m.content} for m in request.messages]
+    if request.system is not None:
+        messages.insert(0, {"role": "system", "content": request.system})
+    body: dict[str, Any] = {
+        "model": request.model,
+        "messages": messages,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+    for key in ("max_tokens", "temperature", "top_p"):
+        value = getattr(request, key)
+        if value is not None:
+            body[key] = value
+    if request.stop:
+        body["stop"] = list(request.stop)
+    body.update(request.extra)
+    return body
+
+
+def _deltas(chunk: Any, outcome: StreamOutcome) -> list[str]:
+    if not isinstance(chunk, dict):
+        raise UpstreamProtocolError("the upstream sent a chunk that is not a JSON object")
+    if chunk.get("error"):
+        raise in_stream_error(chunk)
+    _usage(chunk, outcome)
+    if "model" in chunk and outcome.model is None:
+        outcome.model = chunk["model"]
+    texts: list[str] = []
+    for choice in chunk.get("choices") or ():
+        if choice.get("index", 0) != 0:
+            continue
+        delta = choice.get("delta") or {}
+        _texts(delta.get("content"), texts)
+        _texts(delta.get("refusal"), texts)
+        finish = choice.get("finish_reason")
+        if finish == "error":
+            raise UpstreamUnavailable(sanitise("the upstream stopped with finish_reason error"))
+        if finish:
+            outcome.finish_reason = finish
+    return texts
+
+
+def _texts(content: Any, into: list[str]) -> None:
+    if isinstance(content, str):
+        if content:
+            into.append(content)
+    elif isinstance(content, list):  # Mistral: typed parts; only "text" parts are answer text
+        for part in content:
+            if isinstance(part, dict) and part.get("type") == "text" and part.get("text"):
+                into.append(part["text"])
+
+
+def _usage(chunk: dict[str, Any], outcome: StreamOutcome) -> None:
+    usage = chunk.get("usage")
+    x_groq = chunk.get("x_groq")
+    if isinstance(x_groq, dict):
+        if x_groq.get("error"):  # Groq: "why the stream was stopped early"
+            raise UpstreamUnavailable(sanitise(str(x_groq["error"])))
+        usage = usage or x_groq.get("usage")
+    if isinstance(usage, dict):
+        outcome.usage = Usage(usage.get("prompt_tokens"), usage.get("completion_tokens"))

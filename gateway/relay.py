@@ -1,0 +1,137 @@
+"""The commit point (SPEC §4.1): run the attempt plan until one yields its first delta.
+
+Everything that fails before the first delta is raised as a `GatewayError`, so the route can
+still answer with a proper status; fallbacks are tried in order for retryable errors, and the
+same entry is retried when its provider sets `retries`. Once a first delta is in hand, the
+caller gets a `Relay`: the first delta, the rest of the stream, and where it came from. From
+then on nothing is retried (a retry after partial output would duplicate text).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+
+from gateway.errors import GatewayError, UpstreamProtocolError, UpstreamTimeout
+from gateway.models import Attempt, to_chat_request
+from gateway.providers.base import StreamOutcome
+from gateway.schemas import StreamRequest
+
+__all__ = ["Relay", "open_relay"]
+
+
+class Relay:
+    """A primed stream. Iterate `rest` after sending `first`; always `aclose()` it."""
+
+    __slots__ = ("attempt", "first", "outcome", "rest")
+
+    def __init__(
+        self,
+        attempt: Attempt,
+        first: str,
+        rest: AsyncIterator[str],
+        outcome: StreamOutcome,
+    ) -> None:
+        self.attempt = attempt
+        self.first = first
+        self.rest = rest
+        self.outcome = outcome
+
+    @property
+    def model(self) -> str:
+        return self.attempt.model
+
+    @property
+    def provider(self) -> str:
+        return self.attempt.provider.name
+
+    async def aclose(self) -> None:
+        aclose = getattr(self.rest, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+
+async def open_relay(plan: Sequence[Attempt], request: StreamRequest) -> Relay:
+    """Prime the first delta of the first attempt that works (fallbacks, retries)."""
+    last: GatewayError | None = None
+    for attempt in plan:
+        config = attempt.provider.config
+        for retry in range(config.retries + 1):
+            try:
+                return await _prime(attempt, request)
+            except GatewayError as exc:
+                if not exc.retryable:
+                    raise
+                last = exc
+                if retry < config.retries:
+                    await _backoff(exc, config.retry_after_max_s)
+    assert last is not None
+    raise last
+
+
+async def _backoff(error: GatewayError, ceiling: float) -> None:
+    await asyncio.sleep(min(error.retry_after or 0.0, ceiling))
+
+
+async def _prime(attempt: Attempt, request: StreamRequest) -> Relay:
+    config = attempt.provider.config
+    outcome = StreamOutcome()
+    stream = attempt.provider.adapter.stream(to_chat_request(attempt, request), outcome)
+    started = asyncio.get_running_loop().time()
+    deadline = config.first_token_timeout
+    if config.total_timeout is not None:
+        deadline = min(deadline, config.total_timeout)
+    try:
+        async with asyncio.timeout(deadline):
+            first = await anext(stream)
+    except StopAsyncIteration:
+        return _empty(attempt, outcome)
+    except TimeoutError:
+        await _close(stream)
+        raise UpstreamTimeout(f"no first token within {deadline:g} s") from None
+    except BaseException:
+        await _close(stream)
+        raise
+    rest: AsyncIterator[str] = stream
+    if config.total_timeout is not None:
+        rest = _until(stream, started + config.total_timeout)
+    return Relay(attempt, first, rest, outcome)
+
+
+def _empty(attempt: Attempt, outcome: StreamOutcome) -> Relay:
+    # A stream that finished properly with no text (a refusal, max_tokens=0...) is an empty
+    # answer; one that just stopped is a broken upstream.
+    if outcome.finish_reason is None:
+        raise UpstreamProtocolError("the upstream stream ended without any text or finish")
+    return Relay(attempt, "", _nothing(), outcome)
+
+
+async def _nothing() -> AsyncGenerator[str, None]:
+    return
+    yield  # pragma: no cover - makes this an async generator
+
+
+async def _until(stream: AsyncIterator[str], deadline: float) -> AsyncGenerator[str, None]:
+    """Enforce `total_timeout` (only built when configured: it costs a timer per delta).
+
+    The deadline wraps each read, never a `yield`: a timeout held across a yield would fire
+    in the consumer's code instead of here.
+    """
+    try:
+        while True:
+            try:
+                async with asyncio.timeout_at(deadline):
+                    delta = await anext(stream)
+            except StopAsyncIteration:
+                return
+            except TimeoutError:
+                raise UpstreamTimeout("the stream exceeded its total time-out") from None
+            yield delta
+    finally:
+        await _close(stream)
+
+
+async def _close(stream: AsyncIterator[str]) -> None:
+    aclose = getattr(stream, "aclose", None)
+    if aclose is not None:
+        await aclose()

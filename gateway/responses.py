@@ -1,0 +1,222 @@
+"""Relay responses: the stream of deltas encoded as text, SSE or NDJSON (SPEC §4.1).
+
+`RelayResponse` sends the headers with the first delta (the relay is already primed), writes
+each delta the moment it arrives, and owns every way a stream can end:
+
+    complete           the upstream finished: the format's end frame, then the last chunk
+    upstream failure   the format's in-band error; in text mode the connection is ended
+                       without the terminating chunk so that no client mistakes it for whole
+    client gone        the guard cancels the task wherever it waits; nothing more is sent
+    shutdown           the drain interrupts it after the grace period: in-band error
+
+and, whatever happened, closes the encoder and the relay (so the upstream connection) in its
+own `finally`, not when the garbage collector gets round to it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import AsyncGenerator, Callable
+from typing import Any
+
+import orjson
+from fastapi.sse import EventSourceResponse, format_sse_event
+from starlette.responses import StreamingResponse
+from starlette.types import Receive, Scope, Send
+
+from gateway.errors import GatewayError, Unavailable
+from gateway.lifecycle import Interrupt, StreamGuard
+from gateway.relay import Relay
+
+__all__ = [
+    "FORMATS",
+    "Encoder",
+    "NDJSONEncoder",
+    "RelayEventSourceResponse",
+    "RelayResponse",
+    "SSEEncoder",
+    "TextEncoder",
+    "new_stream_id",
+]
+
+
+class StreamTruncated(Exception):
+    """Text mode failed after the commit point: end the connection without the last chunk."""
+
+
+def new_stream_id() -> str:
+    return secrets.token_urlsafe(16)  # 128 random bits, URL-safe
+
+
+class Encoder:
+    """Turns a primed relay into body bytes. One instance per response."""
+
+    media_type = "text/plain; charset=utf-8"
+
+    def __init__(self, relay: Relay, stream_id: str) -> None:
+        self.relay = relay
+        self.stream_id = stream_id
+        self.error: GatewayError | None = None
+        self.deltas = 0
+
+    def body(self) -> AsyncGenerator[bytes, None]:
+        raise NotImplementedError
+
+    def error_frame(self, error: GatewayError) -> bytes | None:
+        """The in-band error; None where the format has none (text truncates instead)."""
+        return None
+
+    def end_summary(self) -> dict[str, Any]:
+        outcome = self.relay.outcome
+        return {
+            "finish_reason": outcome.finish_reason,
+            "usage": outcome.usage.as_dict() if outcome.usage else None,
+            "model": self.relay.model,
+            "provider": self.relay.provider,
+        }
+
+
+class TextEncoder(Encoder):
+    async def body(self) -> AsyncGenerator[bytes, None]:
+        relay = self.relay
+        if relay.first:
+            self.deltas += 1
+            yield relay.first.encode()
+        try:
+            async for delta in relay.rest:
+                self.deltas += 1
+                yield delta.encode()
+        except GatewayError as exc:
+            self.error = exc
+            raise StreamTruncated from exc
+
+
+class SSEEncoder(Encoder):
+    media_type = "text/event-stream"
+
+    def __init__(self, relay: Relay, stream_id: str) -> None:
+        super().__init__(relay, stream_id)
+        self._id = stream_id.encode() + b":"
+
+    def _event(self, delta: str) -> bytes:
+        # A pre-built template: one small bytes format per delta instead of a pydantic model.
+        # It writes exactly what format_sse_event(data_str=..., id=...) writes (tested).
+        frame = b"data: %b\nid: %b%d\n\n" % (orjson.dumps(delta), self._id, self.deltas)
+        self.deltas += 1
+        return frame
+
+    async def body(self) -> AsyncGenerator[bytes, None]:
+        relay = self.relay
+        if relay.first:
+            yield self._event(relay.first)
+        try:
+            async for delta in relay.rest:
+                yield self._event(delta)
+        except GatewayError as exc:
+            self.error = exc
+            yield self.error_frame(exc)
+            return
+        yield self._frame("done", self.end_summary())
+
+    def _frame(self, event: str, data: dict[str, Any]) -> bytes:
+        next_id = f"{self.stream_id}:{self.deltas}"
+        return format_sse_event(data_str=orjson.dumps(data).decode(), event=event, id=next_id)
+
+    def error_frame(self, error: GatewayError) -> bytes:
+        return self._frame("error", {"type": error.type, "message": error.message})
+
+
+class NDJSONEncoder(Encoder):
+    media_type = "application/x-ndjson"
+
+    async def body(self) -> AsyncGenerator[bytes, None]:
+        relay = self.relay
+        if relay.first:
+            self.deltas += 1
+            yield b'{"text":%b}\n' % orjson.dumps(relay.first)
+        try:
+            async for delta in relay.rest:
+                self.deltas += 1
+                yield b'{"text":%b}\n' % orjson.dumps(delta)
+        except GatewayError as exc:
+            self.error = exc
+            yield self.error_frame(exc)
+            return
+        yield orjson.dumps({"done": True, **self.end_summary()}) + b"\n"
+
+    def error_frame(self, error: GatewayError) -> bytes:
+        return orjson.dumps({"error": {"type": error.type, "message": error.message}}) + b"\n"
+
+
+FORMATS: dict[str, type[Encoder]] = {
+    "text": TextEncoder,
+    "sse": SSEEncoder,
+    "ndjson": NDJSONEncoder,
+}
+
+Finished = Callable[["RelayResponse"], None]
+
+
+class RelayResponse(StreamingResponse):
+    def __init__(
+        self,
+        encoder: Encoder,
+        guard: StreamGuard,
+        headers: list[tuple[bytes, bytes]],
+        finished: Finished | None = None,
+    ) -> None:
+        self.encoder = encoder
+        self.guard = guard
+        self.chunks = encoder.body()
+        self.body_iterator = self.chunks
+        self.status_code = 200
+        self.background = None
+        self.raw_headers = [(b"content-type", encoder.media_type.encode()), *headers]
+        self.finished = finished
+        self.result = "complete"
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await self._send_all(send)
+        except StreamTruncated:
+            self.result = _result_of(self.encoder.error)
+        except asyncio.CancelledError:
+            reason = self.guard.absorb()
+            if reason is None:
+                raise
+            self.result = reason.value
+            if reason is Interrupt.SHUTDOWN:
+                await self._end_for_shutdown(send)
+        finally:
+            self.guard.close()
+            await self.chunks.aclose()
+            await self.encoder.relay.aclose()
+            if self.finished is not None:
+                self.finished(self)
+
+    async def _send_all(self, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+        async for chunk in self.chunks:
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        self.guard.close()
+        if self.encoder.error is not None:
+            self.result = _result_of(self.encoder.error)
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    async def _end_for_shutdown(self, send: Send) -> None:
+        frame = self.encoder.error_frame(Unavailable("the gateway is shutting down"))
+        if frame is None:
+            return  # text: end without the last chunk, as for any failure
+        await send({"type": "http.response.body", "body": frame, "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+class RelayEventSourceResponse(RelayResponse, EventSourceResponse):
+    """The SSE flavour: FastAPI's EventSourceResponse, with the relay's lifecycle."""
+
+
+def _result_of(error: GatewayError | None) -> str:
+    if error is None:
+        return "complete"
+    return "timeout" if error.type == "upstream_timeout" else "upstream_error"

@@ -1,0 +1,49 @@
+"""Running the app under uvicorn (uvloop and httptools when installed)."""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Any
+
+import uvicorn
+from uvicorn.supervisors import Multiprocess
+
+from gateway.app import create_app
+from gateway.settings import Settings
+
+__all__ = ["serve", "uvicorn_config"]
+
+# uvicorn's own graceful time-out sits just above ours, so that streams still running when
+# shutdown_grace_s ends get their in-band error from the drain rather than a bare cancel.
+SHUTDOWN_MARGIN_S = 2
+
+
+def uvicorn_config(settings: Settings, app: Any, **extra: Any) -> uvicorn.Config:
+    return uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        access_log=False,  # replaced by the gateway's own line: uvicorn's prints query strings
+        server_header=False,
+        timeout_graceful_shutdown=math.ceil(settings.shutdown_grace_s) + SHUTDOWN_MARGIN_S,
+        log_config=None,
+        **extra,
+    )
+
+
+def serve(settings: Settings, config_path: str | None) -> None:
+    """Serve until a signal: in this process, or with `workers` processes sharing a socket."""
+    if settings.workers == 1:
+        uvicorn.Server(uvicorn_config(settings, create_app(settings))).run()
+        return
+    # Each worker builds its own app from the same layers: pass the CLI's choices on.
+    if config_path:
+        os.environ["GATEWAY_CONFIG"] = config_path
+    for key in ("host", "port", "log_level", "log_format"):
+        os.environ[f"GATEWAY_{key.upper()}"] = str(getattr(settings, key))
+    config = uvicorn_config(
+        settings, "gateway.app:create_app_from_env", factory=True, workers=settings.workers
+    )
+    Multiprocess(config, sockets=[config.bind_socket()]).run()
