@@ -1,0 +1,95 @@
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from gateway.errors import UpstreamRateLimited, UpstreamUnavailable
+from gateway.providers.base import ChatMessage, ChatRequest, StreamOutcome
+from gateway.providers.fake import FakeConfig, FakeProvider, load_story, split_chunks
+
+STORY = (Path(__file__).parents[3] / "gateway" / "providers" / "story.txt").read_text()
+
+
+def request(**extra: object) -> ChatRequest:
+    return ChatRequest(model="story", messages=(ChatMessage("user", "hi there"),), extra=extra)
+
+
+def test_fake_story_is_the_reference_text() -> None:
+    shared = Path(__file__).parents[4] / "shared" / "reference" / "story.txt"
+    if shared.is_file():
+        assert load_story(None) == shared.read_text()
+    assert load_story(None).startswith("Rick: (stumbles in drunkenly")
+
+
+@pytest.mark.parametrize("chunking", ["line", "word", "char"])
+def test_fake_chunks_concatenate_to_the_exact_text(chunking: str) -> None:
+    chunks = split_chunks(STORY, chunking)  # type: ignore[arg-type]
+    assert "".join(chunks) == STORY
+    assert all(chunks)
+    expected = {"line": 7, "char": len(STORY)}.get(chunking)
+    if expected:
+        assert len(chunks) == expected
+
+
+def test_fake_word_chunking_keeps_leading_whitespace() -> None:
+    assert "".join(split_chunks("  a b\n\tc  ", "word")) == "  a b\n\tc  "
+
+
+async def test_fake_streams_the_story_and_reports_outcome() -> None:
+    provider = FakeProvider(FakeConfig(chunk_delay_ms=0))
+    outcome = StreamOutcome()
+    text = "".join([d async for d in provider.stream(request(), outcome)])
+    assert text == STORY
+    assert outcome.finish_reason == "stop"
+    assert outcome.usage is not None and outcome.usage.prompt_tokens == 2
+
+
+async def test_fake_script_file_replaces_the_story(tmp_path: Path) -> None:
+    script = tmp_path / "s.txt"
+    script.write_text("one two\nthree")
+    provider = FakeProvider(FakeConfig(chunk_delay_ms=0, chunking="line", script=script))
+    assert [d async for d in provider.stream(request(), StreamOutcome())] == ["one two\n", "three"]
+
+
+async def test_fake_fail_status_raises_the_real_adapters_error() -> None:
+    provider = FakeProvider(FakeConfig(chunk_delay_ms=0))
+    with pytest.raises(UpstreamRateLimited):
+        await anext(provider.stream(request(fail_status=429), StreamOutcome()))
+
+
+async def test_fake_fail_after_chunks_breaks_mid_stream() -> None:
+    provider = FakeProvider(FakeConfig(chunk_delay_ms=0))
+    got: list[str] = []
+    with pytest.raises(UpstreamUnavailable):
+        async for delta in provider.stream(request(fail_after_chunks=3), StreamOutcome()):
+            got.append(delta)
+    assert len(got) == 3
+
+
+async def test_fake_with_zero_delay_can_still_be_cancelled() -> None:
+    provider = FakeProvider(FakeConfig(chunk_delay_ms=0, chunking="char"))
+    started = asyncio.Event()
+
+    async def consume() -> None:
+        async for _ in provider.stream(request(), StreamOutcome()):
+            started.set()
+
+    task = asyncio.ensure_future(consume())
+    await started.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
+async def test_fake_pace_hook_controls_release() -> None:
+    released: list[int] = []
+
+    async def pace(index: int) -> None:
+        released.append(index)
+        await asyncio.sleep(0)
+
+    provider = FakeProvider(FakeConfig(chunking="line"), pace=pace)
+    chunks = [d async for d in provider.stream(request(), StreamOutcome())]
+    assert released == list(range(len(chunks)))
