@@ -66,6 +66,16 @@ class HTTPProviderConfig(ProviderSettings):
                 data = {**data, "api_key": value}
         return data
 
+    def optional_key(self) -> str | None:
+        """The key, or None for a server that takes none (no api_key and no api_key_env).
+
+        A named variable that is unset is a mistake, not a keyless server: fail before
+        calling anyone, with a message that says what to set.
+        """
+        if self.api_key is None and not self.api_key_env:
+            return None
+        return self.require_key()
+
     def require_key(self) -> str:
         if self.api_key is None:
             where = f"set {self.api_key_env}" if self.api_key_env else "set api_key"

@@ -48,8 +48,8 @@ class OpenAIProvider:
     def build_request(self, request: ChatRequest) -> httpx.Request:
         headers = {"Accept": "text/event-stream", "Accept-Encoding": "identity"}
         headers.update(self.config.headers)
-        if self.config.api_key is not None:
-            headers["Authorization"] = f"Bearer {self.config.api_key.get_secret_value()}"
+        if (key := self.config.optional_key()) is not None:
+            headers["Authorization"] = f"Bearer {key}"
         return self._client.build_request("POST", self._url, json=_body(request), headers=headers)
 
     async def stream(self, request: ChatRequest, outcome: StreamOutcome) -> AsyncIterator[str]:

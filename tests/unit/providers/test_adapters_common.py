@@ -258,3 +258,14 @@ async def test_adapter_gzip_encoded_stream_is_decoded(respx_mock: respx.MockRout
     deltas, _, exc = await collect(make_adapter("openai"))
     assert exc is None
     assert "".join(deltas).startswith("The quick")
+
+
+@pytest.mark.parametrize("kind", ["openai", "ollama"])
+async def test_adapter_named_but_unset_key_variable_fails_before_any_request(
+    respx_mock: respx.MockRouter, kind: str
+) -> None:
+    adapter = make_adapter(kind, api_key=None, api_key_env="UNSET_API_KEY")
+    _, _, exc = await collect(adapter)
+    assert isinstance(exc, UpstreamAuth)
+    assert "UNSET_API_KEY" in exc.message
+    assert not respx_mock.calls
