@@ -68,7 +68,7 @@ def _entry_attempt(
     return Attempt(name, providers[entry.provider], entry.model or name, entry.params)
 
 
-def to_chat_request(attempt: Attempt, request: StreamRequest) -> ChatRequest:
+def to_chat_request(attempt: Attempt, *, request: StreamRequest) -> ChatRequest:
     """Normalise for adapters: one system prompt, entry params merged under the client's."""
     params = attempt.params
     systems = [request.system] if request.system else []

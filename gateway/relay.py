@@ -10,12 +10,11 @@ then on nothing is retried (a retry after partial output would duplicate text).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 
 from gateway.errors import GatewayError, UpstreamProtocolError, UpstreamTimeout
-from gateway.models import Attempt, to_chat_request
-from gateway.providers.base import StreamOutcome
-from gateway.schemas import StreamRequest
+from gateway.models import Attempt
+from gateway.providers.base import ChatRequest, StreamOutcome
 
 __all__ = ["Relay", "open_relay"]
 
@@ -51,14 +50,20 @@ class Relay:
             await aclose()
 
 
-async def open_relay(plan: Sequence[Attempt], request: StreamRequest) -> Relay:
-    """Prime the first delta of the first attempt that works (fallbacks, retries)."""
+BuildRequest = Callable[[Attempt], ChatRequest]
+
+
+async def open_relay(plan: Sequence[Attempt], build: BuildRequest) -> Relay:
+    """Prime the first delta of the first attempt that works (fallbacks, retries).
+
+    `build` turns each attempt into the adapter's request (entry params merged per attempt).
+    """
     last: GatewayError | None = None
     for attempt in plan:
         config = attempt.provider.config
         for retry in range(config.retries + 1):
             try:
-                return await _prime(attempt, request)
+                return await _prime(attempt, build(attempt))
             except GatewayError as exc:
                 if not exc.retryable:
                     raise
@@ -73,10 +78,10 @@ async def _backoff(error: GatewayError, ceiling: float) -> None:
     await asyncio.sleep(min(error.retry_after or 0.0, ceiling))
 
 
-async def _prime(attempt: Attempt, request: StreamRequest) -> Relay:
+async def _prime(attempt: Attempt, request: ChatRequest) -> Relay:
     config = attempt.provider.config
     outcome = StreamOutcome()
-    stream = attempt.provider.adapter.stream(to_chat_request(attempt, request), outcome)
+    stream = attempt.provider.adapter.stream(request, outcome)
     started = asyncio.get_running_loop().time()
     deadline = config.first_token_timeout
     if config.total_timeout is not None:

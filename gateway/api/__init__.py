@@ -1,7 +1,8 @@
 from fastapi import APIRouter
 
-from gateway.api import ops, stream
+from gateway.api import openai, ops, stream
 
 router = APIRouter()
 router.include_router(stream.router)
+router.include_router(openai.router)
 router.include_router(ops.router)

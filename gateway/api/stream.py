@@ -3,21 +3,16 @@
 from __future__ import annotations
 
 import re
+from functools import partial
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
 
 from gateway.api._common import parse_json, read_body, request_id, validate
+from gateway.api._serve import admit_and_prime, respond
 from gateway.errors import BadRequest, InvalidRequest
-from gateway.lifecycle import StreamGuard
-from gateway.relay import open_relay
-from gateway.responses import (
-    FORMATS,
-    RelayEventSourceResponse,
-    RelayResponse,
-    SSEEncoder,
-    new_stream_id,
-)
+from gateway.models import to_chat_request
+from gateway.responses import FORMATS, new_stream_id
 from gateway.schemas import StreamRequest
 from gateway.state import GatewayState, state_of
 
@@ -98,21 +93,8 @@ async def relay_response(
     request: Request, state: GatewayState, body: StreamRequest, fmt: str
 ) -> Response:
     plan = state.models.resolve(body.model)
-    guard = StreamGuard(state.drain, request.receive)
-    try:
-        relay = await guard.run(open_relay(plan, body))
-    except BaseException:
-        guard.close()
-        raise
-    stream_id = new_stream_id()
-    encoder = FORMATS[fmt](relay, stream_id)
-    response_class = RelayEventSourceResponse if isinstance(encoder, SSEEncoder) else RelayResponse
-    headers = [
-        (b"cache-control", b"no-cache"),
-        (b"x-accel-buffering", b"no"),
-        (b"x-request-id", request_id(request).encode()),
-        (b"x-stream-id", stream_id.encode()),
-        (b"x-gateway-model", relay.model.encode()),
-        (b"x-gateway-provider", relay.provider.encode()),
-    ]
-    return response_class(encoder, guard, headers, finished=state.finished)
+    guard, relay = await admit_and_prime(
+        request, state, plan, partial(to_chat_request, request=body)
+    )
+    encoder = FORMATS[fmt](relay, new_stream_id())
+    return respond(request, state, encoder, guard)

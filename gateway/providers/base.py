@@ -59,6 +59,9 @@ class ChatRequest:
     # The model entry's `params` that are not one of the fields above, passed through to the
     # provider's body as they are (and the fake provider's scripted faults).
     extra: Mapping[str, Any] = field(default_factory=dict)
+    # OpenAI sampling parameters sent by /v1 clients (seed, penalties, reasoning_effort…):
+    # only the OpenAI-compatible adapter understands them; the other dialects ignore them.
+    openai_params: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(slots=True)

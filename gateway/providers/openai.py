@@ -91,6 +91,7 @@ def _body(request: ChatRequest) -> dict[str, Any]:
             body[key] = value
     if request.stop:
         body["stop"] = list(request.stop)
+    body.update(request.openai_params)
     body.update(request.extra)
     return body
 

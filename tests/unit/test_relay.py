@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from functools import partial
 
 import pytest
 
@@ -12,7 +13,7 @@ from gateway.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
-from gateway.models import Attempt, ModelTable
+from gateway.models import Attempt, ModelTable, to_chat_request
 from gateway.providers import RegisteredProvider
 from gateway.providers.base import ChatRequest, ProviderSettings, StreamOutcome
 from gateway.relay import open_relay
@@ -58,7 +59,7 @@ def attempt(adapter: Scripted, name: str = "m", **config: float) -> Attempt:
     return Attempt(name, RegisteredProvider(name, settings, adapter), "upstream-" + name)
 
 
-REQUEST = StreamRequest(prompt="hi")
+REQUEST = partial(to_chat_request, request=StreamRequest(prompt="hi"))
 
 
 async def drain(relay_rest: AsyncIterator[str]) -> list[str]:

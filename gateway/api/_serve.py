@@ -1,0 +1,46 @@
+"""Serving a relay: admission, priming under the disconnect guard, the committed response."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from fastapi import Request, Response
+
+from gateway.api._common import request_id
+from gateway.lifecycle import StreamGuard
+from gateway.models import Attempt
+from gateway.relay import BuildRequest, Relay, open_relay
+from gateway.responses import Encoder, RelayEventSourceResponse, RelayResponse, SSEEncoder
+from gateway.state import GatewayState
+
+__all__ = ["admit_and_prime", "respond"]
+
+
+async def admit_and_prime(
+    request: Request, state: GatewayState, plan: Sequence[Attempt], build: BuildRequest
+) -> tuple[StreamGuard, Relay]:
+    """Admit the stream (503 while draining), then prime it under the disconnect guard."""
+    guard = StreamGuard(state.drain, request.receive)
+    try:
+        return guard, await guard.run(open_relay(plan, build))
+    except BaseException:
+        guard.close()
+        raise
+
+
+def respond(
+    request: Request, state: GatewayState, encoder: Encoder, guard: StreamGuard
+) -> Response:
+    """The committed response, with the headers every stream carries (SPEC §4.1)."""
+    relay, stream_id = encoder.relay, encoder.stream_id
+    sse = encoder.media_type == SSEEncoder.media_type
+    response_class = RelayEventSourceResponse if sse else RelayResponse
+    headers = [
+        (b"cache-control", b"no-cache"),
+        (b"x-accel-buffering", b"no"),
+        (b"x-request-id", request_id(request).encode()),
+        (b"x-stream-id", stream_id.encode()),
+        (b"x-gateway-model", relay.model.encode()),
+        (b"x-gateway-provider", relay.provider.encode()),
+    ]
+    return response_class(encoder, guard, headers, finished=state.finished)

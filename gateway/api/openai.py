@@ -1,0 +1,73 @@
+"""OpenAI-compatible routes: POST /v1/chat/completions, GET /v1/models (SPEC §4.3)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
+
+from gateway.api._common import parse_json, read_body, request_id
+from gateway.api._serve import admit_and_prime, respond
+from gateway.chat_completions import ChatCompletionEncoder, ChatCompletionRequest, completion_body
+from gateway.relay import Relay
+from gateway.responses import new_stream_id
+from gateway.state import state_of
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/v1")
+
+_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": ChatCompletionRequest.model_json_schema()}},
+    }
+}
+
+
+@router.post("/chat/completions", openapi_extra=_BODY, response_class=Response)
+async def chat_completions(request: Request) -> Response:
+    state = state_of(request)
+    body = parse_json(
+        await read_body(request, state.settings.max_body_bytes), ChatCompletionRequest
+    )
+    body.check_supported()
+    plan = state.models.resolve(body.model)
+    guard, relay = await admit_and_prime(request, state, plan, body.builder())
+    stream_id = new_stream_id()
+    if body.stream:
+        include_usage = body.stream_options is not None and body.stream_options.include_usage
+        encoder = ChatCompletionEncoder(relay, stream_id, include_usage)
+        return respond(request, state, encoder, guard)
+    try:
+        text = await guard.run(_collect(relay))
+    finally:
+        guard.close()
+        await relay.aclose()
+    headers = {
+        "X-Request-ID": request_id(request),
+        "X-Gateway-Model": relay.model,
+        "X-Gateway-Provider": relay.provider,
+    }
+    return JSONResponse(completion_body(relay, stream_id, text), headers=headers)
+
+
+async def _collect(relay: Relay) -> str:
+    parts = [relay.first]
+    async for delta in relay.rest:
+        parts.append(delta)
+    return "".join(parts)
+
+
+@router.get("/models")
+async def list_models(request: Request) -> JSONResponse:
+    state = state_of(request)
+    data = [
+        {
+            "id": name,
+            "object": "model",
+            "created": 0,
+            "owned_by": state.settings.models[name].provider,
+        }
+        for name in state.models.names()
+    ]
+    return JSONResponse({"object": "list", "data": data})

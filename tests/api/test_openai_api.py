@@ -1,0 +1,87 @@
+"""/v1 routes before the commit point: OpenAI's error shape and statuses, in process."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+
+from tests.conftest import FAST_FAKE, app_client, settings_from
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[httpx.AsyncClient]:
+    async with app_client(settings_from(FAST_FAKE)) as (http, _):
+        yield http
+
+
+def openai_error(response: httpx.Response) -> dict[str, object]:
+    error = response.json()["error"]
+    assert set(error) == {"message", "type", "param", "code"}
+    assert error["type"] == error["code"]
+    return error  # type: ignore[no-any-return]
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "type_"),
+    [
+        (b"{oops", 422, "invalid_request"),
+        (b'{"model": "story"}', 422, "invalid_request"),
+        (b'{"model": "story", "messages": [], "stream": true}', 422, "invalid_request"),
+        (
+            b'{"model": "story", "messages": [{"role": "user", "content": "x"}], "bogus": 1}',
+            422,
+            "invalid_request",
+        ),
+        (
+            b'{"model": "nope", "messages": [{"role": "user", "content": "x"}]}',
+            404,
+            "unknown_model",
+        ),
+        (
+            b'{"model": "story", "messages": [{"role": "tool", "content": "x", "tool_call_id": "1"}]}',
+            400,
+            "invalid_request",
+        ),
+    ],
+)
+async def test_chat_completions_errors_use_openai_shape(
+    client: httpx.AsyncClient, body: bytes, status: int, type_: str
+) -> None:
+    response = await client.post("/v1/chat/completions", content=body)
+    assert response.status_code == status
+    assert openai_error(response)["type"] == type_
+
+
+async def test_developer_role_and_text_parts_are_accepted(client: httpx.AsyncClient) -> None:
+    body = {
+        "model": "story",
+        "messages": [
+            {"role": "developer", "content": "be brief"},
+            {"role": "user", "content": [{"type": "text", "text": "hi"}]},
+            {"role": "assistant", "content": None, "refusal": None},
+            {"role": "user", "content": "again", "name": "me"},
+        ],
+        "metadata": {"a": "b"},
+        "store": False,
+        "n": 1,
+        "tool_choice": "none",
+        "response_format": {"type": "text"},
+    }
+    response = await client.post("/v1/chat/completions", json=body)
+    assert response.status_code == 200
+    assert response.json()["object"] == "chat.completion"
+    assert response.headers["x-gateway-model"] == "story"
+
+
+async def test_models_list_shape(client: httpx.AsyncClient) -> None:
+    body = (await client.get("/v1/models")).json()
+    assert body["object"] == "list"
+    assert body["data"] == [{"id": "story", "object": "model", "created": 0, "owned_by": "fake"}]
+
+
+async def test_unknown_v1_route_uses_openai_shape(client: httpx.AsyncClient) -> None:
+    response = await client.get("/v1/nothing")
+    assert response.status_code == 404
+    assert openai_error(response)["type"] == "not_found"

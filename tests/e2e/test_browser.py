@@ -1,0 +1,139 @@
+"""A real browser (headless Chromium via Playwright) reading the gateway.
+
+Needs Debian's `chromium` (or CHROMIUM=/path/to/chrome) and the `playwright` package; `.ci/run`
+installs the browser when it is missing. Without them the test is skipped, saying so.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from gateway.app import create_app
+from gateway.providers.base import ChatRequest, StreamOutcome
+from gateway.providers.fake import FakeConfig, FakeProvider, load_story
+from tests.conftest import settings_from
+from tests.e2e.servers import serve
+
+pytestmark = [pytest.mark.e2e, pytest.mark.browser]
+
+STORY = load_story(None)
+CHROMIUM = (
+    os.environ.get("CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+)
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+try:
+    from playwright.async_api import Page, async_playwright
+except ImportError:  # pragma: no cover - depends on the machine
+    async_playwright = None  # type: ignore[assignment]
+
+if CHROMIUM is None or async_playwright is None:  # pragma: no cover - depends on the machine
+    pytest.skip(
+        "browser tests need Chromium and Playwright: `apt-get install chromium` "
+        "(or set CHROMIUM=/path/to/chrome) and `pip install playwright`",
+        allow_module_level=True,
+    )
+
+
+class CountingFake(FakeProvider):
+    """The real fake provider, counting how many generations it was asked for."""
+
+    calls = 0
+
+    async def stream(self, request: ChatRequest, outcome: StreamOutcome) -> AsyncIterator[str]:
+        self.calls += 1
+        async for delta in super().stream(request, outcome):
+            yield delta
+
+
+@pytest.fixture
+async def page() -> AsyncIterator[Page]:
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        try:
+            yield await browser.new_page()
+        finally:
+            await browser.close()
+
+
+EVENT_SOURCE = """
+() => new Promise((resolve) => {
+  const source = new EventSource("/stream?prompt=hi");
+  let text = "", done = null, opens = 0, errors = 0;
+  source.onopen = () => { opens += 1; };
+  source.onmessage = (event) => { text += JSON.parse(event.data); };
+  source.addEventListener("done", (event) => { done = JSON.parse(event.data); });
+  source.onerror = () => {
+    errors += 1;
+    // After `done` the browser reconnects by itself with Last-Event-ID; the gateway's 204
+    // makes it give up for good (readyState CLOSED).
+    if (source.readyState === EventSource.CLOSED) resolve({ text, done, opens, errors });
+  };
+})
+"""
+
+FETCH_READER = """
+async (body) => {
+  const response = await fetch("/stream", {
+    method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
+  });
+  const reader = response.body.getReader();
+  const decoder = new TextDecoder();
+  let text = "", reads = 0;
+  try {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      reads += 1;
+      text += decoder.decode(value, { stream: true });
+    }
+  } catch (error) {
+    return { text, reads, failed: String(error) };
+  }
+  return { text, reads, failed: null, model: response.headers.get("X-Gateway-Model") };
+}
+"""
+
+
+async def test_browser_event_source_gets_the_text_done_and_no_second_generation(
+    page: Page,
+) -> None:
+    fake = CountingFake(FakeConfig(chunk_delay_ms=0))
+    settings = settings_from("[providers.fake]\ntype='fake'\nchunk_delay_ms=0\n")
+    async with serve(create_app(settings, {"fake": fake})) as url:
+        await page.goto(f"{url}/healthz")
+        result: dict[str, Any] = await page.evaluate(EVENT_SOURCE)
+    assert result["text"] == STORY
+    assert result["done"]["finish_reason"] == "stop"
+    assert result["opens"] == 1  # the reconnection never opened a second stream
+    assert fake.calls == 1
+
+
+async def test_browser_fetch_reader_streams_and_sees_truncation(page: Page) -> None:
+    settings = settings_from(
+        "[providers.fake]\ntype='fake'\nchunk_delay_ms=0\n"
+        "[models.flaky]\nprovider='fake'\nparams={fail_after_chunks=5}\n"
+    )
+    async with serve(create_app(settings)) as url:
+        await page.goto(f"{url}/healthz")
+        whole = await page.evaluate(FETCH_READER, {"prompt": "hi"})
+        broken = await page.evaluate(FETCH_READER, {"prompt": "hi", "model": "flaky"})
+    assert whole["text"] == STORY
+    assert whole["failed"] is None
+    assert whole["model"] == "story"
+    assert broken["failed"] is not None  # the browser rejects the truncated body
+    assert STORY.startswith(broken["text"])
