@@ -26,8 +26,8 @@ run: $(VENV)/.run-installed
 	$(BIN)/gateway serve $(ARGS)
 
 lint: $(VENV)/.dev-installed
-	$(BIN)/ruff check gateway tests
-	$(BIN)/ruff format --check gateway tests
+	$(BIN)/ruff check gateway tests bench
+	$(BIN)/ruff format --check gateway tests bench
 
 typecheck: $(VENV)/.dev-installed
 	$(BIN)/mypy gateway

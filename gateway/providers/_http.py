@@ -23,6 +23,7 @@ from gateway.errors import (
     UpstreamUnavailable,
     error_for_status,
 )
+from gateway.providers._transport import StreamingTransport
 from gateway.providers.base import ProviderSettings
 
 __all__ = [
@@ -83,11 +84,12 @@ class HTTPProviderConfig(ProviderSettings):
         return self.api_key.get_secret_value()
 
 
-def build_client(config: ProviderSettings) -> httpx.AsyncClient:
+def build_client(config: ProviderSettings, *, mockable: bool = False) -> httpx.AsyncClient:
     """One pooled client per provider, built in the app's lifespan.
 
     The read time-out starts as `first_token_timeout` (it covers the wait for the response
-    headers); `open_stream` lowers it to `idle_timeout` once the headers are in.
+    headers); `open_stream` lowers it to `idle_timeout` once the headers are in. `mockable`
+    selects httpx's stock transport, which respx can intercept (adapter unit tests).
     """
     timeout = httpx.Timeout(
         connect=config.connect_timeout,
@@ -95,12 +97,11 @@ def build_client(config: ProviderSettings) -> httpx.AsyncClient:
         write=config.connect_timeout,
         pool=config.connect_timeout,
     )
-    limits = httpx.Limits(
-        max_connections=config.max_connections,
-        max_keepalive_connections=config.max_connections,
-    )
     return httpx.AsyncClient(
-        timeout=timeout, limits=limits, follow_redirects=False, trust_env=False
+        timeout=timeout,
+        transport=None if mockable else StreamingTransport(config.max_connections),
+        follow_redirects=False,
+        trust_env=False,
     )
 
 

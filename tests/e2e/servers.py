@@ -64,6 +64,7 @@ class Reply:
     content_type: str = "text/event-stream"
     body: Sequence[Step] = ()
     headers: dict[str, str] = field(default_factory=dict)
+    head_gate: Gate | None = None  # hold the response headers back until opened
 
 
 @dataclass
@@ -87,6 +88,8 @@ class UpstreamStub:
         self.hang_ups = 0
         self.open_streams = 0
         self.finished = asyncio.Event()
+        self.sent = 0  # body bytes handed to the server so far
+        self.requested = asyncio.Event()  # set once a request has arrived
 
     def reply(self, *replies: Reply | Callable[[], Reply]) -> None:
         self.replies.extend(replies)
@@ -106,6 +109,7 @@ class UpstreamStub:
                 break
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
         self.seen.append(Seen(scope["path"], headers, body))
+        self.requested.set()
         item = self.replies.pop(0) if len(self.replies) > 1 else self.replies[0]
         reply = item() if callable(item) else item
         self.open_streams += 1
@@ -117,9 +121,13 @@ class UpstreamStub:
     async def _send(self, reply: Reply, receive: Receive, send: Send) -> None:
         headers = [(b"content-type", reply.content_type.encode())]
         headers += [(k.encode(), v.encode()) for k, v in reply.headers.items()]
-        await send({"type": "http.response.start", "status": reply.status, "headers": headers})
         watcher = asyncio.create_task(self._watch(receive))
         try:
+            if reply.head_gate is not None:
+                await _first(reply.head_gate.event.wait(), watcher)
+                if watcher.done():
+                    return
+            await send({"type": "http.response.start", "status": reply.status, "headers": headers})
             for step in reply.body:
                 if isinstance(step, Gate):
                     await _first(step.event.wait(), watcher)
@@ -129,6 +137,7 @@ class UpstreamStub:
                     raise ConnectionAbortedError("scripted break")
                 else:
                     await send({"type": "http.response.body", "body": step, "more_body": True})
+                    self.sent += len(step)
             await send({"type": "http.response.body", "body": b"", "more_body": False})
             self.finished.set()
         finally:

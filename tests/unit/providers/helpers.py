@@ -39,7 +39,9 @@ def make_adapter(kind: str, **config: Any) -> Provider:
     options = {"type": kind, "base_url": BASE_URLS[kind], "api_key": CANARY_KEY, **config}
     settings = load_settings(providers={"p": options})
     provider_config = settings.providers["p"]
-    return PROVIDERS[kind](provider_config, build_client(provider_config))
+    # httpx's stock transport, which respx intercepts; the gateway's own transport is
+    # exercised on real sockets in tests/e2e.
+    return PROVIDERS[kind](provider_config, build_client(provider_config, mockable=True))
 
 
 def chat(model: str = "m-1", **fields: Any) -> ChatRequest:

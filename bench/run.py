@@ -1,0 +1,427 @@
+"""`make bench`: the gateway against a direct connection to the same mock, in the same run.
+
+The gateway runs as users run it (`gateway serve`, one worker) pinned to core 0; the mock
+upstream and the load client run on core 1. Every phase measures the direct connection first
+and then the same traffic through the gateway's /v1/chat/completions and /stream?format=sse.
+Any error, short stream or missing terminator fails the run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench.loadgen import Results, Target, abandon, closed_loop, hold_open, sequential
+
+ROOT = Path(__file__).resolve().parents[1]
+REPORT = ROOT / "docs" / "PERFORMANCE.md"
+RESULTS = ROOT / "bench" / "results"
+CHUNKS = 64
+
+
+@dataclass
+class Profile:
+    ttfc_samples: int
+    seconds: float
+    levels: tuple[int, ...]
+    holds: tuple[int, ...]
+    hold_chunks: int
+    hangups: int
+
+
+FULL = Profile(300, 6.0, (1, 50, 200), (1000, 9500), 40, 200)
+QUICK = Profile(60, 1.5, (1, 50, 200), (300,), 8, 30)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def pinned(core: int, command: list[str]) -> list[str]:
+    if shutil.which("taskset") and (os.cpu_count() or 1) > 1:
+        return ["taskset", "-c", str(core), *command]
+    return command
+
+
+class Process:
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+
+    def cpu_seconds(self) -> float:
+        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def memory_kib(self, key: str) -> int:
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+        raise KeyError(key)
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+def targets(mock: int, gateway: int, chunks: int, delay_ms: int) -> list[Target]:
+    model = f"bench-{chunks}-{delay_ms}"
+    messages = [{"role": "user", "content": "hi"}]
+    direct = json.dumps({"model": model, "messages": messages, "stream": True}).encode()
+    v1 = json.dumps({"model": f"mock/{model}", "messages": messages, "stream": True}).encode()
+    sse = json.dumps({"model": f"mock/{model}", "prompt": "hi"}).encode()
+    return [
+        Target("direct", mock, "/v1/chat/completions", direct, b"[DONE]", chunks + 3),
+        Target(
+            "gateway /v1/chat/completions",
+            gateway,
+            "/v1/chat/completions",
+            v1,
+            b"[DONE]",
+            chunks + 3,
+        ),
+        Target(
+            "gateway /stream?format=sse",
+            gateway,
+            "/stream?format=sse",
+            sse,
+            b"event: done",
+            chunks + 1,
+        ),
+    ]
+
+
+def faults(results: Results) -> int:
+    return results.errors + results.short + results.unterminated
+
+
+class Bench:
+    def __init__(
+        self,
+        profile: Profile,
+        gateway_pid: int,
+        mock_port: int,
+        gw_port: int,
+        mock: subprocess.Popen[bytes],
+    ) -> None:
+        self.profile = profile
+        self.gateway = Process(gateway_pid)
+        self.mock_port, self.gw_port, self.mock = mock_port, gw_port, mock
+        self.report: dict[str, Any] = {"faults": 0, "warnings": []}
+
+    def count(self, name: str, results: Results) -> None:
+        bad = faults(results)
+        self.report["faults"] += bad
+        if bad:
+            self.report["warnings"].append(
+                f"{name}: {results.errors} errors, {results.short} short streams, "
+                f"{results.unterminated} missing terminators"
+            )
+
+    async def ttfc(self) -> None:
+        rows = {}
+        for target in targets(self.mock_port, self.gw_port, 4, 20):
+            results = await sequential(target, self.profile.ttfc_samples)
+            self.count(f"ttfc {target.name}", results)
+            rows[target.name] = {
+                "p50_ms": percentile(results.ttfc, 0.5) * 1000,
+                "p99_ms": percentile(results.ttfc, 0.99) * 1000,
+                "samples": len(results.ttfc),
+            }
+        self.report["ttfc"] = rows
+
+    async def throughput(self) -> None:
+        rows = []
+        for level in self.profile.levels:
+            for target in targets(self.mock_port, self.gw_port, CHUNKS, 0):
+                cpu = self.gateway.cpu_seconds()
+                halves = []
+                for _ in range(2):
+                    results = await closed_loop(target, level, self.profile.seconds / 2)
+                    self.count(f"c={level} {target.name}", results)
+                    halves.append(results.streams / (self.profile.seconds / 2))
+                cpu = self.gateway.cpu_seconds() - cpu
+                streams = sum(halves) / 2
+                row = {
+                    "concurrency": level,
+                    "target": target.name,
+                    "streams_s": streams,
+                    "chunks_s": streams * CHUNKS,
+                }
+                if target.name != "direct":
+                    total = streams * self.profile.seconds
+                    row["cpu_s_per_1000"] = cpu / total * 1000 if total else float("nan")
+                if min(halves) < 0.85 * max(halves):
+                    self.report["warnings"].append(
+                        f"c={level} {target.name}: not steady ({halves[0]:.0f} then "
+                        f"{halves[1]:.0f} streams/s)"
+                    )
+                rows.append(row)
+        self.report["throughput"] = rows
+
+    async def memory(self) -> None:
+        rows = []
+        chunks = self.profile.hold_chunks
+        target = targets(self.mock_port, self.gw_port, chunks, 1000)[1]
+        for count in self.profile.holds:
+            base = self.gateway.memory_kib("VmRSS")
+            opened: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            holding = asyncio.ensure_future(hold_open(target, count, opened))
+            await opened
+            held = self.gateway.memory_kib("VmRSS")
+            results = await holding
+            self.count(f"hold {count}", results)
+            rows.append(
+                {
+                    "streams": count,
+                    "rss_base_mib": base / 1024,
+                    "rss_open_mib": held / 1024,
+                    "kib_per_stream": (held - base) / count,
+                    "completed": results.streams - faults(results),
+                }
+            )
+        self.report["memory"] = rows
+
+    async def disconnects(self) -> None:
+        target = targets(self.mock_port, self.gw_port, 10_000, 10)[2]
+        self.lost_times()  # reset
+        results = await abandon(target, self.profile.hangups)
+        await asyncio.sleep(0.5)
+        lost = self.lost_times()
+        delays = [b - a for a, b in zip(results.hangups, lost, strict=False)]
+        self.report["disconnect"] = {
+            "cycles": len(results.hangups),
+            "upstream_closes_seen": len(lost),
+            "p50_ms": percentile(delays, 0.5) * 1000 if delays else None,
+            "p99_ms": percentile(delays, 0.99) * 1000 if delays else None,
+        }
+        if len(lost) != len(results.hangups):
+            self.report["faults"] += 1
+            self.report["warnings"].append(
+                f"disconnect: {len(results.hangups)} hang-ups but {len(lost)} upstream closes"
+            )
+
+    def lost_times(self) -> list[float]:
+        assert self.mock.stdin is not None
+        assert self.mock.stdout is not None
+        self.mock.stdin.write(b"lost\n")
+        self.mock.stdin.flush()
+        return [float(t) for t in self.mock.stdout.readline().split()]
+
+
+def wait_healthy(port: int) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+                sock.sendall(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n")
+                if b"200 OK" in sock.recv(1024):
+                    return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise SystemExit("the gateway did not start")
+
+
+def gateway_config(mock_port: int) -> Path:
+    path = Path(tempfile.mkdtemp()) / "bench.toml"
+    path.write_text(
+        "[providers.mock]\ntype = 'openai'\n"
+        f"base_url = 'http://127.0.0.1:{mock_port}/v1'\nmax_connections = 20000\n"
+    )
+    return path
+
+
+async def measure(profile: Profile, bench: Bench) -> dict[str, Any]:
+    bench.report["rss_at_rest_mib"] = bench.gateway.memory_kib("VmRSS") / 1024
+    await bench.ttfc()
+    await bench.throughput()
+    await bench.disconnects()
+    await bench.memory()
+    bench.report["peak_rss_mib"] = bench.gateway.memory_kib("VmHWM") / 1024
+    return bench.report
+
+
+def run(profile: Profile) -> dict[str, Any]:
+    if (os.cpu_count() or 1) > 1:
+        os.sched_setaffinity(0, {1})
+    mock_port, gw_port = free_port(), free_port()
+    mock = subprocess.Popen(
+        pinned(1, [sys.executable, "-m", "bench.mock_upstream", str(mock_port)]),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        cwd=ROOT,
+    )
+    assert mock.stdout is not None
+    mock.stdout.readline()
+    gateway_bin = str(Path(sys.executable).with_name("gateway"))
+    gateway = subprocess.Popen(
+        pinned(
+            0,
+            [
+                gateway_bin,
+                "serve",
+                "--config",
+                str(gateway_config(mock_port)),
+                "--port",
+                str(gw_port),
+                "--log-level",
+                "warning",
+            ],
+        ),
+        cwd=ROOT,
+    )
+    try:
+        wait_healthy(gw_port)
+        bench = Bench(profile, gateway.pid, mock_port, gw_port, mock)
+        try:
+            import uvloop
+
+            return uvloop.run(measure(profile, bench))
+        except ImportError:  # pragma: no cover
+            return asyncio.run(measure(profile, bench))
+    finally:
+        gateway.terminate()
+        gateway.wait(timeout=60)
+        mock.terminate()
+        mock.wait(timeout=10)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="a small run, under a minute")
+    parser.add_argument("--no-report", action="store_true", help="do not rewrite the report")
+    args = parser.parse_args()
+    started = time.time()
+    report = run(QUICK if args.quick else FULL)
+    report["mode"] = "quick" if args.quick else "full"
+    report["seconds"] = round(time.time() - started, 1)
+    report["machine"] = machine()
+    check_harness(report)
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / f"{report['mode']}.json").write_text(json.dumps(report, indent=2))
+    text = render(report)
+    print(text)
+    if not args.no_report and not args.quick:
+        write_report(text)
+    if report["faults"]:
+        raise SystemExit(f"bench: {report['faults']} faults (errors, short or unterminated)")
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}"
+
+
+def check_harness(report: dict[str, Any]) -> None:
+    for level in {row["concurrency"] for row in report["throughput"]}:
+        rows = [r for r in report["throughput"] if r["concurrency"] == level]
+        direct = next(r for r in rows if r["target"] == "direct")["chunks_s"]
+        best = max(r["chunks_s"] for r in rows if r["target"] != "direct")
+        if level > 1 and direct < 2 * best:
+            report["warnings"].append(
+                f"c={level}: the direct figure ({direct:.0f} chunks/s) is under twice the "
+                "gateway's: the harness may be the limit"
+            )
+
+
+TTFC_HEAD = [
+    "| time to first chunk (c=1, 20 ms between chunks) | p50 ms | p99 ms | added p50 | added p99 |",
+    "|---|---|---|---|---|",
+]
+THROUGHPUT_HEAD = [
+    "| throughput (64 chunks/stream, no delay) | concurrency | streams/s | chunks/s "
+    "| % of direct | gateway CPU s / 1000 streams |",
+    "|---|---|---|---|---|---|",
+]
+
+
+def render(report: dict[str, Any]) -> str:
+    lines = [f"Mode: {report['mode']}, {report['seconds']} s. Machine: {report['machine']}.", ""]
+    lines += [*TTFC_HEAD, *_ttfc_rows(report["ttfc"]), "", *THROUGHPUT_HEAD]
+    lines += _throughput_rows(report["throughput"])
+    lines += [
+        "",
+        "| memory | value |",
+        "|---|---|",
+        f"| gateway RSS at rest | {report['rss_at_rest_mib']:.1f} MiB |",
+        f"| gateway peak RSS | {report['peak_rss_mib']:.1f} MiB |",
+    ]
+    for row in report["memory"]:
+        lines.append(
+            f"| RSS growth per open slow stream, {row['streams']} streams "
+            f"({row['rss_base_mib']:.0f} → {row['rss_open_mib']:.0f} MiB; "
+            f"{row['completed']} completed exactly) | {row['kib_per_stream']:.1f} KiB |"
+        )
+    d = report["disconnect"]
+    p50 = f"{d['p50_ms']:.2f}" if d["p50_ms"] is not None else "n/a"
+    p99 = f"{d['p99_ms']:.2f}" if d["p99_ms"] is not None else "n/a"
+    lines += [
+        "",
+        f"Client disconnect → upstream connection closed ({d['cycles']} cycles, "
+        f"{d['upstream_closes_seen']} closes seen): p50 {p50} ms, p99 {p99} ms.",
+        "",
+        f"Faults (errors, short streams, missing terminators): {report['faults']}.",
+    ]
+    lines += [f"- warning: {warning}" for warning in report["warnings"]]
+    return "\n".join(lines)
+
+
+def _ttfc_rows(ttfc: dict[str, Any]) -> list[str]:
+    direct, rows = ttfc["direct"], []
+    for name, row in ttfc.items():
+        added = ["", ""]
+        if name != "direct":
+            added = [f"{row[k] - direct[k]:+.2f}" for k in ("p50_ms", "p99_ms")]
+        rows.append(
+            f"| {name} | {row['p50_ms']:.2f} | {row['p99_ms']:.2f} | {added[0]} | {added[1]} |"
+        )
+    return rows
+
+
+def _throughput_rows(throughput: list[dict[str, Any]]) -> list[str]:
+    rows = []
+    for row in throughput:
+        direct = next(
+            r
+            for r in throughput
+            if r["concurrency"] == row["concurrency"] and r["target"] == "direct"
+        )
+        share = row["chunks_s"] / direct["chunks_s"] * 100 if direct["chunks_s"] else 0
+        cpu = f"{row['cpu_s_per_1000']:.2f}" if "cpu_s_per_1000" in row else ""
+        rows.append(
+            f"| {row['target']} | {row['concurrency']} | {row['streams_s']:.0f} | "
+            f"{row['chunks_s']:.0f} | {share:.0f} % | {cpu} |"
+        )
+    return rows
+
+
+BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
+
+
+def write_report(text: str) -> None:
+    current = REPORT.read_text() if REPORT.exists() else f"{BEGIN}\n{END}\n"
+    head, _, rest = current.partition(BEGIN)
+    _, _, tail = rest.partition(END)
+    REPORT.write_text(f"{head}{BEGIN}\n{text}\n{END}{tail}")
+
+
+if __name__ == "__main__":
+    main()
