@@ -187,21 +187,24 @@ async def sequential(target: Target, samples: int) -> Results:
     return results
 
 
-async def hold_open(target: Target, count: int, on_all_open: asyncio.Future[None]) -> Results:
-    """`count` concurrent slow streams; `on_all_open` resolves once each has its first event."""
-    results = Results()
-    opened = 0
-    all_open = asyncio.Event()
+async def hold_open(
+    target: Target, count: int, on_all_open: asyncio.Future[None], batch: int = 500
+) -> Results:
+    """`count` concurrent slow streams; `on_all_open` resolves once each has its first event.
 
-    async def one() -> None:
-        nonlocal opened
+    Streams are opened in batches (each batch once the previous one has its first events), as
+    clients arrive in practice: a single burst of thousands of connects overflows any listen
+    backlog and measures the kernel, not the gateway.
+    """
+    results = Results()
+    tasks: list[asyncio.Task[None]] = []
+
+    async def one(opened: asyncio.Future[None]) -> None:
         stream = await _connect(target.port)
         done = stream.start(target.request())
         assert stream.first_event is not None
         await stream.first_event
-        opened += 1
-        if opened == count:
-            all_open.set()
+        opened.set_result(None)
         try:
             await done
         except ConnectionError:
@@ -211,8 +214,11 @@ async def hold_open(target: Target, count: int, on_all_open: asyncio.Future[None
         assert stream.transport is not None
         stream.transport.close()
 
-    tasks = [asyncio.ensure_future(one()) for _ in range(count)]
-    await all_open.wait()
+    loop = asyncio.get_running_loop()
+    for start in range(0, count, batch):
+        firsts = [loop.create_future() for _ in range(min(batch, count - start))]
+        tasks += [asyncio.ensure_future(one(first)) for first in firsts]
+        await asyncio.gather(*firsts)
     on_all_open.set_result(None)
     await asyncio.gather(*tasks)
     return results

@@ -16,7 +16,9 @@ from gateway.api import router
 from gateway.api._common import request_id
 from gateway.errors import GatewayError
 from gateway.lifecycle import Drain, drain_on_exit_signals
+from gateway.metrics import Metrics
 from gateway.models import ModelTable
+from gateway.observability import AccessLog, configure_logging, outcome_of, record_of
 from gateway.providers import open_registry
 from gateway.providers.base import Provider
 from gateway.settings import Settings, load_settings
@@ -35,13 +37,15 @@ def create_app(settings: Settings, providers: Mapping[str, Provider] | None = No
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with open_registry(settings.providers, providers) as registry:
             app.state.gateway = GatewayState(
-                settings, registry, ModelTable(settings, registry), drain
+                settings, registry, ModelTable(settings, registry), drain, metrics
             )
             with drain_on_exit_signals(drain, settings.shutdown_grace_s):
                 yield
 
     app = FastAPI(title="LLM token relay gateway", version=__version__, lifespan=lifespan)
     app.state.drain = drain
+    app.state.metrics = metrics = Metrics()
+    app.add_middleware(AccessLog, metrics=metrics)
     app.include_router(router)
     _install_error_handlers(app)
     return app
@@ -49,7 +53,9 @@ def create_app(settings: Settings, providers: Mapping[str, Provider] | None = No
 
 def create_app_from_env() -> FastAPI:
     """Factory for uvicorn workers: settings from $GATEWAY_CONFIG and GATEWAY_* variables."""
-    return create_app(load_settings())
+    settings = load_settings()
+    configure_logging(settings.log_level, settings.log_format, settings.secrets())
+    return create_app(settings)
 
 
 def _install_error_handlers(app: FastAPI) -> None:
@@ -62,6 +68,8 @@ def _install_error_handlers(app: FastAPI) -> None:
 def error_response(request: Request, status: int, type_: str, message: str) -> JSONResponse:
     """The error envelope of SPEC §4.2, in OpenAI's shape on /v1/* routes."""
     rid = request_id(request)
+    if (record := record_of(request.scope)) is not None:
+        record.status, record.error_type, record.outcome = status, type_, outcome_of(type_)
     if request.url.path.startswith("/v1/"):
         body = {"error": {"message": message, "type": type_, "param": None, "code": type_}}
     else:

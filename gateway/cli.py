@@ -68,7 +68,7 @@ def _serve(args: argparse.Namespace) -> int:
     from gateway.observability import configure_logging
     from gateway.server import serve
 
-    configure_logging(settings)
+    configure_logging(settings.log_level, settings.log_format, settings.secrets())
     path = resolve_config_path(args.config)
     serve(settings, str(path) if path else None)
     return 0

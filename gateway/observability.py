@@ -1,12 +1,188 @@
-"""Logging set-up (text or JSON lines)."""
+"""Request records, the one-line-per-request log, log formats and redaction.
+
+Every HTTP request gets a `RequestRecord` in its ASGI scope, filled in as the request goes
+(the relay routes fill it themselves, so their chunks pass through with no wrapper), and at its
+end one log line and the request metrics. Redaction runs on the final text of every log line
+(message, fields and tracebacks alike), so no logger, ours or a library's, can print a key.
+"""
 
 from __future__ import annotations
 
 import logging
+import re
+import secrets
+import sys
+import time
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from typing import Any
 
-from gateway.settings import Settings
+import orjson
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-__all__ = ["configure_logging"]
+from gateway.metrics import Metrics
+from gateway.providers.base import Usage
+
+__all__ = [
+    "RECORD_KEY",
+    "AccessLog",
+    "RequestRecord",
+    "configure_logging",
+    "outcome_of",
+    "record_of",
+]
+
+log = logging.getLogger("gateway.access")
+RECORD_KEY = "gateway.record"
+RELAY_ROUTES = frozenset({"/stream", "/v1/chat/completions"})
+_SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
+
+
+@dataclass(slots=True)
+class RequestRecord:
+    request_id: str
+    route: str
+    method: str
+    started: float
+    status: int | None = None
+    model: str | None = None
+    provider: str | None = None
+    outcome: str = "complete"
+    error_type: str | None = None
+    time_to_first_delta_ms: float | None = None
+    duration_ms: float | None = None
+    deltas: int = 0
+    bytes_out: int = 0
+    usage: dict[str, int | None] | None = None
+
+    def set_usage(self, usage: Usage | None) -> None:
+        self.usage = usage.as_dict() if usage is not None else None
+
+
+def record_of(scope: Scope) -> RequestRecord | None:
+    record: RequestRecord | None = scope.get(RECORD_KEY)
+    return record
+
+
+def outcome_of(error_type: str) -> str:
+    """The log/metric outcome for an error type."""
+    if error_type == "upstream_timeout":
+        return "timeout"
+    if error_type.startswith("upstream_"):
+        return "upstream_error"
+    if error_type == "unavailable":
+        return "shutdown"
+    if error_type == "client_disconnect":
+        return "client_disconnect"
+    return "rejected"
+
+
+def _request_id(scope: Scope) -> str:
+    for name, value in scope["headers"]:
+        if name == b"x-request-id":
+            sent = str(value.decode("latin-1"))
+            if _SANE_REQUEST_ID.fullmatch(sent):
+                return sent
+            break
+    return secrets.token_hex(16)
+
+
+class AccessLog:
+    """Pure ASGI: one record per request; one log line and the metrics when it ends."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path = scope["path"]
+        record = RequestRecord(_request_id(scope), path, scope["method"], time.perf_counter())
+        scope[RECORD_KEY] = record
+        scope["gateway.request_id"] = record.request_id
+        try:
+            if path in RELAY_ROUTES:
+                record.status = 200  # the relay routes set any other status themselves
+                await self.app(scope, receive, send)
+            else:
+                await self.app(scope, receive, _status_recorder(record, send))
+        finally:
+            self.finish(record)
+
+    def finish(self, record: RequestRecord) -> None:
+        record.duration_ms = round((time.perf_counter() - record.started) * 1000, 3)
+        if record.route in RELAY_ROUTES:
+            self.metrics.requests.labels(
+                record.route, record.model or "", record.provider or "", record.outcome
+            ).inc()
+        if log.isEnabledFor(logging.INFO):
+            fields = asdict(record)
+            del fields["started"]
+            log.info("request", extra={"fields": fields})
+
+
+def _status_recorder(record: RequestRecord, send: Send) -> Send:
+    async def recording_send(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            record.status = message["status"]
+        await send(message)
+
+    return recording_send
+
+
+# ---- log formats and redaction ---------------------------------------------------------------
+
+_REDACTIONS = [
+    # header-like pairs: authorization: Bearer x, x-api-key=x, "x-goog-api-key": "x", api_key=x
+    re.compile(
+        r"(?i)\b(authorization|proxy-authorization|x-api-key|x-goog-api-key|api[-_]?key)"
+        r"(\W{1,4})(?:bearer\s+|basic\s+)?[^\s\"',;&)}]+"
+    ),
+    # keys in URLs: ?key=…, &api_key=…, &token=…
+    re.compile(r"(?i)([?&](?:key|api[-_]?key|apikey|token|access_token|secret)=)[^&\s\"']+"),
+]
+_KEY_SHAPED = re.compile(r"\b(?:sk|pk|rk|AIza|gsk|xai)[-_A-Za-z0-9*.]{8,}")
+
+
+class Redactor:
+    def __init__(self, secrets_: Iterable[str] = ()) -> None:
+        self.secrets = sorted({s for s in secrets_ if len(s) >= 6}, key=len, reverse=True)
+
+    def __call__(self, text: str) -> str:
+        for secret in self.secrets:
+            text = text.replace(secret, "[redacted]")
+        text = _REDACTIONS[0].sub(r"\1\2[redacted]", text)
+        text = _REDACTIONS[1].sub(r"\1[redacted]", text)
+        return _KEY_SHAPED.sub("[redacted]", text)
+
+
+class _Formatter(logging.Formatter):
+    def __init__(self, json_lines: bool, redact: Redactor) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+        self.json_lines = json_lines
+        self.redact = redact
+
+    def format(self, record: logging.LogRecord) -> str:
+        fields: dict[str, Any] = getattr(record, "fields", {})
+        if self.json_lines:
+            data: dict[str, Any] = {
+                "ts": datetime.fromtimestamp(record.created, UTC).isoformat(),
+                "level": record.levelname.lower(),
+                "logger": record.name,
+                "message": record.getMessage(),
+                **fields,
+            }
+            if record.exc_info:
+                data["exception"] = self.formatException(record.exc_info)
+            text = orjson.dumps(data, default=str).decode()
+        else:
+            text = super().format(record)
+            if fields:
+                text += " " + " ".join(f"{k}={v}" for k, v in fields.items() if v is not None)
+        return self.redact(text)
 
 
 class _DropExpectedTruncation(logging.Filter):
@@ -16,10 +192,29 @@ class _DropExpectedTruncation(logging.Filter):
         return "returned without completing response" not in record.getMessage()
 
 
-def configure_logging(settings: Settings) -> None:
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    logging.getLogger("uvicorn.error").addFilter(_DropExpectedTruncation())
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever sys.stderr is at the time (as logging's last-resort handler does)."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
+
+
+def configure_logging(level: str, log_format: str, secrets_: Iterable[str] = ()) -> None:
+    """One handler on the root logger: every library's lines get the format and redaction."""
+    handler = _StderrHandler()
+    handler.setFormatter(_Formatter(log_format == "json", Redactor(secrets_)))
+    handler.addFilter(_DropExpectedTruncation())
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level.upper())
     logging.getLogger("httpx").setLevel(logging.WARNING)

@@ -51,9 +51,12 @@ class Relay:
 
 
 BuildRequest = Callable[[Attempt], ChatRequest]
+AttemptFailed = Callable[[Attempt, GatewayError], None]
 
 
-async def open_relay(plan: Sequence[Attempt], build: BuildRequest) -> Relay:
+async def open_relay(
+    plan: Sequence[Attempt], build: BuildRequest, failed: AttemptFailed | None = None
+) -> Relay:
     """Prime the first delta of the first attempt that works (fallbacks, retries).
 
     `build` turns each attempt into the adapter's request (entry params merged per attempt).
@@ -65,6 +68,8 @@ async def open_relay(plan: Sequence[Attempt], build: BuildRequest) -> Relay:
             try:
                 return await _prime(attempt, build(attempt))
             except GatewayError as exc:
+                if failed is not None:
+                    failed(attempt, exc)
                 if not exc.retryable:
                     raise
                 last = exc

@@ -27,6 +27,7 @@ from starlette.types import Receive, Scope, Send
 
 from gateway.errors import GatewayError, Unavailable
 from gateway.lifecycle import Interrupt, StreamGuard
+from gateway.observability import RequestRecord
 from gateway.relay import Relay
 
 __all__ = [
@@ -175,6 +176,8 @@ class RelayResponse(StreamingResponse):
         self.raw_headers = [(b"content-type", encoder.media_type.encode()), *headers]
         self.finished = finished
         self.result = "complete"
+        self.bytes_out = 0
+        self.record: RequestRecord | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
@@ -198,6 +201,7 @@ class RelayResponse(StreamingResponse):
     async def _send_all(self, send: Send) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
         async for chunk in self.chunks:
+            self.bytes_out += len(chunk)
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
         self.guard.close()
         if self.encoder.error is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import tempfile
 from typing import Any
 
 import uvicorn
@@ -28,6 +29,7 @@ def uvicorn_config(settings: Settings, app: Any, **extra: Any) -> uvicorn.Config
         access_log=False,  # replaced by the gateway's own line: uvicorn's prints query strings
         server_header=False,
         timeout_graceful_shutdown=math.ceil(settings.shutdown_grace_s) + SHUTDOWN_MARGIN_S,
+        backlog=4096,  # bursts of new streams; the kernel caps it at net.core.somaxconn
         log_config=None,
         **extra,
     )
@@ -38,7 +40,9 @@ def serve(settings: Settings, config_path: str | None) -> None:
     if settings.workers == 1:
         uvicorn.Server(uvicorn_config(settings, create_app(settings))).run()
         return
-    # Each worker builds its own app from the same layers: pass the CLI's choices on.
+    # Each worker builds its own app from the same layers: pass the CLI's choices on, and
+    # give prometheus-client a directory where every worker's metrics meet.
+    os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="gateway-metrics-"))
     if config_path:
         os.environ["GATEWAY_CONFIG"] = config_path
     for key in ("host", "port", "log_level", "log_format"):

@@ -83,6 +83,11 @@ class Settings(BaseSettings):
             raise ValueError(f"default_model {self.default_model!r} is not a configured model")
         return self
 
+    def secrets(self) -> list[str]:
+        """Every configured secret value, for log redaction."""
+        keys = [getattr(provider, "api_key", None) for provider in self.providers.values()]
+        return [key.get_secret_value() for key in keys if key is not None]
+
     def resolvable(self, name: str) -> bool:
         provider, slash, _ = name.partition("/")
         return name in self.models or (bool(slash) and provider in self.providers)

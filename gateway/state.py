@@ -3,23 +3,28 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from fastapi import Request
 
+from gateway.errors import GatewayError
 from gateway.lifecycle import Drain
-from gateway.models import ModelTable
+from gateway.metrics import Metrics
+from gateway.models import Attempt, ModelTable
+from gateway.observability import RequestRecord
 from gateway.providers import RegisteredProvider
 from gateway.settings import Settings
 
 if TYPE_CHECKING:
+    from gateway.relay import Relay
     from gateway.responses import RelayResponse
 
 __all__ = ["GatewayState", "state_of"]
 
-log = logging.getLogger("gateway")
+log = logging.getLogger("gateway.access")
 
 
 @dataclass(slots=True)
@@ -28,17 +33,65 @@ class GatewayState:
     providers: Mapping[str, RegisteredProvider]
     models: ModelTable
     drain: Drain = field(default_factory=Drain)
+    metrics: Metrics = field(default_factory=Metrics)
+
+    def attempt_failed(self, attempt: Attempt, error: GatewayError) -> None:
+        self.metrics.upstream_errors.labels(attempt.provider.name, error.type).inc()
+
+    def admitted(self, record: RequestRecord | None, model: str | None) -> None:
+        self.metrics.active_streams.inc()
+        if record is not None and log.isEnabledFor(logging.INFO):
+            fields = {"request_id": record.request_id, "route": record.route, "model": model}
+            log.info("stream admitted", extra={"fields": fields})
+
+    def committed(self, record: RequestRecord | None, relay: Relay, requested: str) -> None:
+        if relay.model != requested:
+            self.metrics.fallbacks.labels(requested, relay.model).inc()
+        if record is not None:
+            record.model, record.provider = relay.model, relay.provider
+            elapsed = time.perf_counter() - record.started
+            record.time_to_first_delta_ms = round(elapsed * 1000, 3)
+            self.metrics.time_to_first_delta.labels(relay.model, relay.provider).observe(elapsed)
+
+    def ended(
+        self,
+        record: RequestRecord | None,
+        relay: Relay,
+        outcome: str,
+        deltas: int,
+        sent: int,
+        error: GatewayError | None,
+    ) -> None:
+        """Called once per admitted stream that committed, whatever ended it."""
+        metrics, model, provider = self.metrics, relay.model, relay.provider
+        metrics.active_streams.dec()
+        metrics.deltas.labels(model, provider).inc(deltas)
+        metrics.bytes_out.labels(model, provider).inc(sent)
+        usage = relay.outcome.usage
+        if usage is not None:
+            metrics.tokens.labels(model, provider, "prompt").inc(usage.prompt_tokens or 0)
+            metrics.tokens.labels(model, provider, "completion").inc(usage.completion_tokens or 0)
+        if error is not None:
+            metrics.upstream_errors.labels(provider, error.type).inc()
+        if outcome == "client_disconnect" and record is not None:
+            metrics.client_disconnects.labels(record.route).inc()
+        if record is None:
+            return
+        record.outcome, record.deltas, record.bytes_out = outcome, deltas, sent
+        record.error_type = error.type if error is not None else record.error_type
+        record.set_usage(usage)
+        duration = time.perf_counter() - record.started
+        metrics.stream_duration.labels(model, provider, outcome).observe(duration)
 
     def finished(self, response: RelayResponse) -> None:
-        """Called once per stream, whatever ended it."""
         encoder = response.encoder
-        log.info(
-            "stream %s model=%s provider=%s result=%s deltas=%d",
-            encoder.stream_id,
-            encoder.relay.model,
-            encoder.relay.provider,
+        self.ended(
+            response.record,
+            encoder.relay,
             response.result,
             encoder.deltas,
+            response.bytes_out,
+            encoder.error,
         )
 
 

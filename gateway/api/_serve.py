@@ -9,6 +9,7 @@ from fastapi import Request, Response
 from gateway.api._common import request_id
 from gateway.lifecycle import StreamGuard
 from gateway.models import Attempt
+from gateway.observability import record_of
 from gateway.relay import BuildRequest, Relay, open_relay
 from gateway.responses import Encoder, RelayEventSourceResponse, RelayResponse, SSEEncoder
 from gateway.state import GatewayState
@@ -21,11 +22,16 @@ async def admit_and_prime(
 ) -> tuple[StreamGuard, Relay]:
     """Admit the stream (503 while draining), then prime it under the disconnect guard."""
     guard = StreamGuard(state.drain, request.receive)
+    record = record_of(request.scope)
+    state.admitted(record, plan[0].model)
     try:
-        return guard, await guard.run(open_relay(plan, build))
+        relay = await guard.run(open_relay(plan, build, state.attempt_failed))
     except BaseException:
         guard.close()
+        state.metrics.active_streams.dec()
         raise
+    state.committed(record, relay, plan[0].model)
+    return guard, relay
 
 
 def respond(
@@ -43,4 +49,6 @@ def respond(
         (b"x-gateway-model", relay.model.encode()),
         (b"x-gateway-provider", relay.provider.encode()),
     ]
-    return response_class(encoder, guard, headers, finished=state.finished)
+    response = response_class(encoder, guard, headers, finished=state.finished)
+    response.record = record_of(request.scope)
+    return response

@@ -8,6 +8,8 @@ from fastapi.responses import JSONResponse
 from gateway.api._common import parse_json, read_body, request_id
 from gateway.api._serve import admit_and_prime, respond
 from gateway.chat_completions import ChatCompletionEncoder, ChatCompletionRequest, completion_body
+from gateway.errors import GatewayError
+from gateway.observability import outcome_of, record_of
 from gateway.relay import Relay
 from gateway.responses import new_stream_id
 from gateway.state import state_of
@@ -38,11 +40,18 @@ async def chat_completions(request: Request) -> Response:
         include_usage = body.stream_options is not None and body.stream_options.include_usage
         encoder = ChatCompletionEncoder(relay, stream_id, include_usage)
         return respond(request, state, encoder, guard)
+    collected: list[str] = []
+    outcome, error = "complete", None
     try:
-        text = await guard.run(_collect(relay))
+        await guard.run(_collect(relay, collected))
+    except GatewayError as exc:
+        outcome, error = outcome_of(exc.type), exc
+        raise
     finally:
         guard.close()
         await relay.aclose()
+        text = "".join(collected)
+        state.ended(record_of(request.scope), relay, outcome, len(collected), len(text), error)
     headers = {
         "X-Request-ID": request_id(request),
         "X-Gateway-Model": relay.model,
@@ -51,11 +60,11 @@ async def chat_completions(request: Request) -> Response:
     return JSONResponse(completion_body(relay, stream_id, text), headers=headers)
 
 
-async def _collect(relay: Relay) -> str:
-    parts = [relay.first]
+async def _collect(relay: Relay, into: list[str]) -> None:
+    if relay.first:
+        into.append(relay.first)
     async for delta in relay.rest:
-        parts.append(delta)
-    return "".join(parts)
+        into.append(delta)
 
 
 @router.get("/models")

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
 from gateway.errors import Unavailable
+from gateway.metrics import CONTENT_TYPE_LATEST
 from gateway.state import state_of
 
 __all__ = ["router"]
@@ -17,6 +18,12 @@ router = APIRouter()
 async def healthz() -> dict[str, str]:
     """The process is alive."""
     return {"status": "ok"}
+
+
+@router.get("/metrics")
+async def metrics(request: Request) -> Response:
+    """Prometheus text format."""
+    return Response(request.app.state.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
 
 @router.get("/readyz")

@@ -12,6 +12,7 @@ from gateway.api._common import parse_json, read_body, request_id, validate
 from gateway.api._serve import admit_and_prime, respond
 from gateway.errors import BadRequest, InvalidRequest
 from gateway.models import to_chat_request
+from gateway.observability import record_of
 from gateway.responses import FORMATS, new_stream_id
 from gateway.schemas import StreamRequest
 from gateway.state import GatewayState, state_of
@@ -56,6 +57,8 @@ def _reconnection(request: Request) -> Response | None:
         return None
     if len(last_id) > 128 or not _LAST_EVENT_ID.fullmatch(last_id):
         raise BadRequest("Last-Event-ID must look like <stream>:<n>")
+    if (record := record_of(request.scope)) is not None:
+        record.status, record.outcome = 204, "rejected"
     return Response(status_code=204, headers={"X-Request-ID": request_id(request)})
 
 

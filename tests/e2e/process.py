@@ -36,7 +36,8 @@ async def gateway_process(*args: str, config: Path | None = None) -> AsyncIterat
     )
     gateway = GatewayProcess(process)
     started = asyncio.Event()
-    reader = asyncio.ensure_future(_read_log(gateway, started))
+    workers = int(args[args.index("--workers") + 1]) if "--workers" in args else 1
+    reader = asyncio.ensure_future(_read_log(gateway, started, workers))
     try:
         async with asyncio.timeout(GUARD_S):
             await started.wait()
@@ -53,12 +54,16 @@ async def gateway_process(*args: str, config: Path | None = None) -> AsyncIterat
         await reader
 
 
-async def _read_log(gateway: GatewayProcess, started: asyncio.Event) -> None:
+async def _read_log(gateway: GatewayProcess, started: asyncio.Event, workers: int) -> None:
+    """Set `started` once the address is known and every worker has started its app."""
     assert gateway.process.stdout is not None
+    ready = 0
     async for raw in gateway.process.stdout:
         line = raw.decode(errors="replace").rstrip()
         gateway.log.append(line)
         if match := _RUNNING.search(line):
             gateway.url = match.group(1)
+        ready += "Application startup complete" in line
+        if gateway.url and ready >= workers:
             started.set()
     started.set()  # the process ended before listening: let the caller see why

@@ -1,0 +1,100 @@
+"""Prometheus metrics (prometheus-client), recorded once per request or stream, never per chunk.
+
+Each app has its own registry (no hidden globals; tests stay independent). With several
+workers (`gateway serve --workers N`) the CLI sets PROMETHEUS_MULTIPROC_DIR before the workers
+start, every worker writes its values there, and /metrics sums them all, so the numbers are
+right whichever worker answers the scrape.
+"""
+
+from __future__ import annotations
+
+import os
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.multiprocess import MultiProcessCollector
+
+__all__ = ["CONTENT_TYPE_LATEST", "Metrics"]
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+DURATION_BUCKETS = (0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = registry = CollectorRegistry(auto_describe=True)
+        self.requests = Counter(
+            "gateway_requests_total",
+            "Requests by route, model, provider and outcome.",
+            ["route", "model", "provider", "outcome"],
+            registry=registry,
+        )
+        self.time_to_first_delta = Histogram(
+            "gateway_time_to_first_delta_seconds",
+            "From admission to the first relayed delta.",
+            ["model", "provider"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.stream_duration = Histogram(
+            "gateway_stream_duration_seconds",
+            "From admission to the end of the stream.",
+            ["model", "provider", "outcome"],
+            buckets=DURATION_BUCKETS,
+            registry=registry,
+        )
+        self.deltas = Counter(
+            "gateway_deltas_total",
+            "Text deltas relayed.",
+            ["model", "provider"],
+            registry=registry,
+        )
+        self.bytes_out = Counter(
+            "gateway_bytes_out_total",
+            "Body bytes written to clients by streams.",
+            ["model", "provider"],
+            registry=registry,
+        )
+        self.tokens = Counter(
+            "gateway_usage_tokens_total",
+            "Tokens the providers reported.",
+            ["model", "provider", "kind"],
+            registry=registry,
+        )
+        self.active_streams = Gauge(
+            "gateway_active_streams",
+            "Streams admitted and not yet ended.",
+            registry=registry,
+            multiprocess_mode="livesum",
+        )
+        self.upstream_errors = Counter(
+            "gateway_upstream_errors_total",
+            "Upstream failures by provider and type.",
+            ["provider", "type"],
+            registry=registry,
+        )
+        self.fallbacks = Counter(
+            "gateway_fallbacks_total",
+            "Requests served by a fallback entry.",
+            ["model", "served_by"],
+            registry=registry,
+        )
+        self.client_disconnects = Counter(
+            "gateway_client_disconnects_total",
+            "Clients that left before their stream ended.",
+            ["route"],
+            registry=registry,
+        )
+
+    def exposition(self) -> bytes:
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            merged = CollectorRegistry()
+            MultiProcessCollector(merged)  # type: ignore[no-untyped-call]
+            return generate_latest(merged)
+        return generate_latest(self.registry)

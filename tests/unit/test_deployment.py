@@ -1,0 +1,94 @@
+"""What can be checked of the image and compose file without a Docker engine."""
+
+from __future__ import annotations
+
+import json
+import re
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from gateway.app import create_app
+from gateway.server import SHUTDOWN_MARGIN_S
+from gateway.settings import Settings, load_settings
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def dockerfile() -> str:
+    return (ROOT / "Dockerfile").read_text()
+
+
+def instruction(name: str) -> str:
+    text = dockerfile().replace("\\\n", " ")
+    found = re.findall(rf"^{name}\s+(.+)$", text, flags=re.MULTILINE)
+    assert found, name
+    return found[-1].strip()
+
+
+def compose() -> dict[str, Any]:
+    data: dict[str, Any] = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    return data
+
+
+def seconds(value: str) -> float:
+    match = re.fullmatch(r"(\d+)(ms|s|m)", value)
+    assert match, value
+    return int(match[1]) * {"ms": 0.001, "s": 1, "m": 60}[match[2]]
+
+
+def test_compose_parses_and_references_files_that_exist() -> None:
+    service = compose()["services"]["gateway"]
+    assert (ROOT / service["build"] / "Dockerfile").is_file()
+    for volume in service["volumes"]:
+        host, container, *mode = volume.split(":")
+        assert (ROOT / host).exists(), host
+        assert mode == ["ro"]
+        assert container == "/app/config"
+    for env_file in service["env_file"]:
+        assert env_file["required"] is False
+        assert (ROOT / (env_file["path"] + ".example")).is_file()
+
+
+def test_image_runs_the_readme_command_as_its_entry_point() -> None:
+    entrypoint = json.loads(instruction("ENTRYPOINT"))
+    assert entrypoint == ["gateway", "serve", "--host", "0.0.0.0"]
+    assert " ".join(entrypoint) in (ROOT / "README.md").read_text()
+
+
+def test_image_runs_as_non_root_with_the_mounted_config() -> None:
+    assert instruction("USER") not in ("root", "0")
+    assert "GATEWAY_CONFIG=/app/config/gateway.toml" in dockerfile()
+    assert (ROOT / "config" / "gateway.toml").is_file()
+    load_settings(ROOT / "config" / "gateway.toml")  # the shipped config is valid
+
+
+def test_healthchecks_probe_a_route_that_exists() -> None:
+    paths = set(create_app(Settings()).openapi()["paths"])
+    assert "http://127.0.0.1:8000/healthz" in instruction("HEALTHCHECK")
+    assert "/healthz" in paths
+    test = " ".join(compose()["services"]["gateway"]["healthcheck"]["test"])
+    assert "http://127.0.0.1:8000/healthz" in test
+
+
+def test_exposed_and_published_ports_match_the_configuration() -> None:
+    port = Settings().port
+    assert instruction("EXPOSE") == str(port)
+    published = compose()["services"]["gateway"]["ports"]
+    assert published == [f"127.0.0.1:{port}:{port}"]
+    shipped = tomllib.loads((ROOT / "config" / "gateway.toml").read_text())
+    assert shipped.get("port", port) == port
+
+
+def test_stop_grace_period_outlasts_the_drain() -> None:
+    grace = load_settings(ROOT / "config" / "gateway.toml").shutdown_grace_s
+    stop = seconds(compose()["services"]["gateway"]["stop_grace_period"])
+    assert stop > grace + SHUTDOWN_MARGIN_S
+
+
+def test_secrets_stay_out_of_git_and_the_image() -> None:
+    assert ".env" in (ROOT / ".gitignore").read_text().split()
+    assert ".env" in (ROOT / ".dockerignore").read_text().split()
+    assert not (ROOT / ".env").exists() or ".env" in (ROOT / ".gitignore").read_text()
