@@ -8,14 +8,17 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from gateway import __version__
 from gateway.api import router
 from gateway.api._common import request_id
+from gateway.auth import KeyRing
 from gateway.errors import GatewayError
 from gateway.lifecycle import Drain, drain_on_exit_signals
+from gateway.limits import Limiter, build_store
 from gateway.metrics import Metrics
 from gateway.models import ModelTable
 from gateway.observability import AccessLog, configure_logging, outcome_of, record_of
@@ -35,20 +38,66 @@ def create_app(settings: Settings, providers: Mapping[str, Provider] | None = No
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with open_registry(settings.providers, providers) as registry:
-            app.state.gateway = GatewayState(
-                settings, registry, ModelTable(settings, registry), drain, metrics
-            )
-            with drain_on_exit_signals(drain, settings.shutdown_grace_s):
-                yield
+        _warn_if_open(settings, app.state.keys)
+        store = build_store(settings.redis_url, settings.redis_timeout_s)
+        limiter = Limiter(store, settings.redis_failure, settings.lease_ttl_s, metrics)
+        limiter.start()
+        try:
+            async with open_registry(settings.providers, providers) as registry:
+                app.state.gateway = GatewayState(
+                    settings, registry, ModelTable(settings, registry), drain, metrics, limiter
+                )
+                with drain_on_exit_signals(drain, settings.shutdown_grace_s):
+                    yield
+        finally:
+            await limiter.stop()
 
     app = FastAPI(title="LLM token relay gateway", version=__version__, lifespan=lifespan)
     app.state.drain = drain
     app.state.metrics = metrics = Metrics()
+    app.state.keys = KeyRing(settings.keys)
     app.add_middleware(AccessLog, metrics=metrics)
+    if settings.cors.allow_origins:
+        # Outermost, so preflights are answered without a key; exact origins only, and never
+        # credentials (keys travel in headers, not cookies).
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors.allow_origins,
+            allow_methods=["GET", "POST", "OPTIONS"],
+            allow_headers=CORS_REQUEST_HEADERS,
+            expose_headers=CORS_EXPOSED_HEADERS,
+            allow_credentials=False,
+            max_age=600,
+        )
     app.include_router(router)
     _install_error_handlers(app)
     return app
+
+
+CORS_REQUEST_HEADERS = [
+    "Authorization",
+    "Content-Type",
+    "X-API-Key",
+    "Last-Event-ID",
+    "X-Request-ID",
+    "Accept",
+]
+CORS_EXPOSED_HEADERS = [
+    "X-Request-ID",
+    "X-Gateway-Model",
+    "X-Gateway-Provider",
+    "X-Stream-ID",
+    "Retry-After",
+]
+
+
+def _warn_if_open(settings: Settings, keys: KeyRing) -> None:
+    if keys.open and settings.host not in ("127.0.0.1", "localhost", "::1"):
+        log.warning(
+            "no gateway keys are configured and the gateway listens on %s: anyone who can "
+            "reach it can spend the configured providers' keys (see [keys] in the README)",
+            settings.host,
+        )
 
 
 def create_app_from_env() -> FastAPI:

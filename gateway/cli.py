@@ -40,6 +40,11 @@ def _parser() -> argparse.ArgumentParser:
     stream.add_argument("prompt")
     stream.set_defaults(run=_stream)
 
+    hash_key = commands.add_parser(
+        "hash-key", help="print the SHA-256 digest of a gateway key read from stdin"
+    )
+    hash_key.set_defaults(run=_hash_key)
+
     check = commands.add_parser("check-config", help="validate and print the configuration")
     check.add_argument("--config")
     check.set_defaults(run=_check_config)
@@ -82,6 +87,18 @@ def _check_config(args: argparse.Namespace) -> int:
     print(f"configuration: {path or 'built-in defaults'}")
     shown = settings.model_dump(mode="json", include={"default_model", "providers", "models"})
     print(json.dumps(shown, indent=2))
+    return 0
+
+
+def _hash_key(args: argparse.Namespace) -> int:
+    """`printf %s "$KEY" | gateway hash-key`: the key never appears on a command line."""
+    key = sys.stdin.read().strip()
+    if not key:
+        print("gateway: no key on standard input", file=sys.stderr)
+        return 1
+    from gateway.auth import hash_key
+
+    print(hash_key(key))
     return 0
 
 

@@ -5,6 +5,9 @@
     ├── BadRequest                       400  invalid_request
     ├── RequestTooLarge                  413  request_too_large
     ├── UnknownModel                     404  unknown_model
+    ├── Unauthorized                     401  unauthorized
+    ├── ModelNotAllowed                  403  model_not_allowed
+    ├── RateLimited                      429  rate_limited           (+ Retry-After)
     ├── Unavailable                      503  unavailable
     └── UpstreamError
         ├── UpstreamRejected             400  upstream_rejected
@@ -26,7 +29,10 @@ __all__ = [
     "BadRequest",
     "GatewayError",
     "InvalidRequest",
+    "ModelNotAllowed",
+    "RateLimited",
     "RequestTooLarge",
+    "Unauthorized",
     "Unavailable",
     "UnknownModel",
     "UpstreamAuth",
@@ -74,6 +80,21 @@ class UnknownModel(GatewayError):
 
 class Unavailable(GatewayError):
     status, type = 503, "unavailable"
+
+
+class Unauthorized(GatewayError):
+    status, type = 401, "unauthorized"
+
+    def headers(self) -> dict[str, str]:
+        return {"WWW-Authenticate": "Bearer"}
+
+
+class ModelNotAllowed(GatewayError):
+    status, type = 403, "model_not_allowed"
+
+
+class RateLimited(GatewayError):
+    status, type = 429, "rate_limited"
 
 
 class UpstreamError(GatewayError):

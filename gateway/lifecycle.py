@@ -63,7 +63,7 @@ class Drain:
 
 
 class StreamGuard:
-    __slots__ = ("_drain", "_task", "_watcher", "reason")
+    __slots__ = ("_drain", "_task", "_watcher", "lease", "reason")
 
     def __init__(self, drain: Drain, receive: Receive) -> None:
         if drain.draining:
@@ -73,6 +73,7 @@ class StreamGuard:
         self._task = task
         self._drain = drain
         self.reason: Interrupt | None = None
+        self.lease: Any = None  # the limits' lease, given back when the stream ends
         drain.active.add(self)
         self._watcher: asyncio.Task[None] | None = asyncio.ensure_future(self._watch(receive))
 

@@ -85,6 +85,17 @@ class Metrics:
             ["model", "served_by"],
             registry=registry,
         )
+        self.rate_limited = Counter(
+            "gateway_rate_limited_total",
+            "Requests refused by a key's limits.",
+            ["key"],
+            registry=registry,
+        )
+        self.redis_failures = Counter(
+            "gateway_limit_store_failures_total",
+            "Calls to the limit store (Redis) that failed or timed out.",
+            registry=registry,
+        )
         self.client_disconnects = Counter(
             "gateway_client_disconnects_total",
             "Clients that left before their stream ended.",

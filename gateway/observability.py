@@ -55,6 +55,7 @@ class RequestRecord:
     deltas: int = 0
     bytes_out: int = 0
     usage: dict[str, int | None] | None = None
+    key: str | None = None
 
     def set_usage(self, usage: Usage | None) -> None:
         self.usage = usage.as_dict() if usage is not None else None

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -156,7 +156,7 @@ FORMATS: dict[str, type[Encoder]] = {
     "ndjson": NDJSONEncoder,
 }
 
-Finished = Callable[["RelayResponse"], None]
+Finished = Callable[["RelayResponse"], Awaitable[None]]
 
 
 class RelayResponse(StreamingResponse):
@@ -196,7 +196,7 @@ class RelayResponse(StreamingResponse):
             await self.chunks.aclose()
             await self.encoder.relay.aclose()
             if self.finished is not None:
-                self.finished(self)
+                await self.finished(self)
 
     async def _send_all(self, send: Send) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})

@@ -18,9 +18,16 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -33,7 +40,9 @@ from gateway.providers.fake import FakeConfig, FakeFaults
 
 __all__ = [
     "DEFAULT_CONFIG_PATH",
+    "CORSConfig",
     "ConfigError",
+    "KeyConfig",
     "ModelEntry",
     "Settings",
     "load_settings",
@@ -57,6 +66,26 @@ class ModelEntry(BaseModel):
     fallbacks: list[str] = Field(default_factory=list)
 
 
+class KeyConfig(BaseModel):
+    """One gateway API key, known only by its SHA-256 digest (`gateway hash-key`)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    sha256: Annotated[str, StringConstraints(pattern=r"^[0-9a-fA-F]{64}$")]
+    models: list[str] | None = None
+    rpm: int | None = Field(None, ge=1)
+    tpm: int | None = Field(None, ge=1)
+    max_concurrent_streams: int | None = Field(None, ge=1)
+
+
+class CORSConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    allow_origins: list[Annotated[str, StringConstraints(pattern=r"^https?://[^/*\s]+$")]] = Field(
+        default_factory=list
+    )
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid"
@@ -72,6 +101,12 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(1024 * 1024, ge=1)
     providers: dict[str, ProviderConfig] = Field(default_factory=dict)
     models: dict[str, ModelEntry] = Field(default_factory=dict)
+    keys: dict[str, KeyConfig] = Field(default_factory=dict)
+    cors: CORSConfig = Field(default_factory=CORSConfig)
+    redis_url: str | None = None
+    redis_failure: Literal["closed", "open"] = "closed"
+    redis_timeout_s: float = Field(0.25, gt=0)
+    lease_ttl_s: float = Field(60.0, gt=1)
 
     @model_validator(mode="after")
     def _builtins_and_references(self) -> Settings:
@@ -81,6 +116,10 @@ class Settings(BaseSettings):
             _check_entry(self, name, entry)
         if not self.resolvable(self.default_model):
             raise ValueError(f"default_model {self.default_model!r} is not a configured model")
+        for name, key in self.keys.items():
+            for model in key.models or ():
+                if not self.resolvable(model):
+                    raise ValueError(f"keys.{name}.models: {model!r} is not a configured model")
         return self
 
     def secrets(self) -> list[str]:

@@ -5,13 +5,14 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from fastapi import Request
 
 from gateway.errors import GatewayError
 from gateway.lifecycle import Drain
+from gateway.limits import Lease, Limiter
 from gateway.metrics import Metrics
 from gateway.models import Attempt, ModelTable
 from gateway.observability import RequestRecord
@@ -32,8 +33,9 @@ class GatewayState:
     settings: Settings
     providers: Mapping[str, RegisteredProvider]
     models: ModelTable
-    drain: Drain = field(default_factory=Drain)
-    metrics: Metrics = field(default_factory=Metrics)
+    drain: Drain
+    metrics: Metrics
+    limiter: Limiter
 
     def attempt_failed(self, attempt: Attempt, error: GatewayError) -> None:
         self.metrics.upstream_errors.labels(attempt.provider.name, error.type).inc()
@@ -83,7 +85,7 @@ class GatewayState:
         duration = time.perf_counter() - record.started
         metrics.stream_duration.labels(model, provider, outcome).observe(duration)
 
-    def finished(self, response: RelayResponse) -> None:
+    async def finished(self, response: RelayResponse) -> None:
         encoder = response.encoder
         self.ended(
             response.record,
@@ -93,6 +95,13 @@ class GatewayState:
             response.bytes_out,
             encoder.error,
         )
+        await self.release(response.guard.lease, encoder.relay, encoder.deltas)
+
+    async def release(self, lease: Lease | None, relay: Relay, deltas: int) -> None:
+        """Give the key's stream slot back and charge the tokens (reported, else estimated)."""
+        usage = relay.outcome.usage
+        tokens = usage.total_tokens if usage is not None and usage.total_tokens else deltas
+        await self.limiter.finish(lease, tokens)
 
 
 def state_of(request: Request) -> GatewayState:

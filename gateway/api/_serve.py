@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from fastapi import Request, Response
 
 from gateway.api._common import request_id
+from gateway.auth import key_of
 from gateway.lifecycle import StreamGuard
 from gateway.models import Attempt
 from gateway.observability import record_of
@@ -21,7 +22,16 @@ async def admit_and_prime(
     request: Request, state: GatewayState, plan: Sequence[Attempt], build: BuildRequest
 ) -> tuple[StreamGuard, Relay]:
     """Admit the stream (503 while draining), then prime it under the disconnect guard."""
-    guard = StreamGuard(state.drain, request.receive)
+    key = key_of(request)
+    if key is not None:
+        key.check_model(plan[0].model)
+    lease = await state.limiter.admit(key)
+    try:
+        guard = StreamGuard(state.drain, request.receive)
+    except BaseException:
+        await state.limiter.finish(lease, 0)
+        raise
+    guard.lease = lease
     record = record_of(request.scope)
     state.admitted(record, plan[0].model)
     try:
@@ -29,6 +39,7 @@ async def admit_and_prime(
     except BaseException:
         guard.close()
         state.metrics.active_streams.dec()
+        await state.limiter.finish(lease, 0)
         raise
     state.committed(record, relay, plan[0].model)
     return guard, relay

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 
 from gateway.api._common import parse_json, read_body, request_id
 from gateway.api._serve import admit_and_prime, respond
+from gateway.auth import authenticate
 from gateway.chat_completions import ChatCompletionEncoder, ChatCompletionRequest, completion_body
 from gateway.errors import GatewayError
 from gateway.observability import outcome_of, record_of
@@ -16,7 +17,7 @@ from gateway.state import state_of
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/v1")
+router = APIRouter(prefix="/v1", dependencies=[Depends(authenticate)])
 
 _BODY = {
     "requestBody": {
@@ -52,6 +53,7 @@ async def chat_completions(request: Request) -> Response:
         await relay.aclose()
         text = "".join(collected)
         state.ended(record_of(request.scope), relay, outcome, len(collected), len(text), error)
+        await state.release(guard.lease, relay, len(collected))
     headers = {
         "X-Request-ID": request_id(request),
         "X-Gateway-Model": relay.model,

@@ -6,10 +6,11 @@ import re
 from functools import partial
 from typing import Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 
 from gateway.api._common import parse_json, read_body, request_id, validate
 from gateway.api._serve import admit_and_prime, respond
+from gateway.auth import authenticate
 from gateway.errors import BadRequest, InvalidRequest
 from gateway.models import to_chat_request
 from gateway.observability import record_of
@@ -19,7 +20,7 @@ from gateway.state import GatewayState, state_of
 
 __all__ = ["router"]
 
-router = APIRouter()
+router = APIRouter(dependencies=[Depends(authenticate)])
 
 _LAST_EVENT_ID = re.compile(r"[A-Za-z0-9_\-]{1,64}:[0-9]{1,10}")
 _STREAM_BODY = {

@@ -48,3 +48,42 @@ class GatedProvider:
 async def wait_for(event: asyncio.Event) -> None:
     async with asyncio.timeout(GUARD_S):
         await event.wait()
+
+
+class RequestsLogged:
+    """Counts the gateway's per-request log lines: each is written only once its request has
+    fully ended (response sent, slot given back, metrics recorded)."""
+
+    def __init__(self) -> None:
+        import logging
+
+        self.count = 0
+        self.changed = asyncio.Event()
+        outer = self
+
+        class Handler(logging.Handler):
+            def emit(self, record: logging.LogRecord) -> None:
+                if record.getMessage() == "request":
+                    outer.count += 1
+                    outer.changed.set()
+
+        self.handler = Handler()
+        self.logger = logging.getLogger("gateway.access")
+
+    def __enter__(self) -> RequestsLogged:
+        import logging
+
+        self.level = self.logger.level
+        self.logger.setLevel(logging.INFO)
+        self.logger.addHandler(self.handler)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.logger.removeHandler(self.handler)
+        self.logger.setLevel(self.level)
+
+    async def reach(self, count: int) -> None:
+        async with asyncio.timeout(GUARD_S):
+            while self.count < count:
+                self.changed.clear()
+                await self.changed.wait()

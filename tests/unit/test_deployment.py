@@ -40,13 +40,14 @@ def seconds(value: str) -> float:
 
 
 def test_compose_parses_and_references_files_that_exist() -> None:
-    service = compose()["services"]["gateway"]
+    services = compose()["services"]
+    service = services["gateway"]
     assert (ROOT / service["build"] / "Dockerfile").is_file()
-    for volume in service["volumes"]:
-        host, container, *mode = volume.split(":")
+    for volume in service["volumes"] + services["proxy"]["volumes"]:
+        host, _, mode = volume.split(":")
         assert (ROOT / host).exists(), host
-        assert mode == ["ro"]
-        assert container == "/app/config"
+        assert mode == "ro"
+    assert service["volumes"] == ["./config:/app/config:ro"]
     for env_file in service["env_file"]:
         assert env_file["required"] is False
         assert (ROOT / (env_file["path"] + ".example")).is_file()
@@ -76,8 +77,12 @@ def test_healthchecks_probe_a_route_that_exists() -> None:
 def test_exposed_and_published_ports_match_the_configuration() -> None:
     port = Settings().port
     assert instruction("EXPOSE") == str(port)
-    published = compose()["services"]["gateway"]["ports"]
-    assert published == [f"127.0.0.1:{port}:{port}"]
+    services = compose()["services"]
+    assert services["gateway"]["expose"] == [str(port)]
+    assert "ports" not in services["gateway"]  # so that it can be scaled
+    assert services["proxy"]["ports"] == [f"127.0.0.1:{port}:80"]
+    nginx = (ROOT / "config" / "nginx.conf").read_text()
+    assert f"server gateway:{port};" in nginx
     shipped = tomllib.loads((ROOT / "config" / "gateway.toml").read_text())
     assert shipped.get("port", port) == port
 
@@ -92,3 +97,17 @@ def test_secrets_stay_out_of_git_and_the_image() -> None:
     assert ".env" in (ROOT / ".gitignore").read_text().split()
     assert ".env" in (ROOT / ".dockerignore").read_text().split()
     assert not (ROOT / ".env").exists() or ".env" in (ROOT / ".gitignore").read_text()
+
+
+def test_proxy_does_not_buffer_streams() -> None:
+    nginx = (ROOT / "config" / "nginx.conf").read_text()
+    for directive in ("proxy_buffering off;", "proxy_http_version 1.1;", "gzip off;"):
+        assert directive in nginx
+
+
+def test_replicas_share_limits_through_the_compose_redis() -> None:
+    services = compose()["services"]
+    url = services["gateway"]["environment"]["GATEWAY_REDIS_URL"]
+    assert url == "redis://redis:6379/0"
+    assert "redis" in services
+    assert services["gateway"]["depends_on"]["redis"]["condition"] == "service_healthy"
