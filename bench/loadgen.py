@@ -240,3 +240,43 @@ async def abandon(target: Target, cycles: int) -> Results:
         done.cancel()
         await asyncio.sleep(0.05)  # let the gateway finish tearing down before the next
     return results
+
+
+async def slow_readers(
+    target: Target,
+    count: int,
+    all_paused: asyncio.Future[None],
+    resume: asyncio.Future[None],
+    batch: int = 500,
+) -> Results:
+    """`count` clients that read one event and then stop reading until `resume` resolves,
+    while a fast upstream keeps sending: back-pressure must bound what is buffered."""
+    results = Results()
+    streams: list[tuple[_Stream, asyncio.Future[None]]] = []
+
+    async def one() -> None:
+        stream = await _connect(target.port)
+        done = stream.start(target.request())
+        assert stream.first_event is not None
+        await stream.first_event
+        assert stream.transport is not None
+        stream.transport.pause_reading()
+        streams.append((stream, done))
+
+    for start in range(0, count, batch):
+        await asyncio.gather(*(one() for _ in range(min(batch, count - start))))
+    all_paused.set_result(None)
+    await resume
+    for stream, _ in streams:
+        assert stream.transport is not None
+        stream.transport.resume_reading()
+    for stream, done in streams:
+        try:
+            await done
+        except ConnectionError:
+            results.errors += 1
+        else:
+            _check(stream, target, results)
+        assert stream.transport is not None
+        stream.transport.close()
+    return results

@@ -23,7 +23,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.loadgen import Results, Target, abandon, closed_loop, hold_open, sequential
+from bench.loadgen import (
+    Results,
+    Target,
+    abandon,
+    closed_loop,
+    hold_open,
+    sequential,
+    slow_readers,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 REPORT = ROOT / "docs" / "PERFORMANCE.md"
@@ -39,10 +47,12 @@ class Profile:
     holds: tuple[int, ...]
     hold_chunks: int
     hangups: int
+    slow_readers: int
 
 
-FULL = Profile(300, 6.0, (1, 50, 200), (1000, 9500), 40, 200)
-QUICK = Profile(60, 1.5, (1, 50, 200), (300,), 8, 30)
+FULL = Profile(300, 6.0, (1, 50, 200), (1000, 9500), 40, 200, 1000)
+QUICK = Profile(60, 1.5, (1, 50, 200), (300,), 8, 30, 200)
+SLOW_READER_CHUNKS = 10_000  # ~1.3 MB per stream, sent as fast as the reader allows
 
 
 def free_port() -> int:
@@ -195,6 +205,27 @@ class Bench:
             )
         self.report["memory"] = rows
 
+    async def slow_readers(self) -> None:
+        count = self.profile.slow_readers
+        target = targets(self.mock_port, self.gw_port, SLOW_READER_CHUNKS, 0)[2]
+        loop = asyncio.get_running_loop()
+        paused, resume = loop.create_future(), loop.create_future()
+        base = self.gateway.memory_kib("VmRSS")
+        running = asyncio.ensure_future(slow_readers(target, count, paused, resume))
+        await paused
+        await asyncio.sleep(3)  # let every buffer on the way fill up
+        held = self.gateway.memory_kib("VmRSS")
+        resume.set_result(None)
+        results = await running
+        self.count(f"slow readers {count}", results)
+        self.report["slow_readers"] = {
+            "streams": count,
+            "rss_base_mib": base / 1024,
+            "rss_mib": held / 1024,
+            "kib_per_stream": (held - base) / count,
+            "completed": results.streams - faults(results),
+        }
+
     async def disconnects(self) -> None:
         target = targets(self.mock_port, self.gw_port, 10_000, 10)[2]
         self.lost_times()  # reset
@@ -255,10 +286,40 @@ async def measure(profile: Profile, bench: Bench) -> dict[str, Any]:
     return bench.report
 
 
+def start_gateway(mock_port: int, gw_port: int) -> subprocess.Popen[bytes]:
+    gateway_bin = str(Path(sys.executable).with_name("gateway"))
+    command = [
+        gateway_bin,
+        "serve",
+        "--config",
+        str(gateway_config(mock_port)),
+        "--port",
+        str(gw_port),
+        "--log-level",
+        "warning",
+    ]
+    gateway = subprocess.Popen(pinned(0, command), cwd=ROOT)
+    wait_healthy(gw_port)
+    return gateway
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    process.wait(timeout=60)
+
+
+def run_loop(coroutine: Any) -> Any:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover
+        return asyncio.run(coroutine)
+    return uvloop.run(coroutine)
+
+
 def run(profile: Profile) -> dict[str, Any]:
     if (os.cpu_count() or 1) > 1:
         os.sched_setaffinity(0, {1})
-    mock_port, gw_port = free_port(), free_port()
+    mock_port = free_port()
     mock = subprocess.Popen(
         pinned(1, [sys.executable, "-m", "bench.mock_upstream", str(mock_port)]),
         stdin=subprocess.PIPE,
@@ -267,35 +328,26 @@ def run(profile: Profile) -> dict[str, Any]:
     )
     assert mock.stdout is not None
     mock.stdout.readline()
-    gateway_bin = str(Path(sys.executable).with_name("gateway"))
-    gateway = subprocess.Popen(
-        pinned(
-            0,
-            [
-                gateway_bin,
-                "serve",
-                "--config",
-                str(gateway_config(mock_port)),
-                "--port",
-                str(gw_port),
-                "--log-level",
-                "warning",
-            ],
-        ),
-        cwd=ROOT,
-    )
     try:
-        wait_healthy(gw_port)
-        bench = Bench(profile, gateway.pid, mock_port, gw_port, mock)
+        gw_port = free_port()
+        gateway = start_gateway(mock_port, gw_port)
         try:
-            import uvloop
-
-            return uvloop.run(measure(profile, bench))
-        except ImportError:  # pragma: no cover
-            return asyncio.run(measure(profile, bench))
+            bench = Bench(profile, gateway.pid, mock_port, gw_port, mock)
+            report: dict[str, Any] = run_loop(measure(profile, bench))
+        finally:
+            stop(gateway)
+        # Memory phases measure growth, which a process that already held thousands of
+        # streams would understate (its allocator reuses what they freed): a fresh one.
+        gw_port = free_port()
+        gateway = start_gateway(mock_port, gw_port)
+        try:
+            fresh = Bench(profile, gateway.pid, mock_port, gw_port, mock)
+            fresh.report = report
+            run_loop(fresh.slow_readers())
+        finally:
+            stop(gateway)
+        return report
     finally:
-        gateway.terminate()
-        gateway.wait(timeout=60)
         mock.terminate()
         mock.wait(timeout=10)
 
@@ -370,6 +422,12 @@ def render(report: dict[str, Any]) -> str:
             f"({row['rss_base_mib']:.0f} → {row['rss_open_mib']:.0f} MiB; "
             f"{row['completed']} completed exactly) | {row['kib_per_stream']:.1f} KiB |"
         )
+    slow = report["slow_readers"]
+    lines.append(
+        f"| {slow['streams']} slow-reading clients paused mid-stream on a fast upstream "
+        f"({slow['rss_base_mib']:.0f} → {slow['rss_mib']:.0f} MiB; {slow['completed']} "
+        f"completed exactly once resumed) | {slow['kib_per_stream']:.1f} KiB per stream |"
+    )
     d = report["disconnect"]
     p50 = f"{d['p50_ms']:.2f}" if d["p50_ms"] is not None else "n/a"
     p99 = f"{d['p99_ms']:.2f}" if d["p99_ms"] is not None else "n/a"

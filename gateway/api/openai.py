@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 
-from gateway.api._common import parse_json, read_body, request_id
+from gateway.api._common import json_body, parse_json, read_body, request_id
 from gateway.api._serve import admit_and_prime, respond
 from gateway.auth import authenticate
 from gateway.chat_completions import ChatCompletionEncoder, ChatCompletionRequest, completion_body
@@ -19,12 +19,7 @@ __all__ = ["router"]
 
 router = APIRouter(prefix="/v1", dependencies=[Depends(authenticate)])
 
-_BODY = {
-    "requestBody": {
-        "required": True,
-        "content": {"application/json": {"schema": ChatCompletionRequest.model_json_schema()}},
-    }
-}
+_BODY = json_body(ChatCompletionRequest)
 
 
 @router.post("/chat/completions", openapi_extra=_BODY, response_class=Response)

@@ -8,7 +8,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Request, Response
 
-from gateway.api._common import parse_json, read_body, request_id, validate
+from gateway.api._common import json_body, parse_json, read_body, request_id, validate
 from gateway.api._serve import admit_and_prime, respond
 from gateway.auth import authenticate
 from gateway.errors import BadRequest, InvalidRequest
@@ -23,12 +23,7 @@ __all__ = ["router"]
 router = APIRouter(dependencies=[Depends(authenticate)])
 
 _LAST_EVENT_ID = re.compile(r"[A-Za-z0-9_\-]{1,64}:[0-9]{1,10}")
-_STREAM_BODY = {
-    "requestBody": {
-        "required": True,
-        "content": {"application/json": {"schema": StreamRequest.model_json_schema()}},
-    }
-}
+_STREAM_BODY = json_body(StreamRequest)
 
 
 @router.post("/stream", openapi_extra=_STREAM_BODY, response_class=Response)

@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from gateway.providers.base import ChatRequest, StreamOutcome
+from gateway.providers.fake import FakeProvider
 
 pytestmark = pytest.mark.e2e
 
@@ -43,6 +44,17 @@ class GatedProvider:
 
     async def aclose(self) -> None:
         return None
+
+
+class CountingFake(FakeProvider):
+    """The real fake provider, counting how many generations it was asked for."""
+
+    calls = 0
+
+    async def stream(self, request: ChatRequest, outcome: StreamOutcome) -> AsyncIterator[str]:
+        self.calls += 1
+        async for delta in super().stream(request, outcome):
+            yield delta
 
 
 async def wait_for(event: asyncio.Event) -> None:

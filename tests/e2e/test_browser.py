@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 
 from gateway.app import create_app
-from gateway.providers.base import ChatRequest, StreamOutcome
-from gateway.providers.fake import FakeConfig, FakeProvider, load_story
+from gateway.providers.fake import FakeConfig, load_story
 from tests.conftest import settings_from
+from tests.e2e.conftest import CountingFake
 from tests.e2e.servers import serve
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
@@ -47,17 +47,6 @@ if CHROMIUM is None or async_playwright is None:  # pragma: no cover - depends o
         "(or set CHROMIUM=/path/to/chrome) and `pip install playwright`",
         allow_module_level=True,
     )
-
-
-class CountingFake(FakeProvider):
-    """The real fake provider, counting how many generations it was asked for."""
-
-    calls = 0
-
-    async def stream(self, request: ChatRequest, outcome: StreamOutcome) -> AsyncIterator[str]:
-        self.calls += 1
-        async for delta in super().stream(request, outcome):
-            yield delta
 
 
 @pytest.fixture

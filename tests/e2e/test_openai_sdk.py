@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import openai
 import pytest
@@ -18,6 +19,19 @@ pytestmark = pytest.mark.e2e
 STORY = load_story(None)
 FAULTS = FAST_FAKE + "[models.flaky]\nprovider='fake'\nparams={fail_after_chunks=3}\n"
 MESSAGES = [{"role": "system", "content": "be nice"}, {"role": "user", "content": "hi"}]
+
+
+@asynccontextmanager
+async def sdk_against(kind: str) -> AsyncIterator[tuple[openai.AsyncOpenAI, UpstreamStub]]:
+    """The SDK, a live gateway, and behind it a stub speaking `kind`'s recorded stream."""
+    capture, content_type, _ = CAPTURES[kind]
+    stub = UpstreamStub(Reply(content_type=content_type, body=[wire(capture)]))
+    async with serve(stub) as upstream:
+        app = create_app(settings_from(gateway_settings(kind, upstream)))
+        async with serve(app) as url:
+            client = openai.AsyncOpenAI(base_url=f"{url}/v1", api_key="x", max_retries=0)
+            async with client:
+                yield client, stub
 
 
 @pytest.fixture
@@ -135,30 +149,25 @@ async def test_sdk_image_content_is_a_400(sdk: openai.AsyncOpenAI) -> None:
 @pytest.mark.parametrize("kind", list(CAPTURES))
 @pytest.mark.parametrize("stream", [True, False])
 async def test_sdk_against_each_real_dialect(kind: str, stream: bool) -> None:
-    capture, content_type, expected = CAPTURES[kind]
-    stub = UpstreamStub(Reply(content_type=content_type, body=[wire(capture)]))
-    async with serve(stub) as upstream:
-        app = create_app(settings_from(gateway_settings(kind, upstream)))
-        async with serve(app) as url:
-            client = openai.AsyncOpenAI(base_url=f"{url}/v1", api_key="x", max_retries=0)
-            async with client:
-                if stream:
-                    chunks = await client.chat.completions.create(
-                        model="m",
-                        messages=MESSAGES,
-                        stream=True,  # type: ignore[arg-type]
-                        stream_options={"include_usage": True},
-                    )
-                    parts = [c async for c in chunks]
-                    text = "".join(c.choices[0].delta.content or "" for c in parts if c.choices)
-                    usage = parts[-1].usage
-                else:
-                    completion = await client.chat.completions.create(
-                        model="m",
-                        messages=MESSAGES,  # type: ignore[arg-type]
-                    )
-                    text = completion.choices[0].message.content or ""
-                    usage = completion.usage
+    expected = CAPTURES[kind][2]
+    async with sdk_against(kind) as (client, _):
+        if stream:
+            chunks = await client.chat.completions.create(
+                model="m",
+                messages=MESSAGES,
+                stream=True,  # type: ignore[arg-type]
+                stream_options={"include_usage": True},
+            )
+            parts = [c async for c in chunks]
+            text = "".join(c.choices[0].delta.content or "" for c in parts if c.choices)
+            usage = parts[-1].usage
+        else:
+            completion = await client.chat.completions.create(
+                model="m",
+                messages=MESSAGES,  # type: ignore[arg-type]
+            )
+            text = completion.choices[0].message.content or ""
+            usage = completion.usage
     assert text == expected
     assert usage is not None and usage.prompt_tokens
 
@@ -167,21 +176,15 @@ async def test_sdk_against_each_real_dialect(kind: str, stream: bool) -> None:
 async def test_openai_only_hints_reach_only_openai_compatible_upstreams(
     kind: str, passed: bool
 ) -> None:
-    capture, content_type, _ = CAPTURES[kind]
-    stub = UpstreamStub(Reply(content_type=content_type, body=[wire(capture)]))
-    async with serve(stub) as upstream:
-        app = create_app(settings_from(gateway_settings(kind, upstream)))
-        async with serve(app) as url:
-            client = openai.AsyncOpenAI(base_url=f"{url}/v1", api_key="x", max_retries=0)
-            async with client:
-                await client.chat.completions.create(
-                    model="m",
-                    messages=MESSAGES,
-                    seed=7,
-                    presence_penalty=0.5,  # type: ignore[arg-type]
-                    user="u-1",
-                    max_completion_tokens=9,
-                )
+    async with sdk_against(kind) as (client, stub):
+        await client.chat.completions.create(
+            model="m",
+            messages=MESSAGES,
+            seed=7,
+            presence_penalty=0.5,  # type: ignore[arg-type]
+            user="u-1",
+            max_completion_tokens=9,
+        )
     import json
 
     sent = json.loads(stub.seen[0].body)

@@ -6,7 +6,6 @@ import asyncio
 import socket
 import sys
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
@@ -15,11 +14,10 @@ import redis.asyncio as aioredis
 
 from gateway.app import create_app
 from gateway.auth import hash_key
-from gateway.providers.base import ChatRequest, StreamOutcome
-from gateway.providers.fake import FakeConfig, FakeProvider
+from gateway.providers.fake import FakeConfig
 from gateway.settings import ConfigError
 from tests.conftest import FAST_FAKE, settings_from, write_config
-from tests.e2e.conftest import GatedProvider, RequestsLogged, wait_for
+from tests.e2e.conftest import CountingFake, GatedProvider, RequestsLogged, wait_for
 from tests.e2e.process import gateway_process
 from tests.e2e.servers import serve
 
@@ -36,15 +34,6 @@ def keys(**limits: object) -> str:
         + f"[keys.frontend]\nsha256 = '{hash_key(KEY)}'\nmodels = ['story']\n{extra}"
         + f"[keys.batch]\nsha256 = '{hash_key(OTHER)}'\n"
     )
-
-
-class CountingFake(FakeProvider):
-    calls = 0
-
-    async def stream(self, request: ChatRequest, outcome: StreamOutcome) -> AsyncIterator[str]:
-        self.calls += 1
-        async for delta in super().stream(request, outcome):
-            yield delta
 
 
 def bearer(key: str = KEY) -> dict[str, str]:
