@@ -213,8 +213,7 @@ class Bench:
         base = self.gateway.memory_kib("VmRSS")
         running = asyncio.ensure_future(slow_readers(target, count, paused, resume))
         await paused
-        await asyncio.sleep(3)  # let every buffer on the way fill up
-        held = self.gateway.memory_kib("VmRSS")
+        held = await self.steady_rss()  # every buffer on the way has filled up
         resume.set_result(None)
         results = await running
         self.count(f"slow readers {count}", results)
@@ -225,6 +224,19 @@ class Bench:
             "kib_per_stream": (held - base) / count,
             "completed": results.streams - faults(results),
         }
+
+    async def steady_rss(self, limit_s: float = 60) -> int:
+        """The gateway's RSS once it stops growing (two readings 1 s apart within 1 %)."""
+        previous = self.gateway.memory_kib("VmRSS")
+        deadline = time.monotonic() + limit_s
+        while time.monotonic() < deadline:
+            await asyncio.sleep(1)
+            current = self.gateway.memory_kib("VmRSS")
+            if abs(current - previous) <= previous * 0.01:
+                return current
+            previous = current
+        self.report["warnings"].append("slow readers: RSS still growing after 60 s")
+        return previous
 
     async def disconnects(self) -> None:
         target = targets(self.mock_port, self.gw_port, 10_000, 10)[2]

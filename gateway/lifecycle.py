@@ -19,11 +19,14 @@ import threading
 from collections.abc import Awaitable, Iterator
 from contextlib import contextmanager
 from types import FrameType
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from starlette.types import Receive
 
 from gateway.errors import GatewayError, Unavailable
+
+if TYPE_CHECKING:
+    from gateway.limits import Lease
 
 __all__ = ["ClientDisconnected", "Drain", "Interrupt", "StreamGuard", "drain_on_exit_signals"]
 
@@ -73,7 +76,7 @@ class StreamGuard:
         self._task = task
         self._drain = drain
         self.reason: Interrupt | None = None
-        self.lease: Any = None  # the limits' lease, given back when the stream ends
+        self.lease: Lease | None = None  # the limits' lease, given back when the stream ends
         drain.active.add(self)
         self._watcher: asyncio.Task[None] | None = asyncio.ensure_future(self._watch(receive))
 

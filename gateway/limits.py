@@ -5,8 +5,9 @@ step in the store: refuse if the key's token window is already over its limit or
 stream slots are taken, else count the request in its one-minute window (fixed windows) and
 take a slot. A slot is a lease with an expiry, held until the stream ends whatever ends it;
 a per-process keeper renews the leases of live streams, so the slots of a replica that died
-come back when their leases expire. Tokens are charged when a stream ends, from the usage the
-provider reported, or estimated as one token per relayed delta when it reported none.
+come back when their leases expire. Tokens are charged while a stream runs, as an estimate
+(one token per relayed delta, every `CHARGE_EVERY` deltas), and settled when it ends against the
+usage the provider reported (or the estimate, when it reported none).
 
 Two stores share the contract: in memory (one process) and Redis (several replicas, one Lua
 script per admission). Every Redis call is bounded by `redis_timeout_s`, never retried, and a
@@ -33,6 +34,7 @@ __all__ = ["Lease", "Limiter", "MemoryStore", "RedisStore"]
 
 log = logging.getLogger("gateway.limits")
 WINDOW_S = 60
+CHARGE_EVERY = 32  # deltas between running charges of a tokens-per-minute key
 
 
 @dataclass(slots=True, eq=False)  # compared and hashed by identity
@@ -40,6 +42,8 @@ class Lease:
     key: GatewayKey
     id: str = field(default_factory=lambda: secrets.token_hex(8))
     holds_slot: bool = False
+    charged: int = 0  # tokens already charged while the stream ran
+    next_charge: int = CHARGE_EVERY  # the delta count at which to charge again
 
 
 class Store(Protocol):
@@ -232,16 +236,29 @@ class Limiter:
             self.live.add(lease)
         return lease
 
+    async def running(self, lease: Lease, deltas: int) -> None:
+        """A tokens-per-minute key's stream has relayed `deltas`: charge the estimate so far, so
+        that a long stream holds back the key's next requests while it runs."""
+        lease.next_charge = deltas + CHARGE_EVERY
+        if lease.key.tpm is None:
+            return
+        try:
+            await self.store.charge(lease.key, deltas - lease.charged)
+        except Exception as exc:
+            self._outage(exc, refuse=False)
+            return
+        lease.charged = deltas
+
     async def finish(self, lease: Lease | None, tokens: int) -> None:
-        """The stream ended: give its slot back and charge its tokens."""
+        """The stream ended: give its slot back; settle its tokens against what was charged."""
         if lease is None:
             return
         self.live.discard(lease)
         try:
             if lease.holds_slot:
                 await self.store.release(lease)
-            if lease.key.tpm is not None and tokens:
-                await self.store.charge(lease.key, tokens)
+            if lease.key.tpm is not None and tokens != lease.charged:
+                await self.store.charge(lease.key, tokens - lease.charged)
         except Exception as exc:
             self._outage(exc, refuse=False)
 

@@ -27,6 +27,7 @@ from starlette.types import Receive, Scope, Send
 
 from gateway.errors import GatewayError, Unavailable
 from gateway.lifecycle import Interrupt, StreamGuard
+from gateway.limits import Limiter
 from gateway.observability import RequestRecord
 from gateway.relay import Relay
 
@@ -178,6 +179,7 @@ class RelayResponse(StreamingResponse):
         self.result = "complete"
         self.bytes_out = 0
         self.record: RequestRecord | None = None
+        self.limiter: Limiter | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
@@ -200,9 +202,13 @@ class RelayResponse(StreamingResponse):
 
     async def _send_all(self, send: Send) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+        encoder, lease, limiter = self.encoder, self.guard.lease, self.limiter
         async for chunk in self.chunks:
             self.bytes_out += len(chunk)
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            # A per-key token budget is charged as the stream runs (one compare per chunk).
+            if lease is not None and limiter is not None and encoder.deltas >= lease.next_charge:
+                await limiter.running(lease, encoder.deltas)
         self.guard.close()
         if self.encoder.error is not None:
             self.result = _result_of(self.encoder.error)

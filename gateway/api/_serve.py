@@ -62,4 +62,5 @@ def respond(
     ]
     response = response_class(encoder, guard, headers, finished=state.finished)
     response.record = record_of(request.scope)
+    response.limiter = state.limiter
     return response

@@ -123,7 +123,7 @@ class _Connection(asyncio.Protocol):
     async def read_head(self, request: httpx.Request) -> None:
         while not self.head_done:
             self._raise_if_broken(request, "before the response headers")
-            if not await self._wait(_read_timeout(request)):
+            if not await self._wait(_timeout(request, "read")):
                 raise httpx.ReadTimeout(
                     "timed out waiting for the response headers", request=request
                 )
@@ -134,7 +134,7 @@ class _Connection(asyncio.Protocol):
             if self.complete:
                 return b""
             self._raise_if_broken(request, "in the response body")
-            if not await self._wait(_read_timeout(request)):
+            if not await self._wait(_timeout(request, "read")):
                 raise httpx.ReadTimeout("timed out reading the response body", request=request)
         data = self.chunks[0] if len(self.chunks) == 1 else b"".join(self.chunks)
         self.chunks = []
@@ -164,11 +164,6 @@ class _Connection(asyncio.Protocol):
 def _expire(waiter: asyncio.Future[bool]) -> None:
     if not waiter.done():
         waiter.set_result(False)
-
-
-def _read_timeout(request: httpx.Request) -> float | None:
-    timeouts = request.extensions.get("timeout")
-    return timeouts.get("read") if isinstance(timeouts, dict) else None
 
 
 def _timeout(request: httpx.Request, key: str) -> float | None:

@@ -270,3 +270,27 @@ async def test_hash_key_reads_the_key_from_stdin() -> None:
     out, _ = await process.communicate(KEY.encode() + b"\n")
     assert process.returncode == 0
     assert out.decode().strip() == hash_key(KEY)
+
+
+@pytest.mark.parametrize("store", ["memory", "redis"])
+async def test_tokens_are_charged_while_a_long_stream_runs(
+    store: str, request: pytest.FixtureRequest
+) -> None:
+    extra = f"redis_url = '{request.getfixturevalue('redis_url')}'\n" if store == "redis" else ""
+    provider = GatedProvider(tuple("x" for _ in range(100)))
+    app = create_app(settings_from(extra + keys(tpm=50)), {"fake": provider})
+    for gate in provider.gates[:70]:
+        gate.set()
+    async with serve(app) as url, httpx.AsyncClient(base_url=url) as http:
+        async with http.stream("POST", "/stream", json={"prompt": "x"}, headers=bearer()) as run:
+            received = b""
+            async for chunk in run.aiter_raw():
+                received += chunk
+                if len(received) == 70:
+                    break
+            # 70 deltas relayed, the provider has reported no usage yet: the estimate already
+            # holds the key's next request back.
+            refused = await http.post("/stream", json={"prompt": "x"}, headers=bearer())
+            provider.open_all()
+    assert refused.status_code == 429
+    assert refused.json()["error"]["type"] == "rate_limited"
