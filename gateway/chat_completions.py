@@ -10,7 +10,6 @@ Streaming answers are `chat.completion.chunk` events built from pre-serialised b
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncGenerator
 from dataclasses import replace
 from typing import Annotated, Any, Literal
 
@@ -219,9 +218,9 @@ class ChatCompletionEncoder(Encoder):
         self._close = b'},"logprobs":null,"finish_reason":null}]'
         self._close += b',"usage":null}\n\n' if include_usage else b"}\n\n"
 
-    def _chunk(self, delta: str) -> bytes:
+    def delta(self, text: str) -> bytes:
         self.deltas += 1
-        return self._open + orjson.dumps(delta) + self._close
+        return self._open + orjson.dumps(text) + self._close
 
     def _frame(self, choices: list[dict[str, Any]], **fields: Any) -> bytes:
         if self.include_usage:
@@ -229,24 +228,19 @@ class ChatCompletionEncoder(Encoder):
         tail = orjson.dumps({"choices": choices, **fields})[len(b'{"choices":') :]
         return self._head + tail + b"\n\n"
 
-    async def body(self) -> AsyncGenerator[bytes, None]:
-        relay = self.relay
+    def opening(self) -> bytes:
         role = {"role": "assistant", "content": ""}
-        yield self._frame([{"index": 0, "delta": role, "logprobs": None, "finish_reason": None}])
-        if relay.first:
-            yield self._chunk(relay.first)
-        try:
-            async for delta in relay.rest:
-                yield self._chunk(delta)
-        except GatewayError as exc:
-            self.error = exc
-            yield self.error_frame(exc)
-            return
-        finish = openai_finish_reason(relay.outcome.finish_reason)
-        yield self._frame([{"index": 0, "delta": {}, "logprobs": None, "finish_reason": finish}])
+        return self._frame([{"index": 0, "delta": role, "logprobs": None, "finish_reason": None}])
+
+    def closing(self) -> list[bytes]:
+        finish = openai_finish_reason(self.relay.outcome.finish_reason)
+        frames = [
+            self._frame([{"index": 0, "delta": {}, "logprobs": None, "finish_reason": finish}])
+        ]
         if self.include_usage:
-            yield self._frame([], usage=_usage(relay.outcome.usage))
-        yield b"data: [DONE]\n\n"
+            frames.append(self._frame([], usage=_usage(self.relay.outcome.usage)))
+        frames.append(b"data: [DONE]\n\n")
+        return frames
 
     def error_frame(self, error: GatewayError) -> bytes:
         return b"data: " + orjson.dumps({"error": _error(error)}) + b"\n\n"

@@ -52,7 +52,11 @@ def new_stream_id() -> str:
 
 
 class Encoder:
-    """Turns a primed relay into body bytes. One instance per response."""
+    """Turns a primed relay into body bytes. One instance per response.
+
+    `body()` is the same for every format; a format supplies the frame for each delta, the
+    frames before and after them, and its in-band error frame (None: truncate instead).
+    """
 
     media_type = "text/plain; charset=utf-8"
 
@@ -62,8 +66,33 @@ class Encoder:
         self.error: GatewayError | None = None
         self.deltas = 0
 
-    def body(self) -> AsyncGenerator[bytes, None]:
+    async def body(self) -> AsyncGenerator[bytes, None]:
+        relay = self.relay
+        if (opening := self.opening()) is not None:
+            yield opening
+        if relay.first:
+            yield self.delta(relay.first)
+        try:
+            async for text in relay.rest:
+                yield self.delta(text)
+        except GatewayError as exc:
+            self.error = exc
+            frame = self.error_frame(exc)
+            if frame is None:
+                raise StreamTruncated from exc
+            yield frame
+            return
+        for frame in self.closing():
+            yield frame
+
+    def opening(self) -> bytes | None:
+        return None
+
+    def delta(self, text: str) -> bytes:
         raise NotImplementedError
+
+    def closing(self) -> list[bytes]:
+        return []
 
     def error_frame(self, error: GatewayError) -> bytes | None:
         """The in-band error; None where the format has none (text truncates instead)."""
@@ -80,18 +109,9 @@ class Encoder:
 
 
 class TextEncoder(Encoder):
-    async def body(self) -> AsyncGenerator[bytes, None]:
-        relay = self.relay
-        if relay.first:
-            self.deltas += 1
-            yield relay.first.encode()
-        try:
-            async for delta in relay.rest:
-                self.deltas += 1
-                yield delta.encode()
-        except GatewayError as exc:
-            self.error = exc
-            raise StreamTruncated from exc
+    def delta(self, text: str) -> bytes:
+        self.deltas += 1
+        return text.encode()
 
 
 class SSEEncoder(Encoder):
@@ -101,25 +121,15 @@ class SSEEncoder(Encoder):
         super().__init__(relay, stream_id)
         self._id = stream_id.encode() + b":"
 
-    def _event(self, delta: str) -> bytes:
+    def delta(self, text: str) -> bytes:
         # A pre-built template: one small bytes format per delta instead of a pydantic model.
         # It writes exactly what format_sse_event(data_str=..., id=...) writes (tested).
-        frame = b"data: %b\nid: %b%d\n\n" % (orjson.dumps(delta), self._id, self.deltas)
+        frame = b"data: %b\nid: %b%d\n\n" % (orjson.dumps(text), self._id, self.deltas)
         self.deltas += 1
         return frame
 
-    async def body(self) -> AsyncGenerator[bytes, None]:
-        relay = self.relay
-        if relay.first:
-            yield self._event(relay.first)
-        try:
-            async for delta in relay.rest:
-                yield self._event(delta)
-        except GatewayError as exc:
-            self.error = exc
-            yield self.error_frame(exc)
-            return
-        yield self._frame("done", self.end_summary())
+    def closing(self) -> list[bytes]:
+        return [self._frame("done", self.end_summary())]
 
     def _frame(self, event: str, data: dict[str, Any]) -> bytes:
         next_id = f"{self.stream_id}:{self.deltas}"
@@ -132,20 +142,12 @@ class SSEEncoder(Encoder):
 class NDJSONEncoder(Encoder):
     media_type = "application/x-ndjson"
 
-    async def body(self) -> AsyncGenerator[bytes, None]:
-        relay = self.relay
-        if relay.first:
-            self.deltas += 1
-            yield b'{"text":%b}\n' % orjson.dumps(relay.first)
-        try:
-            async for delta in relay.rest:
-                self.deltas += 1
-                yield b'{"text":%b}\n' % orjson.dumps(delta)
-        except GatewayError as exc:
-            self.error = exc
-            yield self.error_frame(exc)
-            return
-        yield orjson.dumps({"done": True, **self.end_summary()}) + b"\n"
+    def delta(self, text: str) -> bytes:
+        self.deltas += 1
+        return b'{"text":%b}\n' % orjson.dumps(text)
+
+    def closing(self) -> list[bytes]:
+        return [orjson.dumps({"done": True, **self.end_summary()}) + b"\n"]
 
     def error_frame(self, error: GatewayError) -> bytes:
         return orjson.dumps({"error": {"type": error.type, "message": error.message}}) + b"\n"

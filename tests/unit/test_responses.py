@@ -20,6 +20,6 @@ def test_sse_delta_template_writes_what_fastapi_writes() -> None:
     relay = Relay(Attempt("m", provider, "u"), "x", _nothing(), StreamOutcome())
     encoder = SSEEncoder(relay, "STREAM")
     for n, delta in enumerate(["plain", 'quote " and \\', "new\nline\r\n", "emoji 😀", "\u2028"]):
-        ours = encoder._event(delta)
+        ours = encoder.delta(delta)
         expected = format_sse_event(data_str=orjson.dumps(delta).decode(), id=f"STREAM:{n}")
         assert ours == expected
