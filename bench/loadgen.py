@@ -200,19 +200,9 @@ async def hold_open(
     tasks: list[asyncio.Task[None]] = []
 
     async def one(opened: asyncio.Future[None]) -> None:
-        stream = await _connect(target.port)
-        done = stream.start(target.request())
-        assert stream.first_event is not None
-        await stream.first_event
+        stream, done = await _open_until_first_event(target)
         opened.set_result(None)
-        try:
-            await done
-        except ConnectionError:
-            results.errors += 1
-        else:
-            _check(stream, target, results)
-        assert stream.transport is not None
-        stream.transport.close()
+        await _finish(stream, done, target, results)
 
     loop = asyncio.get_running_loop()
     for start in range(0, count, batch):
@@ -255,10 +245,7 @@ async def slow_readers(
     streams: list[tuple[_Stream, asyncio.Future[None]]] = []
 
     async def one() -> None:
-        stream = await _connect(target.port)
-        done = stream.start(target.request())
-        assert stream.first_event is not None
-        await stream.first_event
+        stream, done = await _open_until_first_event(target)
         assert stream.transport is not None
         stream.transport.pause_reading()
         streams.append((stream, done))
@@ -271,12 +258,27 @@ async def slow_readers(
         assert stream.transport is not None
         stream.transport.resume_reading()
     for stream, done in streams:
-        try:
-            await done
-        except ConnectionError:
-            results.errors += 1
-        else:
-            _check(stream, target, results)
-        assert stream.transport is not None
-        stream.transport.close()
+        await _finish(stream, done, target, results)
     return results
+
+
+async def _open_until_first_event(target: Target) -> tuple[_Stream, asyncio.Future[None]]:
+    stream = await _connect(target.port)
+    done = stream.start(target.request())
+    assert stream.first_event is not None
+    await stream.first_event
+    return stream, done
+
+
+async def _finish(
+    stream: _Stream, done: asyncio.Future[None], target: Target, results: Results
+) -> None:
+    """Wait for the stream's end, check it, close the connection."""
+    try:
+        await done
+    except ConnectionError:
+        results.errors += 1
+    else:
+        _check(stream, target, results)
+    assert stream.transport is not None
+    stream.transport.close()

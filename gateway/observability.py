@@ -23,6 +23,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.metrics import Metrics
 from gateway.providers.base import Usage
+from gateway.redaction import KEY_SHAPED
 
 __all__ = [
     "RECORD_KEY",
@@ -31,10 +32,12 @@ __all__ = [
     "configure_logging",
     "outcome_of",
     "record_of",
+    "request_id_of",
 ]
 
 log = logging.getLogger("gateway.access")
 RECORD_KEY = "gateway.record"
+REQUEST_ID_KEY = "gateway.request_id"
 RELAY_ROUTES = frozenset({"/stream", "/v1/chat/completions"})
 _SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
 
@@ -79,7 +82,15 @@ def outcome_of(error_type: str) -> str:
     return "rejected"
 
 
-def _request_id(scope: Scope) -> str:
+def request_id_of(scope: Scope) -> str:
+    """The client's X-Request-ID if it is sane, else a new one; the same for the request."""
+    found: str | None = scope.get(REQUEST_ID_KEY)
+    if found is None:
+        found = scope[REQUEST_ID_KEY] = _new_request_id(scope)
+    return found
+
+
+def _new_request_id(scope: Scope) -> str:
     for name, value in scope["headers"]:
         if name == b"x-request-id":
             sent = str(value.decode("latin-1"))
@@ -101,9 +112,8 @@ class AccessLog:
             await self.app(scope, receive, send)
             return
         path = scope["path"]
-        record = RequestRecord(_request_id(scope), path, scope["method"], time.perf_counter())
+        record = RequestRecord(request_id_of(scope), path, scope["method"], time.perf_counter())
         scope[RECORD_KEY] = record
-        scope["gateway.request_id"] = record.request_id
         try:
             if path in RELAY_ROUTES:
                 record.status = 200  # the relay routes set any other status themselves
@@ -145,7 +155,6 @@ _REDACTIONS = [
     # keys in URLs: ?key=…, &api_key=…, &token=…
     re.compile(r"(?i)([?&](?:key|api[-_]?key|apikey|token|access_token|secret)=)[^&\s\"']+"),
 ]
-_KEY_SHAPED = re.compile(r"\b(?:sk|pk|rk|AIza|gsk|xai)[-_A-Za-z0-9*.]{8,}")
 
 
 class Redactor:
@@ -157,7 +166,7 @@ class Redactor:
             text = text.replace(secret, "[redacted]")
         text = _REDACTIONS[0].sub(r"\1\2[redacted]", text)
         text = _REDACTIONS[1].sub(r"\1[redacted]", text)
-        return _KEY_SHAPED.sub("[redacted]", text)
+        return KEY_SHAPED.sub("[redacted]", text)
 
 
 class _Formatter(logging.Formatter):

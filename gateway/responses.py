@@ -28,7 +28,7 @@ from starlette.types import Receive, Scope, Send
 from gateway.errors import GatewayError, Unavailable
 from gateway.lifecycle import Interrupt, StreamGuard
 from gateway.limits import Limiter
-from gateway.observability import RequestRecord
+from gateway.observability import RequestRecord, outcome_of
 from gateway.relay import Relay
 
 __all__ = [
@@ -229,6 +229,4 @@ class RelayEventSourceResponse(RelayResponse, EventSourceResponse):
 
 
 def _result_of(error: GatewayError | None) -> str:
-    if error is None:
-        return "complete"
-    return "timeout" if error.type == "upstream_timeout" else "upstream_error"
+    return "complete" if error is None else outcome_of(error.type)

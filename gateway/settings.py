@@ -35,7 +35,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from gateway.providers import ProviderConfig
+from gateway.providers import PROVIDERS, ProviderConfig
 from gateway.providers.fake import FakeConfig, FakeFaults
 
 __all__ = [
@@ -207,12 +207,9 @@ def _describe(exc: ValidationError, path: Path | None, file_data: dict[str, Any]
 def _key_path(loc: tuple[int | str, ...]) -> list[str]:
     parts = [str(part) for part in loc]
     # A discriminated union puts the `type` tag after the provider's name: drop it.
-    if len(parts) >= 3 and parts[0] == "providers" and parts[2] in _PROVIDER_TYPES:
+    if len(parts) >= 3 and parts[0] == "providers" and parts[2] in PROVIDERS:
         del parts[2]
     return parts
-
-
-_PROVIDER_TYPES = {"fake", "openai", "anthropic", "gemini", "ollama"}
 
 
 def _source_of(loc: list[str], path: Path | None, file_data: dict[str, Any]) -> str:

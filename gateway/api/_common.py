@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import re
-import secrets
 from typing import Any, TypeVar
 
 import orjson
@@ -11,13 +9,11 @@ from fastapi import Request
 from pydantic import BaseModel, ValidationError
 
 from gateway.errors import InvalidRequest, RequestTooLarge
+from gateway.observability import request_id_of
 
 __all__ = ["json_body", "parse_json", "read_body", "request_id", "validation_message"]
 
 M = TypeVar("M", bound=BaseModel)
-
-_SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
-_SCOPE_KEY = "gateway.request_id"
 
 
 def json_body(model: type[BaseModel]) -> dict[str, Any]:
@@ -28,14 +24,8 @@ def json_body(model: type[BaseModel]) -> dict[str, Any]:
 
 
 def request_id(request: Request) -> str:
-    """The client's X-Request-ID if it is sane, else a new one; the same for the request."""
-    scope = request.scope
-    found: str | None = scope.get(_SCOPE_KEY)
-    if found is None:
-        sent = request.headers.get("x-request-id", "")
-        found = sent if _SANE_REQUEST_ID.fullmatch(sent) else secrets.token_hex(16)
-        scope[_SCOPE_KEY] = found
-    return found
+    """The request's id (the client's sane X-Request-ID, else a new one)."""
+    return request_id_of(request.scope)
 
 
 async def read_body(request: Request, limit: int) -> bytes:

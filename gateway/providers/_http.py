@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager, suppress
 from datetime import UTC, datetime
@@ -25,6 +24,7 @@ from gateway.errors import (
 )
 from gateway.providers._transport import StreamingTransport
 from gateway.providers.base import ProviderSettings
+from gateway.redaction import KEY_SHAPED
 
 __all__ = [
     "HTTPProviderConfig",
@@ -189,14 +189,10 @@ async def _content_type_error(response: httpx.Response) -> UpstreamError:
     return UpstreamProtocolError(f"the upstream answered {sanitise(got)} instead of a stream")
 
 
-# Upstreams echo keys back ("Incorrect API key provided: sk-…"); anything shaped like one goes.
-_KEY_SHAPED = re.compile(r"\b(?:sk|pk|rk|AIza|gsk|xai|key)[-_A-Za-z0-9*.]{8,}")
-
-
 def sanitise(message: str) -> str:
     """Make an upstream's message safe to show a client: one short printable line, no keys."""
     printable = "".join(ch if ch.isprintable() else " " for ch in message)
-    text = _KEY_SHAPED.sub("[redacted]", " ".join(printable.split()))
+    text = KEY_SHAPED.sub("[redacted]", " ".join(printable.split()))
     if len(text) > MESSAGE_LIMIT:
         text = text[: MESSAGE_LIMIT - 1] + "…"
     return text

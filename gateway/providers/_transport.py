@@ -43,7 +43,6 @@ class _Connection(asyncio.Protocol):
     def __init__(self, origin: Origin) -> None:
         self.origin = origin
         self.transport: Any = None
-        self.parser = httptools.HttpResponseParser(self)
         self.loop = asyncio.get_running_loop()
         self.closed = False
         self.error: Exception | None = None
@@ -51,6 +50,8 @@ class _Connection(asyncio.Protocol):
         self._reset()
 
     def _reset(self) -> None:
+        """Ready for the next response on this connection (a fresh parser per message)."""
+        self.parser = httptools.HttpResponseParser(self)
         self.status = 0
         self.keep_alive = False
         self.headers: list[tuple[bytes, bytes]] = []
@@ -256,7 +257,6 @@ class StreamingTransport(httpx.AsyncBaseTransport):
             fresh = now - connection.idle_since < KEEPALIVE_EXPIRY_S
             if not connection.closed and connection.error is None and fresh:
                 connection._reset()
-                connection.parser = httptools.HttpResponseParser(connection)
                 return connection
             connection.close()
         return None

@@ -21,6 +21,11 @@ FAULTS = FAST_FAKE + "[models.flaky]\nprovider='fake'\nparams={fail_after_chunks
 MESSAGES = [{"role": "system", "content": "be nice"}, {"role": "user", "content": "hi"}]
 
 
+def sdk_client(url: str) -> openai.AsyncOpenAI:
+    """The official SDK pointed at a gateway (no gateway keys configured, no retries)."""
+    return openai.AsyncOpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0)
+
+
 @asynccontextmanager
 async def sdk_against(kind: str) -> AsyncIterator[tuple[openai.AsyncOpenAI, UpstreamStub]]:
     """The SDK, a live gateway, and behind it a stub speaking `kind`'s recorded stream."""
@@ -29,16 +34,14 @@ async def sdk_against(kind: str) -> AsyncIterator[tuple[openai.AsyncOpenAI, Upst
     async with serve(stub) as upstream:
         app = create_app(settings_from(gateway_settings(kind, upstream)))
         async with serve(app) as url:
-            client = openai.AsyncOpenAI(base_url=f"{url}/v1", api_key="x", max_retries=0)
-            async with client:
+            async with sdk_client(url) as client:
                 yield client, stub
 
 
 @pytest.fixture
 async def sdk() -> AsyncIterator[openai.AsyncOpenAI]:
     async with serve(create_app(settings_from(FAULTS))) as url:
-        client = openai.AsyncOpenAI(base_url=f"{url}/v1", api_key="not-needed", max_retries=0)
-        async with client:
+        async with sdk_client(url) as client:
             yield client
 
 

@@ -31,43 +31,34 @@ def config(tmp_path: Path, delay_ms: int, grace_s: float, extra: str = "") -> Pa
     )
 
 
+async def run_cli(*args: str) -> tuple[int, bytes, bytes]:
+    """`python -m gateway ARGS…`: exit status, stdout, stderr."""
+    cli = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "gateway",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await cli.communicate()
+    assert cli.returncode is not None
+    return cli.returncode, out, err
+
+
 async def test_serve_and_the_stream_cli_print_the_story(tmp_path: Path) -> None:
     async with gateway_process(config=config(tmp_path, 0, 5)) as gateway:
-        cli = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "gateway",
-            "stream",
-            "--url",
-            gateway.url,
-            "hi",
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        out, _ = await cli.communicate()
-        assert cli.returncode == 0
-        assert out.decode() == STORY
+        status, out, _ = await run_cli("stream", "--url", gateway.url, "hi")
+    assert status == 0
+    assert out.decode() == STORY
 
 
 async def test_stream_cli_reports_errors_and_truncation(tmp_path: Path) -> None:
     extra = "[models.flaky]\nprovider='fake'\nparams={fail_after_chunks=2}\n"
     async with gateway_process(config=config(tmp_path, 0, 5, extra)) as gateway:
         for model, message in (("nope", b"HTTP 404"), ("flaky", b"ended before it was complete")):
-            cli = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "gateway",
-                "stream",
-                "--url",
-                gateway.url,
-                "--model",
-                model,
-                "hi",
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-            )
-            _, err = await cli.communicate()
-            assert cli.returncode == 1
+            status, _, err = await run_cli("stream", "--url", gateway.url, "--model", model, "hi")
+            assert status == 1
             assert message in err
 
 
@@ -104,18 +95,8 @@ async def test_sigterm_ends_streams_in_band_when_the_grace_runs_out(tmp_path: Pa
 
 async def test_invalid_config_fails_at_start_up_with_a_message(tmp_path: Path) -> None:
     bad = write_config(tmp_path, "[providers.fake]\ntype='fake'\nchunk_dealy_ms=1\n")
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "gateway",
-        "serve",
-        "--config",
-        str(bad),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    _, err = await process.communicate()
-    assert process.returncode == 1
+    status, _, err = await run_cli("serve", "--config", str(bad))
+    assert status == 1
     assert f"{bad}: providers.fake.chunk_dealy_ms: Extra inputs are not permitted" in err.decode()
 
 

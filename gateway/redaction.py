@@ -1,0 +1,11 @@
+"""What a secret looks like, shared by log redaction and upstream-message sanitising."""
+
+from __future__ import annotations
+
+import re
+
+__all__ = ["KEY_SHAPED"]
+
+# Provider keys by their usual prefixes (OpenAI/Anthropic sk-…, Google AIza…, Groq gsk_…,
+# xAI xai-…): upstreams echo them back ("Incorrect API key provided: sk-…").
+KEY_SHAPED = re.compile(r"\b(?:sk|pk|rk|AIza|gsk|xai)[-_A-Za-z0-9*.]{8,}")
