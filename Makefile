@@ -8,7 +8,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 ARGS   ?=
 
-.PHONY: run test lint typecheck pytest bench bench-quick clean redis-server
+.PHONY: run test lint typecheck pytest bench bench-quick bench-peers clean redis-server
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -57,6 +57,15 @@ bench: $(VENV)/.dev-installed
 
 bench-quick: $(VENV)/.dev-installed
 	$(BIN)/python -m bench.run --quick $(ARGS)
+
+# The same phases against a naive FastAPI relay and Portkey's gateway (pinned, from npm).
+bench/peers/node_modules/.installed: bench/peers/package.json bench/peers/package-lock.json
+	@command -v npm >/dev/null 2>&1 || { echo "bench-peers needs Node.js and npm (apt-get install nodejs npm)"; exit 1; }
+	npm ci --prefix bench/peers --ignore-scripts --no-audit --no-fund --loglevel=error
+	touch $@
+
+bench-peers: $(VENV)/.dev-installed bench/peers/node_modules/.installed
+	$(BIN)/python -m bench.run --peers $(ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage .coverage.* *.egg-info

@@ -21,12 +21,14 @@ class Target:
     body: bytes
     terminator: bytes  # what a complete stream's last event contains
     events: int  # events in a complete stream
+    process: str = "gateway"  # whose CPU the phase charges
+    headers: bytes = b""  # extra request header lines, each ending in CRLF
 
     def request(self) -> bytes:
         return (
             b"POST %b HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\n"
-            b"accept: text/event-stream\r\ncontent-length: %d\r\n\r\n%b"
-            % (self.path.encode(), len(self.body), self.body)
+            b"accept: text/event-stream\r\n%bcontent-length: %d\r\n\r\n%b"
+            % (self.path.encode(), self.headers, len(self.body), self.body)
         )
 
 

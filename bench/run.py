@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench import peers as peer_servers
 from bench.loadgen import (
     Results,
     Target,
@@ -32,6 +33,7 @@ from bench.loadgen import (
     sequential,
     slow_readers,
 )
+from bench.peers import Peer
 
 ROOT = Path(__file__).resolve().parents[1]
 REPORT = ROOT / "docs" / "PERFORMANCE.md"
@@ -87,7 +89,9 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
-def targets(mock: int, gateway: int, chunks: int, delay_ms: int) -> list[Target]:
+def targets(
+    mock: int, gateway: int, chunks: int, delay_ms: int, peers: tuple[Peer, ...] = ()
+) -> list[Target]:
     model = f"bench-{chunks}-{delay_ms}"
     messages = [{"role": "user", "content": "hi"}]
     direct = json.dumps({"model": model, "messages": messages, "stream": True}).encode()
@@ -111,6 +115,19 @@ def targets(mock: int, gateway: int, chunks: int, delay_ms: int) -> list[Target]
             b"event: done",
             chunks + 1,
         ),
+        *(
+            Target(
+                peer.name,
+                peer.port,
+                "/v1/chat/completions",
+                direct,
+                b"[DONE]",
+                chunks + 3,
+                process=peer.name,
+                headers=peer.headers,
+            )
+            for peer in peers
+        ),
     ]
 
 
@@ -126,9 +143,13 @@ class Bench:
         mock_port: int,
         gw_port: int,
         mock: subprocess.Popen[bytes],
+        peers: dict[Peer, int] | None = None,
     ) -> None:
         self.profile = profile
         self.gateway = Process(gateway_pid)
+        self.peers = tuple(peers or {})
+        self.processes = {"gateway": self.gateway}
+        self.processes.update({peer.name: Process(pid) for peer, pid in (peers or {}).items()})
         self.mock_port, self.gw_port, self.mock = mock_port, gw_port, mock
         self.report: dict[str, Any] = {"faults": 0, "warnings": []}
 
@@ -143,7 +164,7 @@ class Bench:
 
     async def ttfc(self) -> None:
         rows = {}
-        for target in targets(self.mock_port, self.gw_port, 4, 20):
+        for target in targets(self.mock_port, self.gw_port, 4, 20, self.peers):
             results = await sequential(target, self.profile.ttfc_samples)
             self.count(f"ttfc {target.name}", results)
             rows[target.name] = {
@@ -156,14 +177,15 @@ class Bench:
     async def throughput(self) -> None:
         rows = []
         for level in self.profile.levels:
-            for target in targets(self.mock_port, self.gw_port, CHUNKS, 0):
-                cpu = self.gateway.cpu_seconds()
+            for target in targets(self.mock_port, self.gw_port, CHUNKS, 0, self.peers):
+                process = self.processes.get(target.process, self.gateway)
+                cpu = process.cpu_seconds()
                 halves = []
                 for _ in range(2):
                     results = await closed_loop(target, level, self.profile.seconds / 2)
                     self.count(f"c={level} {target.name}", results)
                     halves.append(results.streams / (self.profile.seconds / 2))
-                cpu = self.gateway.cpu_seconds() - cpu
+                cpu = process.cpu_seconds() - cpu
                 streams = sum(halves) / 2
                 row = {
                     "concurrency": level,
@@ -290,6 +312,11 @@ def gateway_config(mock_port: int) -> Path:
 
 async def measure(profile: Profile, bench: Bench) -> dict[str, Any]:
     bench.report["rss_at_rest_mib"] = bench.gateway.memory_kib("VmRSS") / 1024
+    bench.report["peers_rss_at_rest_mib"] = {
+        name: process.memory_kib("VmRSS") / 1024
+        for name, process in bench.processes.items()
+        if name != "gateway"
+    }
     await bench.ttfc()
     await bench.throughput()
     await bench.disconnects()
@@ -328,7 +355,33 @@ def run_loop(coroutine: Any) -> Any:
     return uvloop.run(coroutine)
 
 
-def run(profile: Profile) -> dict[str, Any]:
+def start_peers(mock_port: int) -> dict[Peer, subprocess.Popen[bytes]]:
+    started: dict[Peer, subprocess.Popen[bytes]] = {}
+    try:
+        for starter in peer_servers.STARTERS:
+            peer, process = peer_servers.start(starter, mock_port, free_port(), pinned(0, []))
+            started[peer] = process
+            wait_listening(peer.port)
+    except BaseException:
+        for process in started.values():
+            stop(process)
+        raise
+    return started
+
+
+def wait_listening(port: int) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        except OSError:
+            time.sleep(0.1)
+        else:
+            return
+    raise SystemExit(f"a peer did not start listening on port {port}")
+
+
+def run(profile: Profile, with_peers: bool = False) -> dict[str, Any]:
     if (os.cpu_count() or 1) > 1:
         os.sched_setaffinity(0, {1})
     mock_port = free_port()
@@ -343,11 +396,14 @@ def run(profile: Profile) -> dict[str, Any]:
     try:
         gw_port = free_port()
         gateway = start_gateway(mock_port, gw_port)
+        peers = start_peers(mock_port) if with_peers else {}
         try:
-            bench = Bench(profile, gateway.pid, mock_port, gw_port, mock)
+            pids = {peer: process.pid for peer, process in peers.items()}
+            bench = Bench(profile, gateway.pid, mock_port, gw_port, mock, pids)
             report: dict[str, Any] = run_loop(measure(profile, bench))
         finally:
-            stop(gateway)
+            for process in (gateway, *peers.values()):
+                stop(process)
         # Memory phases measure growth, which a process that already held thousands of
         # streams would understate (its allocator reuses what they freed): a fresh one.
         gw_port = free_port()
@@ -368,9 +424,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="a small run, under a minute")
     parser.add_argument("--no-report", action="store_true", help="do not rewrite the report")
+    parser.add_argument(
+        "--peers", action="store_true", help="also measure a naive relay and Portkey's gateway"
+    )
     args = parser.parse_args()
     started = time.time()
-    report = run(QUICK if args.quick else FULL)
+    report = run(QUICK if args.quick else FULL, with_peers=args.peers)
     report["mode"] = "quick" if args.quick else "full"
     report["seconds"] = round(time.time() - started, 1)
     report["machine"] = machine()
@@ -421,6 +480,7 @@ def render(report: dict[str, Any]) -> str:
     lines = [f"Mode: {report['mode']}, {report['seconds']} s. Machine: {report['machine']}.", ""]
     lines += [*TTFC_HEAD, *_ttfc_rows(report["ttfc"]), "", *THROUGHPUT_HEAD]
     lines += _throughput_rows(report["throughput"])
+    lines += _peer_rows(report)
     lines += [
         "",
         "| memory | value |",
@@ -428,6 +488,8 @@ def render(report: dict[str, Any]) -> str:
         f"| gateway RSS at rest | {report['rss_at_rest_mib']:.1f} MiB |",
         f"| gateway peak RSS | {report['peak_rss_mib']:.1f} MiB |",
     ]
+    for name, rss in report.get("peers_rss_at_rest_mib", {}).items():
+        lines.append(f"| {name} RSS at rest | {rss:.1f} MiB |")
     for row in report["memory"]:
         lines.append(
             f"| RSS growth per open slow stream, {row['streams']} streams "
@@ -481,6 +543,32 @@ def _throughput_rows(throughput: list[dict[str, Any]]) -> list[str]:
             f"{row['chunks_s']:.0f} | {share:.0f} % | {cpu} |"
         )
     return rows
+
+
+def _peer_rows(report: dict[str, Any]) -> list[str]:
+    """Same-run ratios gateway / peer: chunks per second, and peer CPU / gateway CPU."""
+    throughput = report["throughput"]
+    peer_names = [name for name in report.get("peers_rss_at_rest_mib", {}) if name != "gateway"]
+    if not peer_names:
+        return []
+    head = " | ".join(f"x {name} (chunks/s) | x {name} (CPU)" for name in peer_names)
+    lines = ["", f"| gateway against its peers, same run | concurrency | {head} |"]
+    lines.append("|---|---|" + "---|---|" * len(peer_names))
+    for row in throughput:
+        if not row["target"].startswith("gateway ") or row["concurrency"] == 1:
+            continue
+        cells = []
+        for name in peer_names:
+            peer = next(
+                r
+                for r in throughput
+                if r["target"] == name and r["concurrency"] == row["concurrency"]
+            )
+            speed = row["chunks_s"] / peer["chunks_s"] if peer["chunks_s"] else float("nan")
+            cpu = peer["cpu_s_per_1000"] / row["cpu_s_per_1000"] if row["cpu_s_per_1000"] else 0
+            cells.append(f"{speed:.2f}x | {cpu:.2f}x")
+        lines.append(f"| {row['target']} | {row['concurrency']} | {' | '.join(cells)} |")
+    return lines
 
 
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
