@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from gateway import __version__
-from gateway.api import router
+from gateway.api import playground, router
 from gateway.api._common import request_id
 from gateway.auth import KeyRing
 from gateway.errors import GatewayError
@@ -70,6 +70,8 @@ def create_app(settings: Settings, providers: Mapping[str, Provider] | None = No
             max_age=600,
         )
     app.include_router(router)
+    if settings.playground:
+        app.include_router(playground.router)
     _install_error_handlers(app)
     return app
 

@@ -107,6 +107,7 @@ class Settings(BaseSettings):
     redis_failure: Literal["closed", "open"] = "closed"
     redis_timeout_s: float = Field(0.25, gt=0)
     lease_ttl_s: float = Field(60.0, gt=1)
+    playground: bool = True  # GET /playground (SPEC §4.8); false leaves the route out (404)
 
     @model_validator(mode="after")
     def _builtins_and_references(self) -> Settings:
