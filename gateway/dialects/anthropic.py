@@ -2,9 +2,10 @@
 
 Requests are validated like Anthropic validates them (unknown fields, a missing `max_tokens`
 or an out-of-range `temperature` are 400 `invalid_request_error`); text content, as a string or
-as text blocks, is relayed to every provider; `top_k`, `metadata` and `service_tier`, and the
-client's `anthropic-version` / `anthropic-beta` headers, reach Anthropic upstreams only; what a
-text relay cannot honour (tools, images, documents, extended thinking) is a 400.
+as text blocks, is relayed to every provider; Anthropic-only fields (`top_k`, `metadata`,
+`service_tier`, `cache_control`, `output_config.effort`, ...) and the client's
+`anthropic-version` / `anthropic-beta` headers reach Anthropic upstreams only; what a text
+relay cannot honour (tools, images, documents, extended thinking, structured outputs) is a 400.
 
 Streams are Anthropic's event sequence, with `event:` equal to `data.type`:
 
@@ -86,6 +87,27 @@ class Metadata(BaseModel):
     user_id: Annotated[str, StringConstraints(max_length=256)] | None = None
 
 
+class OutputConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    effort: Literal["low", "medium", "high", "xhigh", "max"] | None = None
+    format: dict[str, Any] | None = None
+
+
+# Fields only Anthropic understands, passed on to Anthropic upstreams only.
+ANTHROPIC_ONLY = frozenset(
+    {
+        "top_k",
+        "metadata",
+        "service_tier",
+        "inference_geo",
+        "speed",
+        "cache_control",
+        "output_config",
+    }
+)
+
+
 class MessagesRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -100,19 +122,30 @@ class MessagesRequest(BaseModel):
     stop_sequences: Annotated[list[StopSequence], Field(max_length=16)] | None = None
     metadata: Metadata | None = None
     service_tier: Literal["auto", "standard_only"] | None = None
+    inference_geo: Annotated[str, StringConstraints(max_length=64)] | None = None
+    speed: Literal["standard", "fast"] | None = None
+    cache_control: dict[str, Any] | None = None
+    output_config: OutputConfig | None = None
+    # Accepted and ignored: they name the client's own account or earlier responses.
+    diagnostics: dict[str, Any] | None = None
+    user_profile_id: str | None = None
+    workspace_id: str | None = None
     # Accepted only in the forms that need nothing the gateway lacks.
     tools: list[Any] | None = None
     tool_choice: dict[str, Any] | None = None
     thinking: dict[str, Any] | None = None
     mcp_servers: list[Any] | None = None
+    container: Any | None = None
 
     def check_supported(self) -> None:
-        if self.tools or self.mcp_servers:
+        if self.tools or self.mcp_servers or self.container is not None:
             raise BadRequest("tools are not supported: the gateway relays text")
         if self.tool_choice is not None and self.tool_choice.get("type") not in ("auto", "none"):
             raise BadRequest("tool_choice is not supported: the gateway relays text")
         if self.thinking is not None and self.thinking.get("type") != "disabled":
             raise BadRequest("extended thinking is not supported: the gateway relays text")
+        if self.output_config is not None and self.output_config.format is not None:
+            raise BadRequest("structured outputs (output_config.format) are not supported")
 
     def to_stream_request(self) -> StreamRequest:
         # Built without validation: every field was validated above, and joined text blocks
@@ -133,14 +166,8 @@ class MessagesRequest(BaseModel):
         )
 
     def anthropic_params(self) -> dict[str, Any]:
-        params: dict[str, Any] = {}
-        if self.top_k is not None:
-            params["top_k"] = self.top_k
-        if self.metadata is not None and self.metadata.user_id is not None:
-            params["metadata"] = {"user_id": self.metadata.user_id}
-        if self.service_tier is not None:
-            params["service_tier"] = self.service_tier
-        return params
+        fields = self.model_dump(include=set(ANTHROPIC_ONLY), exclude_none=True)
+        return {key: value for key, value in fields.items() if value != {}}
 
     def builder(self, headers: Mapping[str, str]) -> BuildRequest:
         """Each attempt's adapter request: the relayed fields plus what only Anthropic reads."""
