@@ -395,3 +395,25 @@ async def test_messages_requests_are_counted_and_logged(caplog: pytest.LogCaptur
     assert lines[2]["error_type"] == "upstream_unavailable"
     assert all(line["deltas"] > 0 for line in lines[:2])
     assert CLIENT_KEY not in caplog.text
+
+
+async def test_shutdown_ends_a_messages_stream_with_overloaded_error() -> None:
+    provider = GatedProvider(("one ", "two "))
+    provider.gates[0].set()
+    app = create_app(settings_from(FAULTS, sse_keepalive_s=0.01), {"gated": provider})
+    body = {"model": "gated", "max_tokens": 5, "messages": MESSAGES, "stream": True}
+    async with serve(app) as url, httpx.AsyncClient(base_url=url) as http:
+        async with aconnect_sse(http, "POST", "/v1/messages", json=body) as source:
+            events = source.aiter_sse()
+            seen = [await anext(events) for _ in range(4)]
+            assert seen[-1].event == "ping"  # idle, waiting on the held upstream
+            app.state.drain.begin(0)  # the grace runs out at once
+            seen += [event async for event in events]
+        refused = await http.post("/v1/messages", json=body)
+    kinds = check_types(seen)
+    assert kinds[-1] == "error" and "message_stop" not in kinds
+    assert json.loads(seen[-1].data)["error"]["type"] == "overloaded_error"
+    assert refused.status_code == 529
+    assert refused.json()["error"]["type"] == "overloaded_error"
+    assert refused.headers["retry-after"] == "1"
+    await wait_for(provider.closed)
