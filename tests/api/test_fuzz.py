@@ -100,35 +100,44 @@ async def test_fuzzed_bodies_get_4xx_not_5xx(
 
 blocks = st.fixed_dictionaries(
     {"type": st.sampled_from(["text", "image", "document", "tool_result", "thinking", ""])},
-    optional={"text": json_values, "source": json_values, "cache_control": json_values},
+    optional={"text": st.text(max_size=10) | json_values, "source": json_values, "x": json_values},
 )
-contents = st.one_of(json_values, st.lists(blocks, max_size=3))
-anthropic_bodies = st.fixed_dictionaries(
-    {},
-    optional={
-        "model": st.sampled_from(["story", "broken", "nope", "fake/x", ""]) | json_values,
-        "max_tokens": st.integers(-5, 20) | json_values,
-        "messages": st.lists(
-            st.fixed_dictionaries(
-                {"role": st.sampled_from(["user", "assistant", "system", "tool"])},
-                optional={"content": contents},
-            ),
-            max_size=3,
-        )
-        | json_values,
-        "system": contents,
-        "stream": st.booleans() | json_values,
-        "temperature": st.floats(allow_nan=False, allow_infinity=False) | json_values,
-        "top_k": st.integers() | json_values,
-        "stop_sequences": st.lists(st.text(max_size=5), max_size=3) | json_values,
-        "metadata": st.dictionaries(st.sampled_from(["user_id", "x"]), json_values),
-        "tools": json_values,
-        "tool_choice": json_values,
-        "thinking": json_values,
-        "output_config": json_values,
-        "bogus": json_values,
-    },
+contents = st.text(max_size=10) | st.lists(blocks, max_size=3) | json_values
+messages = st.lists(
+    st.fixed_dictionaries(
+        {"role": st.sampled_from(["user", "assistant", "system", "tool"])},
+        optional={"content": contents, "x": json_values},
+    ),
+    max_size=3,
 )
+# Hostile values for one field at a time, over an otherwise valid body, so that the fuzz
+# reaches block checks, the builder, model resolution and the relay, not only the schema.
+ANTHROPIC_FIELDS = {
+    "model": st.sampled_from(["story", "broken", "nope", "fake/x", ""]) | json_values,
+    "max_tokens": st.integers(-5, 20) | json_values,
+    "messages": messages | json_values,
+    "system": contents,
+    "stream": st.booleans() | json_values,
+    "temperature": st.floats(-1, 3) | json_values,
+    "top_k": st.integers() | json_values,
+    "stop_sequences": st.lists(st.text(max_size=5), max_size=3) | json_values,
+    "metadata": st.dictionaries(st.sampled_from(["user_id", "x"]), json_values),
+    "tools": json_values,
+    "tool_choice": json_values,
+    "thinking": json_values,
+    "output_config": json_values,
+    "cache_control": json_values,
+    "bogus": json_values,
+}
+VALID_MESSAGES = {
+    "model": "story",
+    "max_tokens": 8,
+    "messages": [{"role": "user", "content": "hi"}],
+}
+anthropic_bodies = st.lists(
+    st.one_of(*(st.tuples(st.just(name), values) for name, values in ANTHROPIC_FIELDS.items())),
+    max_size=2,
+).map(lambda overrides: {**VALID_MESSAGES, **dict(overrides)})
 
 
 @FUZZ
