@@ -49,7 +49,11 @@ async def admit_and_prime(
 
 
 def respond(
-    request: Request, state: GatewayState, encoder: Encoder, guard: StreamGuard
+    request: Request,
+    state: GatewayState,
+    encoder: Encoder,
+    guard: StreamGuard,
+    extra_headers: Sequence[tuple[bytes, bytes]] = (),
 ) -> Response:
     """The committed response, with the headers every stream carries (SPEC §4.1)."""
     relay, stream_id = encoder.relay, encoder.stream_id
@@ -62,6 +66,7 @@ def respond(
         (b"x-stream-id", stream_id.encode()),
         (b"x-gateway-model", relay.model.encode()),
         (b"x-gateway-provider", relay.provider.encode()),
+        *extra_headers,
     ]
     response = response_class(
         encoder,

@@ -35,13 +35,14 @@ async def messages(request: Request) -> Response:
     build = body.builder(forwarded_headers(request.headers))
     plan = state.models.resolve(body.model)
     guard, relay = await admit_and_prime(request, state, plan, build)
-    stream_id = new_stream_id()
+    stream_id, rid = new_stream_id(), request_id(request)
     if body.stream:
-        encoder = MessagesEncoder(relay, stream_id, request_id(request))
-        return respond(request, state, encoder, guard)
+        encoder = MessagesEncoder(relay, stream_id, rid)
+        return respond(request, state, encoder, guard, [(b"request-id", rid.encode())])
     collected = await collect(request, state, guard, relay)
     body_out = message_body(relay, stream_id, collected.text, collected.deltas)
-    return JSONResponse(body_out, headers=relay_headers(request, relay))
+    headers = {**relay_headers(request, relay), "request-id": rid}
+    return JSONResponse(body_out, headers=headers)
 
 
 @router.post("/messages/count_tokens")

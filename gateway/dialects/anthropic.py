@@ -236,13 +236,14 @@ def _envelope(error: GatewayError, kind: str, request_id: str) -> dict[str, Any]
 
 
 class AnthropicDialect(Dialect):
-    """Anthropic's envelope and its status/type pairs; `retry-after` on every 429 and 529."""
+    """Anthropic's envelope and its status/type pairs; `retry-after` on every 429 and 529;
+    the request id also in `request-id`, where the SDKs read it."""
 
     name = "anthropic"
 
     def error_reply(self, error: GatewayError, request_id: str) -> ErrorReply:
         status, kind = anthropic_error(error)
-        headers = error.headers()
+        headers = {**error.headers(), "request-id": request_id}
         if status in (429, 529):
             headers.setdefault("Retry-After", _DEFAULT_RETRY_AFTER)
         return ErrorReply(status, _envelope(error, kind, request_id), headers)

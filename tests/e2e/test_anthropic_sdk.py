@@ -73,10 +73,15 @@ async def test_sdk_stream_text_and_final_message(sdk: anthropic.AsyncAnthropic) 
     # The fake reports usage only at its end: message_delta carries both counts.
     assert final.usage.input_tokens == 1
     assert final.usage.output_tokens == len(STORY.split())
+    assert stream.request_id is not None and len(stream.request_id) == 32
 
 
 async def test_sdk_create_without_streaming(sdk: anthropic.AsyncAnthropic) -> None:
-    message = await sdk.messages.create(model="story", max_tokens=1024, messages=MESSAGES)
+    response = await sdk.messages.with_raw_response.create(
+        model="story", max_tokens=1024, messages=MESSAGES
+    )
+    message = await response.parse()
+    assert message._request_id == response.headers["x-request-id"]
     assert message.type == "message" and message.role == "assistant"
     assert message.content[0].type == "text" and message.content[0].text == STORY
     assert message.stop_reason == "end_turn"
@@ -100,6 +105,7 @@ async def test_sdk_unknown_model_is_not_found(sdk: anthropic.AsyncAnthropic) -> 
     with pytest.raises(anthropic.NotFoundError) as caught:
         await sdk.messages.create(model="nope", max_tokens=5, messages=MESSAGES)
     assert caught.value.body["error"]["type"] == "not_found_error"  # type: ignore[index]
+    assert caught.value.request_id == caught.value.response.headers["x-request-id"]
     with pytest.raises(anthropic.NotFoundError):
         async with sdk.messages.stream(model="nope", max_tokens=5, messages=MESSAGES) as stream:
             await stream.get_final_message()

@@ -239,7 +239,8 @@ def test_error_status_and_type_pairs(error: GatewayError, status: int, kind: str
 
 
 def test_unauthorized_keeps_its_challenge() -> None:
-    assert ANTHROPIC.error_reply(Unauthorized("x"), "r").headers == {"WWW-Authenticate": "Bearer"}
+    headers = ANTHROPIC.error_reply(Unauthorized("x"), "r").headers
+    assert headers == {"WWW-Authenticate": "Bearer", "request-id": "r"}
 
 
 @pytest.mark.parametrize("status", [503, 529])
