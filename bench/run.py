@@ -2,7 +2,8 @@
 
 The gateway runs as users run it (`gateway serve`, one worker) pinned to core 0; the mock
 upstream and the load client run on core 1. Every phase measures the direct connection first
-and then the same traffic through the gateway's /v1/chat/completions and /stream?format=sse.
+and then the same traffic through the gateway's /v1/chat/completions, /stream?format=sse and
+/v1/messages.
 Any error, short stream or missing terminator fails the run.
 """
 
@@ -93,6 +94,9 @@ def targets(mock: int, gateway: int, chunks: int, delay_ms: int) -> list[Target]
     direct = json.dumps({"model": model, "messages": messages, "stream": True}).encode()
     v1 = json.dumps({"model": f"mock/{model}", "messages": messages, "stream": True}).encode()
     sse = json.dumps({"model": f"mock/{model}", "prompt": "hi"}).encode()
+    anthropic = json.dumps(
+        {"model": f"mock/{model}", "max_tokens": 1024, "messages": messages, "stream": True}
+    ).encode()
     return [
         Target("direct", mock, "/v1/chat/completions", direct, b"[DONE]", chunks + 3),
         Target(
@@ -110,6 +114,16 @@ def targets(mock: int, gateway: int, chunks: int, delay_ms: int) -> list[Target]
             sse,
             b"event: done",
             chunks + 1,
+        ),
+        # message_start, content_block_start, the deltas, content_block_stop, message_delta,
+        # message_stop
+        Target(
+            "gateway /v1/messages",
+            gateway,
+            "/v1/messages",
+            anthropic,
+            b"event: message_stop",
+            chunks + 5,
         ),
     ]
 

@@ -16,7 +16,9 @@ from gateway import __version__
 from gateway.api import playground, router
 from gateway.api._common import request_id
 from gateway.auth import KeyRing
-from gateway.errors import GatewayError
+from gateway.dialects import NATIVE, Dialect, dialect_of
+from gateway.dialects.openai import OPENAI
+from gateway.errors import GatewayError, InvalidRequest, MethodNotAllowed, NotFound
 from gateway.lifecycle import Drain, drain_on_exit_signals
 from gateway.limits import Limiter, build_store
 from gateway.metrics import Metrics
@@ -116,34 +118,41 @@ def _install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(Exception, _unexpected_error)
 
 
-def error_response(request: Request, status: int, type_: str, message: str) -> JSONResponse:
-    """The error envelope of SPEC §4.2, in OpenAI's shape on /v1/* routes."""
+def error_response(request: Request, error: GatewayError) -> JSONResponse:
+    """The error envelope of the dialect the route speaks (SPEC §4.2, §4.3, §4.7)."""
     rid = request_id(request)
+    reply = _dialect(request).error_reply(error, rid)
     if (record := record_of(request.scope)) is not None:
-        record.status, record.error_type, record.outcome = status, type_, outcome_of(type_)
-    if request.url.path.startswith("/v1/"):
-        body = {"error": {"message": message, "type": type_, "param": None, "code": type_}}
-    else:
-        body = {"error": {"type": type_, "message": message, "request_id": rid}}
-    return JSONResponse(body, status_code=status, headers={"X-Request-ID": rid})
+        record.status, record.error_type = reply.status, error.type
+        record.outcome = outcome_of(error.type)
+    headers = {**reply.headers, "X-Request-ID": rid}
+    return JSONResponse(reply.body, status_code=reply.status, headers=headers)
+
+
+def _dialect(request: Request) -> Dialect:
+    # Routes say which dialect they speak; a path that matched no route (404) is answered
+    # in OpenAI's shape under /v1/, where OpenAI clients probe, else in the gateway's own.
+    found = dialect_of(request.scope)
+    if found is not None:
+        return found
+    return OPENAI if request.url.path.startswith("/v1/") else NATIVE
 
 
 async def _gateway_error(request: Request, exc: GatewayError) -> JSONResponse:
-    response = error_response(request, exc.status, exc.type, exc.message)
-    response.headers.update(exc.headers())
-    return response
+    return error_response(request, exc)
 
 
 async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-    return error_response(request, 422, "invalid_request", "invalid request")
+    return error_response(request, InvalidRequest("invalid request"))
 
 
 async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
-    kinds = {404: "not_found", 405: "method_not_allowed"}
-    type_ = kinds.get(exc.status_code, "invalid_request")
-    return error_response(request, exc.status_code, type_, str(exc.detail))
+    kinds: dict[int, type[GatewayError]] = {404: NotFound, 405: MethodNotAllowed}
+    error = kinds.get(exc.status_code, InvalidRequest)(str(exc.detail))
+    error.status = exc.status_code
+    return error_response(request, error)
 
 
 async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
     log.error("unexpected error on %s", request.url.path, exc_info=exc)
-    return error_response(request, 500, "internal_error", "internal error")
+    return error_response(request, GatewayError("internal error"))

@@ -9,11 +9,14 @@
     ├── ModelNotAllowed                  403  model_not_allowed
     ├── RateLimited                      429  rate_limited           (+ Retry-After)
     ├── Unavailable                      503  unavailable
+    ├── NotFound                         404  not_found              (no such route)
+    ├── MethodNotAllowed                 405  method_not_allowed
     └── UpstreamError
         ├── UpstreamRejected             400  upstream_rejected
         ├── UpstreamAuth                 502  upstream_auth
         ├── UpstreamRateLimited          429  upstream_rate_limited  (+ Retry-After)
         ├── UpstreamUnavailable          502  upstream_unavailable
+        │   └── UpstreamOverloaded       502  upstream_unavailable   (503/529: Anthropic's 529)
         ├── UpstreamProtocolError        502  upstream_protocol
         └── UpstreamTimeout              504  upstream_timeout
 
@@ -29,7 +32,9 @@ __all__ = [
     "BadRequest",
     "GatewayError",
     "InvalidRequest",
+    "MethodNotAllowed",
     "ModelNotAllowed",
+    "NotFound",
     "RateLimited",
     "RequestTooLarge",
     "Unauthorized",
@@ -37,6 +42,7 @@ __all__ = [
     "UnknownModel",
     "UpstreamAuth",
     "UpstreamError",
+    "UpstreamOverloaded",
     "UpstreamProtocolError",
     "UpstreamRateLimited",
     "UpstreamRejected",
@@ -97,6 +103,14 @@ class RateLimited(GatewayError):
     status, type = 429, "rate_limited"
 
 
+class NotFound(GatewayError):
+    status, type = 404, "not_found"
+
+
+class MethodNotAllowed(GatewayError):
+    status, type = 405, "method_not_allowed"
+
+
 class UpstreamError(GatewayError):
     status, type = 502, "upstream_unavailable"
 
@@ -115,6 +129,14 @@ class UpstreamRateLimited(UpstreamError):
 
 class UpstreamUnavailable(UpstreamError):
     status, type, retryable = 502, "upstream_unavailable", True
+
+
+class UpstreamOverloaded(UpstreamUnavailable):
+    """The upstream said it is overloaded (503, 529, an `overloaded_error` event).
+
+    The same 502 `upstream_unavailable` as any unavailable upstream on the gateway's own
+    routes; the Anthropic dialect answers its clients' 529 `overloaded_error` instead.
+    """
 
 
 class UpstreamProtocolError(UpstreamError):
@@ -137,6 +159,8 @@ def error_for_status(
         return UpstreamAuth(message)
     if status == 408:
         return UpstreamTimeout(message)
+    if status in (503, 529):
+        return UpstreamOverloaded(message, retry_after=retry_after)
     if 400 <= status < 500:
         return UpstreamRejected(message)
     return UpstreamUnavailable(message)

@@ -99,6 +99,8 @@ class Settings(BaseSettings):
     default_model: str = "story"
     shutdown_grace_s: float = Field(30.0, ge=0)
     max_body_bytes: int = Field(1024 * 1024, ge=1)
+    # Silence after which streams whose format has a keep-alive send one (Anthropic's ping).
+    sse_keepalive_s: float = Field(15.0, gt=0)
     providers: dict[str, ProviderConfig] = Field(default_factory=dict)
     models: dict[str, ModelEntry] = Field(default_factory=dict)
     keys: dict[str, KeyConfig] = Field(default_factory=dict)

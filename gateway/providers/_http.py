@@ -254,6 +254,8 @@ def in_stream_error(body: Any, kind: object = None) -> UpstreamError:
     if kind is None and isinstance(error, dict):
         kind = error.get("type") or error.get("status") or error.get("code")
     label = str(kind or "").lower()
+    if "overloaded" in label:  # Anthropic's overloaded_error: its clients get their 529
+        return error_for_status(529, message)
     if any(word in label for word in _RATE_LIMITED):
         return error_for_status(429, message)
     if any(word in label for word in _REJECTED):

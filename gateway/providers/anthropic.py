@@ -48,6 +48,7 @@ class AnthropicProvider:
             "anthropic-version": API_VERSION,
             "Accept": "text/event-stream",
             "Accept-Encoding": "identity",
+            **request.anthropic_headers,
             **self.config.headers,
         }
         return self._client.build_request("POST", self._url, json=_body(request), headers=headers)
@@ -93,6 +94,7 @@ def _body(request: ChatRequest) -> dict[str, Any]:
         body["top_p"] = request.top_p
     if request.stop:
         body["stop_sequences"] = list(request.stop)
+    body.update(request.anthropic_params)
     body.update(request.extra)
     return body
 

@@ -62,6 +62,9 @@ async def client() -> AsyncIterator[httpx.AsyncClient]:
 
 
 def check(response: httpx.Response, path: str) -> None:
+    if path == "/v1/messages":
+        check_anthropic(response)
+        return
     assert response.status_code < 500 or _upstream_error(response), response.text
     if response.status_code >= 400:
         error = response.json()["error"]
@@ -75,12 +78,84 @@ def _upstream_error(response: httpx.Response) -> bool:
     return response.json()["error"]["type"].startswith("upstream_")
 
 
+def check_anthropic(response: httpx.Response) -> None:
+    """4xx in Anthropic's envelope; a 5xx only as the scripted upstream failure's api_error."""
+    if response.status_code < 400:
+        return
+    body = response.json()
+    assert body["type"] == "error" and set(body) == {"type", "error", "request_id"}
+    assert isinstance(body["error"]["type"], str) and isinstance(body["error"]["message"], str)
+    if response.status_code >= 500:
+        assert response.status_code == 500, response.text
+        assert body["error"] == {"type": "api_error", "message": "scripted failure: HTTP 500"}
+
+
 @FUZZ
-@given(body=bodies, path=st.sampled_from(["/stream", "/v1/chat/completions"]))
+@given(body=bodies, path=st.sampled_from(["/stream", "/v1/chat/completions", "/v1/messages"]))
 async def test_fuzzed_bodies_get_4xx_not_5xx(
     client: httpx.AsyncClient, body: bytes, path: str
 ) -> None:
     check(await client.post(path, content=body), path)
+
+
+blocks = st.fixed_dictionaries(
+    {"type": st.sampled_from(["text", "image", "document", "tool_result", "thinking", ""])},
+    optional={"text": st.text(max_size=10) | json_values, "source": json_values, "x": json_values},
+)
+contents = st.text(max_size=10) | st.lists(blocks, max_size=3) | json_values
+messages = st.lists(
+    st.fixed_dictionaries(
+        {"role": st.sampled_from(["user", "assistant", "system", "tool"])},
+        optional={"content": contents, "x": json_values},
+    ),
+    max_size=3,
+)
+# Hostile values for one field at a time, over an otherwise valid body, so that the fuzz
+# reaches block checks, the builder, model resolution and the relay, not only the schema.
+ANTHROPIC_FIELDS = {
+    "model": st.sampled_from(["story", "broken", "nope", "fake/x", ""]) | json_values,
+    "max_tokens": st.integers(-5, 20) | json_values,
+    "messages": messages | json_values,
+    "system": contents,
+    "stream": st.booleans() | json_values,
+    "temperature": st.floats(-1, 3) | json_values,
+    "top_k": st.integers() | json_values,
+    "stop_sequences": st.lists(st.text(max_size=5), max_size=3) | json_values,
+    "metadata": st.dictionaries(st.sampled_from(["user_id", "x"]), json_values),
+    "tools": json_values,
+    "tool_choice": json_values,
+    "thinking": json_values,
+    "output_config": json_values,
+    "cache_control": json_values,
+    "bogus": json_values,
+}
+VALID_MESSAGES = {
+    "model": "story",
+    "max_tokens": 8,
+    "messages": [{"role": "user", "content": "hi"}],
+}
+anthropic_bodies = st.lists(
+    st.one_of(*(st.tuples(st.just(name), values) for name, values in ANTHROPIC_FIELDS.items())),
+    max_size=2,
+).map(lambda overrides: {**VALID_MESSAGES, **dict(overrides)})
+
+
+@FUZZ
+@given(
+    body=anthropic_bodies,
+    headers=st.dictionaries(
+        st.sampled_from(["anthropic-version", "anthropic-beta", "x-api-key"]),
+        st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=255), max_size=40),
+    ),
+)
+async def test_fuzzed_anthropic_bodies_get_4xx_in_anthropics_envelope(
+    client: httpx.AsyncClient, body: dict[str, Any], headers: dict[str, str]
+) -> None:
+    try:
+        response = await client.post("/v1/messages", content=json.dumps(body), headers=headers)
+    except (UnicodeEncodeError, httpx.LocalProtocolError):
+        return  # not a header value a client can send
+    check_anthropic(response)
 
 
 @FUZZ
