@@ -71,6 +71,20 @@ async def app_client(
 AppClient = Callable[..., Any]
 
 
+class ManualClock:
+    """A wall clock that moves only when the test moves it: the limits' one-minute windows
+    never roll over in the middle of a test. It starts 30 s into a minute."""
+
+    def __init__(self, now: float = 1_800_000_030.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[str]:
     """A real, throwaway redis-server on a free port (the Redis tests skip without one)."""
