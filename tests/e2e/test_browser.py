@@ -1,20 +1,21 @@
 """A real browser (headless Chromium via Playwright) reading the gateway.
 
-Needs Debian's `chromium` (or CHROMIUM=/path/to/chrome) and the `playwright` package; `.ci/run`
-installs the browser when it is missing. Without them the test is skipped, saying so.
+Needs Debian's `chromium` (or CHROMIUM=/path/to/chrome); `make test` installs it when it can.
+Without it the tests skip locally, saying so, and fail in CI (tests/ci.py).
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from playwright.async_api import Page, async_playwright
 
 from gateway.app import create_app
 from gateway.providers.fake import FakeConfig, load_story
+from tests.ci import require
 from tests.conftest import settings_from
 from tests.e2e.conftest import CountingFake
 from tests.e2e.servers import serve
@@ -22,9 +23,6 @@ from tests.e2e.servers import serve
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
 STORY = load_story(None)
-CHROMIUM = (
-    os.environ.get("CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
-)
 FLAGS = [
     "--headless",
     "--no-sandbox",
@@ -36,23 +34,12 @@ FLAGS = [
     "--disable-sync",
 ]
 
-try:
-    from playwright.async_api import Page, async_playwright
-except ImportError:  # pragma: no cover - depends on the machine
-    async_playwright = None  # type: ignore[assignment]
-
-if CHROMIUM is None or async_playwright is None:  # pragma: no cover - depends on the machine
-    pytest.skip(
-        "browser tests need Chromium and Playwright: `apt-get install chromium` "
-        "(or set CHROMIUM=/path/to/chrome) and `pip install playwright`",
-        allow_module_level=True,
-    )
-
 
 @pytest.fixture
 async def page() -> AsyncIterator[Page]:
+    chromium = os.environ.get("CHROMIUM") or require("chromium")
     async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        browser = await playwright.chromium.launch(executable_path=chromium, args=FLAGS)
         try:
             yield await browser.new_page()
         finally:
