@@ -23,7 +23,7 @@ import math
 import secrets
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -268,11 +268,16 @@ class Limiter:
         if lease is None:
             return
         self.live.discard(lease)
+        # Separately: a failed release must not skip the charge, nor a failed charge the
+        # release (a slot Redis could not free comes back when its lease expires).
+        if lease.holds_slot:
+            await self._quietly(self.store.release(lease))
+        if lease.key.tpm is not None and tokens != lease.charged:
+            await self._quietly(self.store.charge(lease.key, tokens - lease.charged))
+
+    async def _quietly(self, call: Awaitable[None]) -> None:
         try:
-            if lease.holds_slot:
-                await self.store.release(lease)
-            if lease.key.tpm is not None and tokens != lease.charged:
-                await self.store.charge(lease.key, tokens - lease.charged)
+            await call
         except Exception as exc:
             self._outage(exc, refuse=False)
 
