@@ -201,16 +201,14 @@ async def test_two_gateways_sharing_redis_enforce_one_limit(redis_url: str, tmp_
             response = await http.post(f"{base}/stream", json={"prompt": "x"}, headers=bearer())
             return response.status_code
 
+        before = time.time()
         statuses = await asyncio.gather(*(one(g.url) for g in [first, second] * 10))
-    # The processes keep real time, so the run may straddle a minute boundary: each window's
-    # shared counter admits at most 10 (one window, the usual case: exactly 10 of the 20).
-    client = aioredis.Redis.from_url(redis_url)
-    counters = [int(await client.get(name)) for name in await client.keys("*rpm*")]
-    await client.aclose()
-    assert sum(counters) == 20  # every request was counted in Redis, by both replicas
-    admitted = sum(min(count, 10) for count in counters)
-    assert statuses.count(200) == admitted
-    assert statuses.count(429) == 20 - admitted
+        after = time.time()
+    assert set(statuses) <= {200, 429}
+    if before // 60 == after // 60:  # the usual case: all in one window, shared by both
+        assert statuses.count(200) == 10
+    else:  # the processes keep real time and the run straddled a minute: two windows
+        assert statuses.count(200) >= 10
 
 
 @pytest.mark.parametrize(("failure", "status"), [("closed", 503), ("open", 200)])
