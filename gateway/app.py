@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 
@@ -20,7 +21,7 @@ from gateway.dialects import NATIVE, Dialect, dialect_of
 from gateway.dialects.openai import OPENAI
 from gateway.errors import GatewayError, InvalidRequest, MethodNotAllowed, NotFound
 from gateway.lifecycle import Drain, drain_on_exit_signals
-from gateway.limits import Limiter, build_store
+from gateway.limits import Clock, Limiter, build_store
 from gateway.metrics import Metrics
 from gateway.models import ModelTable
 from gateway.observability import AccessLog, configure_logging, outcome_of, record_of
@@ -34,14 +35,19 @@ __all__ = ["create_app", "create_app_from_env"]
 log = logging.getLogger("gateway")
 
 
-def create_app(settings: Settings, providers: Mapping[str, Provider] | None = None) -> FastAPI:
-    """Build the app. `providers` replaces adapters by provider name (tests use it)."""
+def create_app(
+    settings: Settings,
+    providers: Mapping[str, Provider] | None = None,
+    clock: Clock = time.time,
+) -> FastAPI:
+    """Build the app. `providers` replaces adapters by provider name, and `clock` the wall
+    clock of the rate limits' one-minute windows (tests use both)."""
     drain = Drain()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         _warn_if_open(settings, app.state.keys)
-        store = build_store(settings.redis_url, settings.redis_timeout_s)
+        store = build_store(settings.redis_url, settings.redis_timeout_s, clock)
         limiter = Limiter(store, settings.redis_failure, settings.lease_ttl_s, metrics)
         limiter.start()
         try:

@@ -23,6 +23,7 @@ import math
 import secrets
 import time
 from collections import defaultdict
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -30,11 +31,15 @@ from gateway.auth import GatewayKey
 from gateway.errors import RateLimited, Unavailable
 from gateway.metrics import Metrics
 
-__all__ = ["Lease", "Limiter", "MemoryStore", "RedisStore"]
+__all__ = ["Clock", "Lease", "Limiter", "MemoryStore", "RedisStore"]
 
 log = logging.getLogger("gateway.limits")
 WINDOW_S = 60
 CHARGE_EVERY = 32  # deltas between running charges of a tokens-per-minute key
+
+# Wall-clock seconds since the epoch: windows are aligned to the minute, so that every replica
+# agrees on which window a request falls in. Injected, so that tests control the windows.
+Clock = Callable[[], float]
 
 
 @dataclass(slots=True, eq=False)  # compared and hashed by identity
@@ -59,21 +64,22 @@ class Store(Protocol):
     async def aclose(self) -> None: ...
 
 
-def _window() -> tuple[int, float]:
-    now = time.time()
+def _window(now: float) -> tuple[int, float]:
+    """The window `now` falls in, and the seconds left in it."""
     return int(now // WINDOW_S), WINDOW_S - (now % WINDOW_S)
 
 
 class MemoryStore:
     """One process's limits (the default)."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Clock = time.time) -> None:
+        self.clock = clock
         self.requests: dict[tuple[str, int], int] = defaultdict(int)
         self.tokens: dict[tuple[str, int], int] = defaultdict(int)
         self.slots: dict[str, set[str]] = defaultdict(set)
 
     async def admit(self, key: GatewayKey, lease: Lease, ttl_s: float) -> float | None:
-        window, left = _window()
+        window, left = _window(self.clock())
         self._forget_old(window)
         if key.tpm is not None and self.tokens[(key.name, window)] >= key.tpm:
             return left
@@ -98,7 +104,7 @@ class MemoryStore:
         self.slots[lease.key.name].discard(lease.id)
 
     async def charge(self, key: GatewayKey, tokens: int) -> None:
-        self.tokens[(key.name, _window()[0])] += tokens
+        self.tokens[(key.name, _window(self.clock())[0])] += tokens
 
     async def renew(self, leases: list[Lease], ttl_s: float) -> None:
         return None
@@ -108,13 +114,14 @@ class MemoryStore:
 
 
 # KEYS: requests counter, tokens counter, slots zset.
-# ARGV: now_ms, window_ms, rpm, tpm, max_concurrent (0 = no limit), lease id, lease expiry_ms.
-# Returns {1, 0} when admitted, {0, retry_ms} when refused.
+# ARGV: now_ms, ms left in the window (the counters' expiry), rpm, tpm, max_concurrent
+# (0 = no limit), lease id, lease expiry_ms.
+# Returns {1, 0} when admitted, {0, retry_ms} when refused (a window: the time left in it).
 _ADMIT = """
 local now = tonumber(ARGV[1])
 local tpm, slots_max, rpm = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[3])
 if tpm > 0 and tonumber(redis.call('GET', KEYS[2]) or '0') >= tpm then
-  return {0, redis.call('PTTL', KEYS[2])}
+  return {0, tonumber(ARGV[2])}
 end
 if slots_max > 0 then
   redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
@@ -123,7 +130,7 @@ end
 if rpm > 0 then
   local count = redis.call('INCR', KEYS[1])
   if count == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
-  if count > rpm then return {0, redis.call('PTTL', KEYS[1])} end
+  if count > rpm then return {0, tonumber(ARGV[2])} end
 end
 if slots_max > 0 then
   redis.call('ZADD', KEYS[3], ARGV[7], ARGV[6])
@@ -136,7 +143,7 @@ return {1, 0}
 class RedisStore:
     """Limits shared by every replica through one Redis."""
 
-    def __init__(self, url: str, timeout_s: float) -> None:
+    def __init__(self, url: str, timeout_s: float, clock: Clock = time.time) -> None:
         from redis.asyncio import Redis
 
         self.redis = Redis.from_url(
@@ -148,6 +155,7 @@ class RedisStore:
             health_check_interval=0,
         )
         self.timeout_s = timeout_s
+        self.clock = clock
         self._admit = self.redis.register_script(_ADMIT)
 
     @staticmethod
@@ -155,11 +163,12 @@ class RedisStore:
         return [f"gw:rpm:{name}:{window}", f"gw:tpm:{name}:{window}", f"gw:slots:{name}"]
 
     async def admit(self, key: GatewayKey, lease: Lease, ttl_s: float) -> float | None:
-        window, _ = _window()
-        now_ms = int(time.time() * 1000)
+        now = self.clock()
+        window, left = _window(now)
+        now_ms = int(now * 1000)
         args: list[int | str] = [
             now_ms,
-            WINDOW_S * 1000,
+            _ms(left),
             key.rpm or 0,
             key.tpm or 0,
             key.max_concurrent_streams or 0,
@@ -178,15 +187,16 @@ class RedisStore:
             await self.redis.zrem(f"gw:slots:{lease.key.name}", lease.id)
 
     async def charge(self, key: GatewayKey, tokens: int) -> None:
-        name = self._keys(key.name, _window()[0])[1]
+        window, left = _window(self.clock())
+        name = self._keys(key.name, window)[1]
         async with asyncio.timeout(self.timeout_s):
             async with self.redis.pipeline(transaction=True) as pipe:
                 pipe.incrby(name, tokens)
-                pipe.pexpire(name, WINDOW_S * 1000)
+                pipe.pexpire(name, _ms(left))
                 await pipe.execute()
 
     async def renew(self, leases: list[Lease], ttl_s: float) -> None:
-        expiry = int((time.time() + ttl_s) * 1000)
+        expiry = int((self.clock() + ttl_s) * 1000)
         async with asyncio.timeout(self.timeout_s * 4):
             async with self.redis.pipeline(transaction=False) as pipe:
                 for lease in leases:
@@ -195,6 +205,10 @@ class RedisStore:
 
     async def aclose(self) -> None:
         await self.redis.aclose()
+
+
+def _ms(seconds: float) -> int:
+    return max(1, int(seconds * 1000))
 
 
 class Limiter:
@@ -254,11 +268,16 @@ class Limiter:
         if lease is None:
             return
         self.live.discard(lease)
+        # Separately: a failed release must not skip the charge, nor a failed charge the
+        # release (a slot Redis could not free comes back when its lease expires).
+        if lease.holds_slot:
+            await self._quietly(self.store.release(lease))
+        if lease.key.tpm is not None and tokens != lease.charged:
+            await self._quietly(self.store.charge(lease.key, tokens - lease.charged))
+
+    async def _quietly(self, call: Awaitable[None]) -> None:
         try:
-            if lease.holds_slot:
-                await self.store.release(lease)
-            if lease.key.tpm is not None and tokens != lease.charged:
-                await self.store.charge(lease.key, tokens - lease.charged)
+            await call
         except Exception as exc:
             self._outage(exc, refuse=False)
 
@@ -278,12 +297,16 @@ class Limiter:
     async def _keep_leases(self) -> None:
         while True:
             await asyncio.sleep(self.ttl_s / 3)
-            if self.live:
-                try:
-                    await self.store.renew(list(self.live), self.ttl_s)
-                except Exception as exc:
-                    self._outage(exc, refuse=False)
+            await self.renew_live()
+
+    async def renew_live(self) -> None:
+        """One round of the keeper: extend the leases of the streams still running."""
+        if self.live:
+            try:
+                await self.store.renew(list(self.live), self.ttl_s)
+            except Exception as exc:
+                self._outage(exc, refuse=False)
 
 
-def build_store(url: str | None, timeout_s: float) -> Any:
-    return RedisStore(url, timeout_s) if url else MemoryStore()
+def build_store(url: str | None, timeout_s: float, clock: Clock = time.time) -> Any:
+    return RedisStore(url, timeout_s, clock) if url else MemoryStore(clock)

@@ -4,6 +4,7 @@ request gets a 4xx in the error envelope, never a 5xx; decoders never raise on a
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -181,12 +182,63 @@ async def test_fuzzed_query_strings_get_4xx_not_5xx(
     ),
     field=st.sampled_from(["max_tokens", "temperature", "top_p", "stop", "model", "system"]),
 )
-async def test_out_of_range_fields_are_422(
+async def test_any_field_value_gets_a_proper_answer(
     client: httpx.AsyncClient, value: Any, field: str
 ) -> None:
     body = {"prompt": "hi", field: value}
     response = await client.post("/stream", content=json.dumps(body).encode())
     assert response.status_code in (200, 404, 422, 502), response.text
+
+
+def _floats(**bounds: float) -> st.SearchStrategy[float]:
+    return st.floats(allow_nan=False, allow_infinity=False, **bounds)
+
+
+not_numbers = st.one_of(
+    st.text(max_size=10).map(lambda text: "x" + text),  # never parses as a number
+    st.lists(st.integers(), max_size=3),
+    st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
+)
+not_strings = st.one_of(st.integers(), _floats(), st.lists(st.integers(), max_size=3))
+OUT_OF_RANGE = {
+    "max_tokens": st.one_of(
+        st.integers(max_value=0),
+        st.integers(min_value=10_000_001),
+        _floats(min_value=0.5, max_value=1e6).filter(lambda x: not x.is_integer()),
+        not_numbers,
+    ),
+    "temperature": st.one_of(
+        _floats(max_value=-1e-6), _floats(min_value=2.000001, max_value=1e300), not_numbers
+    ),
+    "top_p": st.one_of(
+        _floats(max_value=-1e-6), _floats(min_value=1.000001, max_value=1e300), not_numbers
+    ),
+    "stop": st.one_of(
+        st.just(""),
+        st.just([]),
+        st.text(min_size=257, max_size=300),
+        st.lists(st.just("x"), min_size=17, max_size=20),
+        not_strings,
+        st.lists(not_strings, min_size=1, max_size=3),
+    ),
+    "model": st.one_of(
+        st.text(max_size=20).filter(lambda text: re.fullmatch(r"[!-~]{1,256}", text) is None),
+        not_strings,
+    ),
+    "system": not_strings,
+}
+
+
+@FUZZ
+@given(data=st.data(), field=st.sampled_from(sorted(OUT_OF_RANGE)))
+async def test_out_of_range_fields_are_422(
+    client: httpx.AsyncClient, data: st.DataObject, field: str
+) -> None:
+    value = data.draw(OUT_OF_RANGE[field], label=field)
+    body = {"prompt": "hi", field: value}
+    response = await client.post("/stream", content=json.dumps(body).encode())
+    assert response.status_code == 422, response.text
+    assert response.json()["error"]["type"] == "invalid_request"
 
 
 @FUZZ

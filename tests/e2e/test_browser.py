@@ -1,30 +1,31 @@
 """A real browser (headless Chromium via Playwright) reading the gateway.
 
-Needs Debian's `chromium` (or CHROMIUM=/path/to/chrome) and the `playwright` package; `.ci/run`
-installs the browser when it is missing. Without them the test is skipped, saying so.
+Needs Debian's `chromium` (or CHROMIUM=/path/to/chrome); `make test` installs it when it can.
+Without it the tests skip locally, saying so, and fail in CI (tests/ci.py).
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
-import shutil
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from playwright.async_api import Page, async_playwright
 
 from gateway.app import create_app
+from gateway.errors import UpstreamUnavailable
+from gateway.providers.base import ChatRequest, StreamOutcome
 from gateway.providers.fake import FakeConfig, load_story
-from tests.conftest import settings_from
-from tests.e2e.conftest import CountingFake
+from tests.ci import require
+from tests.conftest import FAST_FAKE, settings_from
+from tests.e2e.conftest import CountingFake, wait_for
 from tests.e2e.servers import serve
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
 STORY = load_story(None)
-CHROMIUM = (
-    os.environ.get("CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
-)
 FLAGS = [
     "--headless",
     "--no-sandbox",
@@ -36,23 +37,12 @@ FLAGS = [
     "--disable-sync",
 ]
 
-try:
-    from playwright.async_api import Page, async_playwright
-except ImportError:  # pragma: no cover - depends on the machine
-    async_playwright = None  # type: ignore[assignment]
-
-if CHROMIUM is None or async_playwright is None:  # pragma: no cover - depends on the machine
-    pytest.skip(
-        "browser tests need Chromium and Playwright: `apt-get install chromium` "
-        "(or set CHROMIUM=/path/to/chrome) and `pip install playwright`",
-        allow_module_level=True,
-    )
-
 
 @pytest.fixture
 async def page() -> AsyncIterator[Page]:
+    chromium = os.environ.get("CHROMIUM") or require("chromium")
     async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        browser = await playwright.chromium.launch(executable_path=chromium, args=FLAGS)
         try:
             yield await browser.new_page()
         finally:
@@ -89,6 +79,7 @@ async (body) => {
       if (done) break;
       reads += 1;
       text += decoder.decode(value, { stream: true });
+      if (window.onRead) await window.onRead(text);
     }
   } catch (error) {
     return { text, reads, failed: String(error) };
@@ -112,17 +103,47 @@ async def test_browser_event_source_gets_the_text_done_and_no_second_generation(
     assert fake.calls == 1
 
 
-async def test_browser_fetch_reader_streams_and_sees_truncation(page: Page) -> None:
-    settings = settings_from(
-        "[providers.fake]\ntype='fake'\nchunk_delay_ms=0\n"
-        "[models.flaky]\nprovider='fake'\nparams={fail_after_chunks=5}\n"
-    )
-    async with serve(create_app(settings)) as url:
+class BreaksWhenTold:
+    """A test adapter: sends its chunks, then breaks the stream once the test says so."""
+
+    def __init__(self, chunks: tuple[str, ...]) -> None:
+        self.chunks = chunks
+        self.go = asyncio.Event()
+
+    async def stream(self, request: ChatRequest, outcome: StreamOutcome) -> AsyncIterator[str]:
+        for chunk in self.chunks:
+            yield chunk
+        await self.go.wait()
+        raise UpstreamUnavailable("the upstream broke")
+
+    async def aclose(self) -> None:
+        return None
+
+
+async def test_browser_fetch_reader_streams_the_text(page: Page) -> None:
+    async with serve(create_app(settings_from(FAST_FAKE))) as url:
         await page.goto(f"{url}/healthz")
         whole = await page.evaluate(FETCH_READER, {"prompt": "hi"})
-        broken = await page.evaluate(FETCH_READER, {"prompt": "hi", "model": "flaky"})
     assert whole["text"] == STORY
     assert whole["failed"] is None
     assert whole["model"] == "story"
-    assert broken["failed"] is not None  # the browser rejects the truncated body
-    assert STORY.startswith(broken["text"])
+
+
+async def test_browser_fetch_reader_sees_the_text_then_the_truncation(page: Page) -> None:
+    provider = BreaksWhenTold(("Rick: ", "come on, ", "Morty"))
+    expected = "".join(provider.chunks)
+    arrived = asyncio.Event()
+
+    def on_read(text: str) -> None:
+        if text == expected:
+            arrived.set()
+
+    await page.expose_function("onRead", on_read)
+    async with serve(create_app(settings_from(FAST_FAKE), {"fake": provider})) as url:
+        await page.goto(f"{url}/healthz")
+        reading = asyncio.ensure_future(page.evaluate(FETCH_READER, {"prompt": "hi"}))
+        await wait_for(arrived)  # the page has read every chunk sent before the break...
+        provider.go.set()
+        broken = await reading
+    assert broken["text"] == expected
+    assert broken["failed"] is not None  # ...and then the browser rejects the truncated body

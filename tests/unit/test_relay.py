@@ -45,6 +45,8 @@ class Scripted:
             for delta in step:
                 if delta == "hang":
                     await asyncio.Event().wait()
+                if delta == "break":
+                    raise UpstreamUnavailable("the stream broke")
                 yield delta
             outcome.finish_reason = "stop"
         finally:
@@ -79,6 +81,18 @@ async def test_relay_retryable_errors_move_to_the_next_fallback() -> None:
     relay = await open_relay([attempt(first, "a"), attempt(second, "b")], REQUEST)
     assert (relay.first, relay.model) == ("ok", "b")
     assert first.closed == 1
+
+
+async def test_relay_failure_after_the_first_delta_never_switches_to_a_fallback() -> None:
+    # A fallback's text after a partial answer would be a second answer glued to the first.
+    first, fallback = Scripted(["a", "b", "break"]), Scripted(["from the fallback"])
+    relay = await open_relay([attempt(first, "a"), attempt(fallback, "b")], REQUEST)
+    received = [relay.first]
+    with pytest.raises(UpstreamUnavailable, match="broke"):
+        async for delta in relay.rest:
+            received.append(delta)
+    assert received == ["a", "b"]
+    assert (relay.model, fallback.calls, first.closed) == ("a", 0, 1)
 
 
 async def test_relay_non_retryable_errors_stop_at_once() -> None:
