@@ -22,7 +22,7 @@ from gateway.providers.fake import FakeConfig, FakeProvider, load_story, split_c
 from tests.conftest import settings_from
 from tests.e2e.conftest import GatedProvider, wait_for
 from tests.e2e.servers import serve
-from tests.e2e.test_browser import CHROMIUM, FLAGS, Page, async_playwright
+from tests.e2e.test_browser import FLAGS, Page, async_playwright, chromium_path
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
@@ -99,7 +99,7 @@ def artifact(name: str) -> Path:
 @pytest.fixture
 async def playground() -> AsyncIterator[Playground]:
     async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        browser = await playwright.chromium.launch(executable_path=chromium_path(), args=FLAGS)
         try:
             yield Playground(await browser.new_page(viewport={"width": 1100, "height": 900}))
         finally:
