@@ -14,6 +14,7 @@ import pytest
 from gateway.providers.fake import load_story
 from tests.conftest import CANARY_KEY, write_config
 from tests.e2e.process import gateway_process
+from tests.e2e.servers import Gate, Reply, UpstreamStub, serve
 
 pytestmark = pytest.mark.e2e
 
@@ -62,18 +63,46 @@ async def test_stream_cli_reports_errors_and_truncation(tmp_path: Path) -> None:
             assert message in err
 
 
-async def test_sigterm_lets_an_in_flight_stream_finish(tmp_path: Path) -> None:
-    async with (
-        gateway_process(config=config(tmp_path, 5, 30)) as gateway,
-        httpx.AsyncClient(base_url=gateway.url) as http,
-        http.stream("GET", "/stream", params={"prompt": "hi"}) as response,
-    ):
-        reads = response.aiter_text()
-        received = await anext(reads)
-        gateway.process.send_signal(signal.SIGTERM)
-        received += "".join([text async for text in reads])
-        assert received == STORY
-    assert await gateway.exit_code() in EXITED_ON_SIGTERM
+def chunk(text: str) -> bytes:
+    """One OpenAI chat.completion.chunk SSE event carrying `text`."""
+    event = {"choices": [{"index": 0, "delta": {"content": text}, "finish_reason": None}]}
+    return f"data: {json.dumps(event)}\n\n".encode()
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+async def test_sigterm_keeps_listening_with_503_while_in_flight_streams_finish(
+    tmp_path: Path, workers: str
+) -> None:
+    gate = Gate()
+    end = b'data: {"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}\n\ndata: [DONE]\n\n'
+    stub = UpstreamStub(Reply(body=[chunk("first "), gate, chunk("last"), end]))
+    async with serve(stub) as upstream:
+        extra = f"[providers.stub]\ntype='openai'\nbase_url='{upstream}'\napi_key='test'\n"
+        path = config(tmp_path, 0, 30, extra)
+        async with (
+            gateway_process("--workers", workers, config=path) as gateway,
+            httpx.AsyncClient(base_url=gateway.url) as http,
+            http.stream("GET", "/stream", params={"prompt": "a", "model": "stub/m"}) as response,
+        ):
+            reads = response.aiter_text()
+            received = await anext(reads)
+            gateway.process.send_signal(signal.SIGTERM)
+            await gateway.wait_for_log("draining:", count=int(workers))
+            # New connections are still accepted, and answered: the replica is leaving.
+            async with httpx.AsyncClient(base_url=gateway.url) as late:
+                ready = await late.get("/readyz")
+                refused = await late.get("/stream", params={"prompt": "a"})
+                alive = await late.get("/healthz")
+            assert ready.status_code == 503
+            assert refused.status_code == 503
+            assert refused.json()["error"]["type"] == "unavailable"
+            assert alive.status_code == 200
+            assert gateway.process.returncode is None
+            gate.open()
+            received += "".join([text async for text in reads])
+        assert received == "first last"
+        assert await gateway.exit_code() in EXITED_ON_SIGTERM
+    assert "drained: stopping the server" in "\n".join(gateway.log)
 
 
 async def test_sigterm_ends_streams_in_band_when_the_grace_runs_out(tmp_path: Path) -> None:
