@@ -8,7 +8,6 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
@@ -16,6 +15,7 @@ from gateway import __version__
 from gateway.api import router
 from gateway.api._common import request_id
 from gateway.auth import KeyRing
+from gateway.cors import SDKFriendlyCORS
 from gateway.errors import GatewayError
 from gateway.lifecycle import Drain, drain_on_exit_signals
 from gateway.limits import Limiter, build_store
@@ -58,37 +58,11 @@ def create_app(settings: Settings, providers: Mapping[str, Provider] | None = No
     app.state.keys = KeyRing(settings.keys)
     app.add_middleware(AccessLog, metrics=metrics)
     if settings.cors.allow_origins:
-        # Outermost, so preflights are answered without a key; exact origins only, and never
-        # credentials (keys travel in headers, not cookies).
-        app.add_middleware(
-            CORSMiddleware,
-            allow_origins=settings.cors.allow_origins,
-            allow_methods=["GET", "POST", "OPTIONS"],
-            allow_headers=CORS_REQUEST_HEADERS,
-            expose_headers=CORS_EXPOSED_HEADERS,
-            allow_credentials=False,
-            max_age=600,
-        )
+        # Outermost, so preflights are answered without a key.
+        app.add_middleware(SDKFriendlyCORS, allow_origins=settings.cors.allow_origins)
     app.include_router(router)
     _install_error_handlers(app)
     return app
-
-
-CORS_REQUEST_HEADERS = [
-    "Authorization",
-    "Content-Type",
-    "X-API-Key",
-    "Last-Event-ID",
-    "X-Request-ID",
-    "Accept",
-]
-CORS_EXPOSED_HEADERS = [
-    "X-Request-ID",
-    "X-Gateway-Model",
-    "X-Gateway-Provider",
-    "X-Stream-ID",
-    "Retry-After",
-]
 
 
 def _warn_if_open(settings: Settings, keys: KeyRing) -> None:
