@@ -52,7 +52,15 @@ def create_app(settings: Settings, providers: Mapping[str, Provider] | None = No
         finally:
             await limiter.stop()
 
-    app = FastAPI(title="LLM token relay gateway", version=__version__, lifespan=lifespan)
+    app = FastAPI(
+        title="LLM token relay gateway",
+        version=__version__,
+        lifespan=lifespan,
+        # Served by gateway.api.docs instead, behind the key like every other route.
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
     app.state.drain = drain
     app.state.metrics = metrics = Metrics()
     app.state.keys = KeyRing(settings.keys)

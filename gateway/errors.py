@@ -5,6 +5,7 @@
     ├── BadRequest                       400  invalid_request
     ├── RequestTooLarge                  413  request_too_large
     ├── UnknownModel                     404  unknown_model
+    ├── ModelUnavailable                 404  model_unavailable      (its provider has no key)
     ├── Unauthorized                     401  unauthorized
     ├── ModelNotAllowed                  403  model_not_allowed
     ├── RateLimited                      429  rate_limited           (+ Retry-After)
@@ -30,6 +31,7 @@ __all__ = [
     "GatewayError",
     "InvalidRequest",
     "ModelNotAllowed",
+    "ModelUnavailable",
     "RateLimited",
     "RequestTooLarge",
     "Unauthorized",
@@ -76,6 +78,16 @@ class RequestTooLarge(GatewayError):
 
 class UnknownModel(GatewayError):
     status, type = 404, "unknown_model"
+
+
+class ModelUnavailable(GatewayError):
+    """A configured model that cannot be served: its provider's key variable is unset.
+
+    A permanent configuration error, so a 4xx that the SDKs do not retry (they retry 408,
+    409, 429 and 5xx); 404 as OpenAI answers for a model that exists but is not yours.
+    """
+
+    status, type = 404, "model_unavailable"
 
 
 class Unavailable(GatewayError):

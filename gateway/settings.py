@@ -36,6 +36,7 @@ from pydantic_settings import (
 )
 
 from gateway.providers import PROVIDERS, ProviderConfig
+from gateway.providers._http import HTTPProviderConfig
 from gateway.providers.fake import FakeConfig, FakeFaults
 
 __all__ = [
@@ -126,6 +127,16 @@ class Settings(BaseSettings):
         """Every configured secret value, for log redaction."""
         keys = [getattr(provider, "api_key", None) for provider in self.providers.values()]
         return [key.get_secret_value() for key in keys if key is not None]
+
+    def missing_keys(self) -> dict[str, str]:
+        """Providers whose key variable is named but unset: provider name -> that variable."""
+        return {
+            name: provider.api_key_env
+            for name, provider in self.providers.items()
+            if isinstance(provider, HTTPProviderConfig)
+            and provider.api_key is None
+            and provider.api_key_env
+        }
 
     def resolvable(self, name: str) -> bool:
         provider, slash, _ = name.partition("/")

@@ -1,4 +1,4 @@
-"""OpenAI-compatible routes: POST /v1/chat/completions, GET /v1/models (SPEC §4.3)."""
+"""OpenAI-compatible chat: POST /v1/chat/completions (SPEC §4.3); models are in models.py."""
 
 from __future__ import annotations
 
@@ -62,18 +62,3 @@ async def _collect(relay: Relay, into: list[str]) -> None:
         into.append(relay.first)
     async for delta in relay.rest:
         into.append(delta)
-
-
-@router.get("/models")
-async def list_models(request: Request) -> JSONResponse:
-    state = state_of(request)
-    data = [
-        {
-            "id": name,
-            "object": "model",
-            "created": 0,
-            "owned_by": state.settings.models[name].provider,
-        }
-        for name in state.models.names()
-    ]
-    return JSONResponse({"object": "list", "data": data})

@@ -129,14 +129,14 @@ async def test_invalid_config_fails_at_start_up_with_a_message(tmp_path: Path) -
     assert f"{bad}: providers.fake.chunk_dealy_ms: Extra inputs are not permitted" in err.decode()
 
 
-async def test_missing_provider_key_is_a_clear_502_and_never_logged(
+async def test_missing_provider_key_is_a_clear_404_and_never_logged(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     extra = "[models.gpt]\nprovider='openai'\n"
     async with gateway_process(config=config(tmp_path, 0, 5, extra)) as gateway:
         async with httpx.AsyncClient(base_url=gateway.url) as http:
             response = await http.post("/stream", json={"prompt": "a", "model": "gpt"})
-    assert response.status_code == 502
-    assert response.json()["error"]["type"] == "upstream_auth"
+    assert response.status_code == 404
+    assert response.json()["error"]["type"] == "model_unavailable"
     assert "OPENAI_API_KEY" in response.json()["error"]["message"]
     assert CANARY_KEY not in "\n".join(gateway.log)
