@@ -108,6 +108,15 @@ class ModelNotAllowed(GatewayError):
 class RateLimited(GatewayError):
     status, type = 429, "rate_limited"
 
+    def __init__(
+        self, message: str, *, retry_after: float, extra_headers: dict[str, str] | None = None
+    ) -> None:
+        super().__init__(message, retry_after=retry_after)
+        self.extra_headers = extra_headers or {}
+
+    def headers(self) -> dict[str, str]:
+        return {**super().headers(), **self.extra_headers}
+
 
 class UpstreamError(GatewayError):
     status, type = 502, "upstream_unavailable"

@@ -100,7 +100,11 @@ async def test_requests_per_minute(store: str, request: pytest.FixtureRequest) -
     assert [r.status_code for r in statuses] == [200, 200, 200, 429]
     limited = statuses[-1]
     assert limited.json()["error"]["type"] == "rate_limited"
+    assert "limit of 3 requests per minute" in limited.json()["error"]["message"]
     assert 1 <= int(limited.headers["retry-after"]) <= 60
+    assert limited.headers["x-ratelimit-limit-requests"] == "3"
+    assert limited.headers["x-ratelimit-remaining-requests"] == "0"
+    assert limited.headers["x-ratelimit-reset-requests"] == f"{limited.headers['retry-after']}s"
     assert other.is_success  # limits are per key
 
 
@@ -116,6 +120,8 @@ async def test_tokens_per_minute_from_reported_usage(
     assert first.status_code == 200
     assert second.status_code == 429
     assert int(second.headers["retry-after"]) >= 1
+    assert "limit of 50 tokens per minute" in second.json()["error"]["message"]
+    assert second.headers["x-ratelimit-limit-tokens"] == "50"
 
 
 @pytest.mark.parametrize("store", ["memory", "redis"])
@@ -146,6 +152,8 @@ async def _slots_come_back(
         assert await anext(held.aiter_raw()) == b"one "
         second = await http.post("/stream", json={"prompt": "x"}, headers=bearer())
         assert second.status_code == 429
+        assert "limit of 1 concurrent streams" in second.json()["error"]["message"]
+        assert second.headers["retry-after"] == "1"
     await wait_for(provider.closed)  # the first client left...
     await logged.reach(2)  # ...and its request has fully ended (slot given back)
     provider.open_all()
