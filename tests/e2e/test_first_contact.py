@@ -116,3 +116,36 @@ async def test_docs_can_try_get_stream_with_its_query_parameters() -> None:
     assert parameters["format"]["schema"]["enum"] == ["text", "sse", "ndjson"]
     assert docs.status_code == 200
     assert tried.status_code == 200
+
+
+FAULTS = (
+    FAST_FAKE
+    + "[models.busy]\nprovider='fake'\nparams={fail_status=429, retry_after_s=7}\n"
+    + "[models.down]\nprovider='fake'\nparams={fail_status=503, retry_after_s=3}\n"
+)
+
+
+async def test_fake_provider_honours_max_tokens_with_finish_reason_length() -> None:
+    async with serve(create_app(settings_from(FAULTS))) as url, sdk(url) as client:
+        capped = await client.chat.completions.create(
+            model="story", messages=[{"role": "user", "content": "hi"}], max_tokens=5
+        )
+        async with httpx.AsyncClient(base_url=url) as http:
+            sse = await http.post("/stream?format=sse", json={"prompt": "hi", "max_tokens": 3})
+    assert capped.choices[0].finish_reason == "length"
+    assert capped.choices[0].message.content == "Rick: (stumbles in drunkenly, and "
+    assert capped.usage is not None and capped.usage.completion_tokens == 5
+    assert sse.text.count('\ndata: "') + sse.text.startswith('data: "') == 3
+    assert '"finish_reason":"length"' in sse.text
+
+
+async def test_fake_provider_scripted_failures_carry_retry_after() -> None:
+    async with serve(create_app(settings_from(FAULTS))) as url:
+        async with httpx.AsyncClient(base_url=url) as http:
+            busy = await http.post("/stream", json={"prompt": "hi", "model": "busy"})
+            down = await http.post("/stream", json={"prompt": "hi", "model": "down"})
+    assert busy.status_code == 429
+    assert busy.json()["error"]["type"] == "upstream_rate_limited"
+    assert busy.headers["retry-after"] == "7"
+    assert down.status_code == 502
+    assert down.headers["retry-after"] == "3"

@@ -112,7 +112,7 @@ def test_builtins_exist_unless_redefined(tmp_path: Path) -> None:
     [
         ("[models.x]\nprovider = 'nope'\n", "models.x.provider: no provider named 'nope'"),
         ("[models.x]\nprovider = 'fake'\nfallbacks = ['ghost']\n", "'ghost' is not a configured"),
-        ("default_model = 'ghost'\n", "default_model 'ghost' is not a configured model"),
+        ("default_model = 'ghost'\n", "gateway.toml: default_model: 'ghost' is not a configured"),
         ("[providers.o]\ntype = 'openai'\nbase_url = 'ftp://x'\n", "must be an http"),
         ("[providers.o]\ntype = 'nosuch'\n", "providers.o: Input tag 'nosuch'"),
         ("[models.x]\nprovider='fake'\nparams={fail_status=200}\n", "params.fail_status"),
