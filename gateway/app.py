@@ -16,7 +16,7 @@ from gateway.api import router
 from gateway.api._common import request_id
 from gateway.auth import KeyRing
 from gateway.cors import SDKFriendlyCORS
-from gateway.errors import GatewayError
+from gateway.errors import GatewayError, ModelError
 from gateway.lifecycle import Drain, drain_on_exit_signals
 from gateway.limits import Limiter, build_store
 from gateway.metrics import Metrics
@@ -109,9 +109,16 @@ def error_response(request: Request, status: int, type_: str, message: str) -> J
 
 
 async def _gateway_error(request: Request, exc: GatewayError) -> JSONResponse:
+    if isinstance(exc, ModelError) and (record := record_of(request.scope)) is not None:
+        record.requested_model = _loggable(exc.model)
     response = error_response(request, exc.status, exc.type, exc.message)
     response.headers.update(exc.headers())
     return response
+
+
+def _loggable(name: str) -> str:
+    """A client-chosen name, safe on a text log line (no line breaks, bounded)."""
+    return name[:256] if name.isprintable() else repr(name[:256])
 
 
 async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:

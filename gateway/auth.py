@@ -41,7 +41,7 @@ class GatewayKey:
 
     def check_model(self, model: str) -> None:
         if not self.may_use(model):
-            raise ModelNotAllowed(f"this key may not use model {model!r}")
+            raise ModelNotAllowed(f"this key may not use model {model!r}", model=model)
 
 
 class KeyRing:

@@ -30,6 +30,7 @@ __all__ = [
     "BadRequest",
     "GatewayError",
     "InvalidRequest",
+    "ModelError",
     "ModelNotAllowed",
     "ModelUnavailable",
     "RateLimited",
@@ -76,11 +77,19 @@ class RequestTooLarge(GatewayError):
     status, type = 413, "request_too_large"
 
 
-class UnknownModel(GatewayError):
+class ModelError(GatewayError):
+    """A refusal about the model the client named, which the request's log line records."""
+
+    def __init__(self, message: str, *, model: str) -> None:
+        super().__init__(message)
+        self.model = model
+
+
+class UnknownModel(ModelError):
     status, type = 404, "unknown_model"
 
 
-class ModelUnavailable(GatewayError):
+class ModelUnavailable(ModelError):
     """A configured model that cannot be served: its provider's key variable is unset.
 
     A permanent configuration error, so a 4xx that the SDKs do not retry (they retry 408,
@@ -101,7 +110,7 @@ class Unauthorized(GatewayError):
         return {"WWW-Authenticate": "Bearer"}
 
 
-class ModelNotAllowed(GatewayError):
+class ModelNotAllowed(ModelError):
     status, type = 403, "model_not_allowed"
 
 

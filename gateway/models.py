@@ -57,7 +57,8 @@ class ModelTable:
             provider = plan[0].provider.name
             raise ModelUnavailable(
                 f"model {name!r} is not available: its provider {provider!r} has no API key "
-                f"(set {self.missing_keys[provider]} where the gateway runs)"
+                f"(set {self.missing_keys[provider]} where the gateway runs)",
+                model=name,
             )
         return plan
 
@@ -76,7 +77,7 @@ class ModelTable:
         provider_name, slash, upstream = name.partition("/")
         provider = self._providers.get(provider_name)
         if not slash or not upstream or provider is None:
-            raise UnknownModel(f"unknown model {name!r}")
+            raise UnknownModel(f"unknown model {name!r}", model=name)
         return Attempt(name, provider, upstream)
 
 

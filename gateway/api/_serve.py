@@ -61,6 +61,7 @@ def respond(
         (b"x-gateway-provider", relay.provider.encode()),
     ]
     response = response_class(encoder, guard, headers, finished=state.finished)
-    response.record = record_of(request.scope)
+    response.record = record = record_of(request.scope)
+    state.streaming(record)
     response.limiter = state.limiter
     return response

@@ -31,7 +31,7 @@ async def list_models(request: Request) -> JSONResponse:
 async def retrieve_model(request: Request, name: str) -> JSONResponse:
     state, key = state_of(request), key_of(request)
     if key is not None and not key.may_use(name):
-        raise UnknownModel(f"unknown model {name!r}")
+        raise UnknownModel(f"unknown model {name!r}", model=name)
     state.models.resolve(name)  # 404 unknown_model / model_unavailable
     return JSONResponse(_model(state, name))
 
