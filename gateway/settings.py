@@ -37,7 +37,9 @@ from pydantic_settings import (
 
 from gateway.providers import PROVIDERS, ProviderConfig
 from gateway.providers._http import HTTPProviderConfig
+from gateway.providers.anthropic import AnthropicConfig
 from gateway.providers.fake import FakeConfig, FakeFaults
+from gateway.providers.gemini import GeminiConfig
 
 __all__ = [
     "DEFAULT_CONFIG_PATH",
@@ -53,6 +55,7 @@ __all__ = [
 ]
 
 DEFAULT_CONFIG_PATH = Path("config/gateway.toml")
+KEY_REQUIRED = (AnthropicConfig, GeminiConfig)  # their APIs take no request without a key
 ENV_PREFIX = "GATEWAY_"
 
 
@@ -149,14 +152,20 @@ class Settings(BaseSettings):
         return [key.get_secret_value() for key in keys if key is not None]
 
     def missing_keys(self) -> dict[str, str]:
-        """Providers whose key variable is named but unset: provider name -> that variable."""
-        return {
-            name: provider.api_key_env
-            for name, provider in self.providers.items()
-            if isinstance(provider, HTTPProviderConfig)
-            and provider.api_key is None
-            and provider.api_key_env
-        }
+        """Providers that cannot be called for want of a key: provider name -> what to set.
+
+        A named variable that is unset, or no key at all for a provider whose API always
+        needs one (an OpenAI-compatible or Ollama server may need none).
+        """
+        missing = {}
+        for name, provider in self.providers.items():
+            if not isinstance(provider, HTTPProviderConfig) or provider.api_key is not None:
+                continue
+            if provider.api_key_env:
+                missing[name] = provider.api_key_env
+            elif isinstance(provider, KEY_REQUIRED):
+                missing[name] = f"api_key_env or api_key in [providers.{name}]"
+        return missing
 
     def resolvable(self, name: str) -> bool:
         provider, slash, _ = name.partition("/")
