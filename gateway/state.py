@@ -40,7 +40,7 @@ class GatewayState:
     def attempt_failed(self, attempt: Attempt, error: GatewayError) -> None:
         self.metrics.upstream_errors.labels(attempt.provider.name, error.type).inc()
 
-    def admitted(self, record: RequestRecord | None, model: str | None) -> None:
+    def admitted(self) -> None:
         self.metrics.active_streams.inc()
 
     def streaming(self, record: RequestRecord | None) -> None:

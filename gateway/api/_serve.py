@@ -33,7 +33,7 @@ async def admit_and_prime(
         raise
     guard.lease = lease
     record = record_of(request.scope)
-    state.admitted(record, plan[0].model)
+    state.admitted()
     try:
         relay = await guard.run(open_relay(plan, build, state.attempt_failed))
     except BaseException:
