@@ -9,7 +9,6 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
@@ -17,9 +16,10 @@ from gateway import __version__
 from gateway.api import playground, router
 from gateway.api._common import request_id
 from gateway.auth import KeyRing
+from gateway.cors import SDKFriendlyCORS
 from gateway.dialects import NATIVE, Dialect, dialect_of
 from gateway.dialects.openai import OPENAI
-from gateway.errors import GatewayError, InvalidRequest, MethodNotAllowed, NotFound
+from gateway.errors import GatewayError, InvalidRequest, MethodNotAllowed, ModelError, NotFound
 from gateway.lifecycle import Drain, drain_on_exit_signals
 from gateway.limits import Clock, Limiter, build_store
 from gateway.metrics import Metrics
@@ -60,45 +60,27 @@ def create_app(
         finally:
             await limiter.stop()
 
-    app = FastAPI(title="LLM token relay gateway", version=__version__, lifespan=lifespan)
+    app = FastAPI(
+        title="LLM token relay gateway",
+        version=__version__,
+        lifespan=lifespan,
+        # Served by gateway.api.docs instead, behind the key like every other route.
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
     app.state.drain = drain
     app.state.metrics = metrics = Metrics()
     app.state.keys = KeyRing(settings.keys)
     app.add_middleware(AccessLog, metrics=metrics)
     if settings.cors.allow_origins:
-        # Outermost, so preflights are answered without a key; exact origins only, and never
-        # credentials (keys travel in headers, not cookies).
-        app.add_middleware(
-            CORSMiddleware,
-            allow_origins=settings.cors.allow_origins,
-            allow_methods=["GET", "POST", "OPTIONS"],
-            allow_headers=CORS_REQUEST_HEADERS,
-            expose_headers=CORS_EXPOSED_HEADERS,
-            allow_credentials=False,
-            max_age=600,
-        )
+        # Outermost, so preflights are answered without a key.
+        app.add_middleware(SDKFriendlyCORS, allow_origins=settings.cors.allow_origins)
     app.include_router(router)
     if settings.playground:
         app.include_router(playground.router)
     _install_error_handlers(app)
     return app
-
-
-CORS_REQUEST_HEADERS = [
-    "Authorization",
-    "Content-Type",
-    "X-API-Key",
-    "Last-Event-ID",
-    "X-Request-ID",
-    "Accept",
-]
-CORS_EXPOSED_HEADERS = [
-    "X-Request-ID",
-    "X-Gateway-Model",
-    "X-Gateway-Provider",
-    "X-Stream-ID",
-    "Retry-After",
-]
 
 
 def _warn_if_open(settings: Settings, keys: KeyRing) -> None:
@@ -145,7 +127,14 @@ def _dialect(request: Request) -> Dialect:
 
 
 async def _gateway_error(request: Request, exc: GatewayError) -> JSONResponse:
+    if isinstance(exc, ModelError) and (record := record_of(request.scope)) is not None:
+        record.requested_model = _loggable(exc.model)
     return error_response(request, exc)
+
+
+def _loggable(name: str) -> str:
+    """A client-chosen name, safe on a text log line (no line breaks, bounded)."""
+    return name[:256] if name.isprintable() else repr(name[:256])
 
 
 async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -36,9 +36,12 @@ class GatewayKey:
     tpm: int | None
     max_concurrent_streams: int | None
 
+    def may_use(self, model: str) -> bool:
+        return self.models is None or model in self.models
+
     def check_model(self, model: str) -> None:
-        if self.models is not None and model not in self.models:
-            raise ModelNotAllowed(f"this key may not use model {model!r}")
+        if not self.may_use(model):
+            raise ModelNotAllowed(f"this key may not use model {model!r}", model=model)
 
 
 class KeyRing:

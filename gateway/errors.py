@@ -5,6 +5,7 @@
     ├── BadRequest                       400  invalid_request
     ├── RequestTooLarge                  413  request_too_large
     ├── UnknownModel                     404  unknown_model
+    ├── ModelUnavailable                 404  model_unavailable      (its provider has no key)
     ├── Unauthorized                     401  unauthorized
     ├── ModelNotAllowed                  403  model_not_allowed
     ├── RateLimited                      429  rate_limited           (+ Retry-After)
@@ -33,7 +34,9 @@ __all__ = [
     "GatewayError",
     "InvalidRequest",
     "MethodNotAllowed",
+    "ModelError",
     "ModelNotAllowed",
+    "ModelUnavailable",
     "NotFound",
     "RateLimited",
     "RequestTooLarge",
@@ -80,8 +83,26 @@ class RequestTooLarge(GatewayError):
     status, type = 413, "request_too_large"
 
 
-class UnknownModel(GatewayError):
+class ModelError(GatewayError):
+    """A refusal about the model the client named, which the request's log line records."""
+
+    def __init__(self, message: str, *, model: str) -> None:
+        super().__init__(message)
+        self.model = model
+
+
+class UnknownModel(ModelError):
     status, type = 404, "unknown_model"
+
+
+class ModelUnavailable(ModelError):
+    """A configured model that cannot be served: its provider's key variable is unset.
+
+    A permanent configuration error, so a 4xx that the SDKs do not retry (they retry 408,
+    409, 429 and 5xx); 404 as OpenAI answers for a model that exists but is not yours.
+    """
+
+    status, type = 404, "model_unavailable"
 
 
 class Unavailable(GatewayError):
@@ -95,12 +116,21 @@ class Unauthorized(GatewayError):
         return {"WWW-Authenticate": "Bearer"}
 
 
-class ModelNotAllowed(GatewayError):
+class ModelNotAllowed(ModelError):
     status, type = 403, "model_not_allowed"
 
 
 class RateLimited(GatewayError):
     status, type = 429, "rate_limited"
+
+    def __init__(
+        self, message: str, *, retry_after: float, extra_headers: dict[str, str] | None = None
+    ) -> None:
+        super().__init__(message, retry_after=retry_after)
+        self.extra_headers = extra_headers or {}
+
+    def headers(self) -> dict[str, str]:
+        return {**super().headers(), **self.extra_headers}
 
 
 class NotFound(GatewayError):

@@ -51,9 +51,14 @@ class Lease:
     next_charge: int = CHARGE_EVERY  # the delta count at which to charge again
 
 
+# The limits, as a 429 names them (SPEC §7).
+RPM, TPM, CONCURRENCY = "requests per minute", "tokens per minute", "concurrent streams"
+Refusal = tuple[str, float]  # which limit was hit, and the seconds to wait
+
+
 class Store(Protocol):
-    async def admit(self, key: GatewayKey, lease: Lease, ttl_s: float) -> float | None:
-        """Admit (None) or refuse with the seconds to wait."""
+    async def admit(self, key: GatewayKey, lease: Lease, ttl_s: float) -> Refusal | None:
+        """Admit (None) or refuse, naming the limit and the seconds to wait."""
 
     async def release(self, lease: Lease) -> None: ...
 
@@ -78,18 +83,18 @@ class MemoryStore:
         self.tokens: dict[tuple[str, int], int] = defaultdict(int)
         self.slots: dict[str, set[str]] = defaultdict(set)
 
-    async def admit(self, key: GatewayKey, lease: Lease, ttl_s: float) -> float | None:
+    async def admit(self, key: GatewayKey, lease: Lease, ttl_s: float) -> Refusal | None:
         window, left = _window(self.clock())
         self._forget_old(window)
         if key.tpm is not None and self.tokens[(key.name, window)] >= key.tpm:
-            return left
+            return TPM, left
         slots = key.max_concurrent_streams
         if slots is not None and len(self.slots[key.name]) >= slots:
-            return 1.0
+            return CONCURRENCY, 1.0
         if key.rpm is not None:
             self.requests[(key.name, window)] += 1
             if self.requests[(key.name, window)] > key.rpm:
-                return left
+                return RPM, left
         if key.max_concurrent_streams is not None:
             self.slots[key.name].add(lease.id)
             lease.holds_slot = True
@@ -116,21 +121,22 @@ class MemoryStore:
 # KEYS: requests counter, tokens counter, slots zset.
 # ARGV: now_ms, ms left in the window (the counters' expiry), rpm, tpm, max_concurrent
 # (0 = no limit), lease id, lease expiry_ms.
-# Returns {1, 0} when admitted, {0, retry_ms} when refused (a window: the time left in it).
+# Returns {1, 0} when admitted, {0, retry_ms, limit} when refused (limit: "tpm", "slots",
+# "rpm"; retry_ms for a window: the time left in it).
 _ADMIT = """
 local now = tonumber(ARGV[1])
 local tpm, slots_max, rpm = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[3])
 if tpm > 0 and tonumber(redis.call('GET', KEYS[2]) or '0') >= tpm then
-  return {0, tonumber(ARGV[2])}
+  return {0, tonumber(ARGV[2]), 'tpm'}
 end
 if slots_max > 0 then
   redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
-  if redis.call('ZCARD', KEYS[3]) >= slots_max then return {0, 1000} end
+  if redis.call('ZCARD', KEYS[3]) >= slots_max then return {0, 1000, 'slots'} end
 end
 if rpm > 0 then
   local count = redis.call('INCR', KEYS[1])
   if count == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
-  if count > rpm then return {0, tonumber(ARGV[2])} end
+  if count > rpm then return {0, tonumber(ARGV[2]), 'rpm'} end
 end
 if slots_max > 0 then
   redis.call('ZADD', KEYS[3], ARGV[7], ARGV[6])
@@ -138,6 +144,9 @@ if slots_max > 0 then
 end
 return {1, 0}
 """
+
+
+_REDIS_LIMITS = {"tpm": TPM, "slots": CONCURRENCY, "rpm": RPM}
 
 
 class RedisStore:
@@ -162,7 +171,7 @@ class RedisStore:
     def _keys(name: str, window: int) -> list[str]:
         return [f"gw:rpm:{name}:{window}", f"gw:tpm:{name}:{window}", f"gw:slots:{name}"]
 
-    async def admit(self, key: GatewayKey, lease: Lease, ttl_s: float) -> float | None:
+    async def admit(self, key: GatewayKey, lease: Lease, ttl_s: float) -> Refusal | None:
         now = self.clock()
         window, left = _window(now)
         now_ms = int(now * 1000)
@@ -176,11 +185,13 @@ class RedisStore:
             now_ms + int(ttl_s * 1000),
         ]
         async with asyncio.timeout(self.timeout_s):
-            admitted, retry_ms = await self._admit(keys=self._keys(key.name, window), args=args)
+            admitted, retry_ms, *limit = await self._admit(
+                keys=self._keys(key.name, window), args=args
+            )
         if admitted:
             lease.holds_slot = key.max_concurrent_streams is not None
             return None
-        return max(int(retry_ms), 0) / 1000
+        return _REDIS_LIMITS[limit[0].decode()], max(int(retry_ms), 0) / 1000
 
     async def release(self, lease: Lease) -> None:
         async with asyncio.timeout(self.timeout_s):
@@ -238,14 +249,15 @@ class Limiter:
             return None
         lease = Lease(key)
         try:
-            wait = await self.store.admit(key, lease, self.ttl_s)
+            refusal = await self.store.admit(key, lease, self.ttl_s)
         except Exception as exc:
             self._outage(exc)
             return None
-        if wait is not None:
+        if refusal is not None:
             self.metrics.rate_limited.labels(key.name).inc()
+            limit, wait = refusal
             retry = max(1, min(WINDOW_S, math.ceil(wait)))
-            raise RateLimited(f"key {key.name!r} is over its limit", retry_after=retry)
+            raise _refused(key, limit, retry)
         if lease.holds_slot:
             self.live.add(lease)
         return lease
@@ -306,6 +318,21 @@ class Limiter:
                 await self.store.renew(list(self.live), self.ttl_s)
             except Exception as exc:
                 self._outage(exc, refuse=False)
+
+
+def _refused(key: GatewayKey, limit: str, retry_s: int) -> RateLimited:
+    """The 429: which limit, and OpenAI's x-ratelimit-* headers for the two it shares."""
+    value = {RPM: key.rpm, TPM: key.tpm, CONCURRENCY: key.max_concurrent_streams}[limit]
+    message = f"key {key.name!r} reached its limit of {value} {limit}; retry in {retry_s}s"
+    headers = {}
+    if limit in (RPM, TPM):
+        kind = "requests" if limit == RPM else "tokens"
+        headers = {
+            f"x-ratelimit-limit-{kind}": str(value),
+            f"x-ratelimit-remaining-{kind}": "0",
+            f"x-ratelimit-reset-{kind}": f"{retry_s}s",
+        }
+    return RateLimited(message, retry_after=retry_s, extra_headers=headers)
 
 
 def build_store(url: str | None, timeout_s: float, clock: Clock = time.time) -> Any:

@@ -16,6 +16,7 @@ from prometheus_client import (
     Counter,
     Gauge,
     Histogram,
+    disable_created_metrics,
     generate_latest,
 )
 from prometheus_client.multiprocess import MultiProcessCollector
@@ -25,14 +26,19 @@ __all__ = ["CONTENT_TYPE_LATEST", "Metrics"]
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 DURATION_BUCKETS = (0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
 
+# The `_created` series double every counter and histogram and nobody queries them.
+disable_created_metrics()  # type: ignore[no-untyped-call]
+
 
 class Metrics:
     def __init__(self) -> None:
         self.registry = registry = CollectorRegistry(auto_describe=True)
         self.requests = Counter(
             "gateway_requests_total",
-            "Requests by route, model, provider and outcome.",
-            ["route", "model", "provider", "outcome"],
+            "Requests by route, model, provider, outcome and error type (empty when none). "
+            "Requests rejected before a model served have empty model and provider labels: "
+            "a requested name is the client's to choose, so never a label.",
+            ["route", "model", "provider", "outcome", "type"],
             registry=registry,
         )
         self.time_to_first_delta = Histogram(

@@ -36,7 +36,7 @@ async def admit_and_prime(
         raise
     guard.lease = lease
     record = record_of(request.scope)
-    state.admitted(record, plan[0].model)
+    state.admitted()
     try:
         relay = await guard.run(open_relay(plan, build, state.attempt_failed))
     except BaseException:
@@ -75,7 +75,8 @@ def respond(
         finished=state.finished,
         keepalive_s=state.settings.sse_keepalive_s,
     )
-    response.record = record_of(request.scope)
+    response.record = record = record_of(request.scope)
+    state.streaming(record)
     response.limiter = state.limiter
     return response
 

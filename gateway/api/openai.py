@@ -1,4 +1,4 @@
-"""OpenAI-compatible routes: POST /v1/chat/completions, GET /v1/models (SPEC §4.3)."""
+"""OpenAI-compatible chat: POST /v1/chat/completions (SPEC §4.3); models are in models.py."""
 
 from __future__ import annotations
 
@@ -41,18 +41,3 @@ async def chat_completions(request: Request) -> Response:
     collected = await collect(request, state, guard, relay)
     body_out = completion_body(relay, stream_id, collected.text)
     return JSONResponse(body_out, headers=relay_headers(request, relay))
-
-
-@router.get("/models")
-async def list_models(request: Request) -> JSONResponse:
-    state = state_of(request)
-    data = [
-        {
-            "id": name,
-            "object": "model",
-            "created": 0,
-            "owned_by": state.settings.models[name].provider,
-        }
-        for name in state.models.names()
-    ]
-    return JSONResponse({"object": "list", "data": data})

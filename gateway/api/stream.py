@@ -8,7 +8,14 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Request, Response
 
-from gateway.api._common import json_body, parse_json, read_body, request_id, validate
+from gateway.api._common import (
+    json_body,
+    parse_json,
+    query_parameters,
+    read_body,
+    request_id,
+    validate,
+)
 from gateway.api._serve import admit_and_prime, respond
 from gateway.auth import authenticate
 from gateway.errors import BadRequest, InvalidRequest
@@ -24,9 +31,15 @@ router = APIRouter(dependencies=[Depends(authenticate)])
 
 _LAST_EVENT_ID = re.compile(r"[A-Za-z0-9_\-]{1,64}:[0-9]{1,10}")
 _STREAM_BODY = json_body(StreamRequest)
+_FORMAT = {"name": "format", "in": "query", "schema": {"enum": ["text", "sse", "ndjson"]}}
+# `messages` is a list of objects: a body's job (POST /stream), not a query string's.
+_STREAM_QUERY = query_parameters(StreamRequest, skip=("messages",))
+_STREAM_QUERY["parameters"].append(_FORMAT)
 
 
-@router.post("/stream", openapi_extra=_STREAM_BODY, response_class=Response)
+@router.post(
+    "/stream", openapi_extra={**_STREAM_BODY, "parameters": [_FORMAT]}, response_class=Response
+)
 async def stream_post(request: Request) -> Response:
     state = state_of(request)
     if reconnection := _reconnection(request):
@@ -36,7 +49,7 @@ async def stream_post(request: Request) -> Response:
     return await relay_response(request, state, parse_json(body, StreamRequest), fmt)
 
 
-@router.get("/stream", response_class=Response)
+@router.get("/stream", openapi_extra=_STREAM_QUERY, response_class=Response)
 async def stream_get(request: Request) -> Response:
     state = state_of(request)
     if reconnection := _reconnection(request):

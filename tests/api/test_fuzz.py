@@ -251,6 +251,24 @@ async def test_fuzzed_last_event_id_is_204_or_400(client: httpx.AsyncClient, hea
     assert response.status_code in (204, 400)
 
 
+@FUZZ
+@given(
+    # Names whose URL a client would normalise into another path ("a/../b", "x//y") are not
+    # names it can ask about.
+    name=st.text(min_size=1, max_size=300).filter(
+        lambda n: all(part not in ("", ".", "..") for part in n.split("/"))
+    )
+)
+async def test_fuzzed_model_ids_are_200_or_404(client: httpx.AsyncClient, name: str) -> None:
+    from urllib.parse import quote
+
+    response = await client.get("/v1/models/" + quote(name, safe="/"))
+    check(response, "/v1/models")
+    assert response.status_code in (200, 404), response.text
+    if response.status_code == 200:
+        assert response.json()["id"] == name
+
+
 @settings(max_examples=300, deadline=None)
 @given(chunks=st.lists(st.binary(max_size=64), max_size=20))
 def test_decoders_never_raise_on_any_bytes(chunks: list[bytes]) -> None:

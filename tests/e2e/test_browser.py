@@ -7,6 +7,7 @@ Without it the tests skip locally, saying so, and fail in CI (tests/ci.py).
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 from collections.abc import AsyncIterator
 from typing import Any
@@ -21,7 +22,7 @@ from gateway.providers.fake import FakeConfig, load_story
 from tests.ci import require
 from tests.conftest import FAST_FAKE, settings_from
 from tests.e2e.conftest import CountingFake, wait_for
-from tests.e2e.servers import serve
+from tests.e2e.servers import Reply, UpstreamStub, serve
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
@@ -151,3 +152,69 @@ async def test_browser_fetch_reader_sees_the_text_then_the_truncation(page: Page
         broken = await reading
     assert broken["text"] == expected
     assert broken["failed"] is not None  # ...and then the browser rejects the truncated body
+
+
+# What the official SDKs send from a browser, as they send it (openai-node 5, the Anthropic
+# TypeScript SDK with dangerouslyAllowBrowser): every one of these triggers a preflight.
+OPENAI_NODE_HEADERS = {
+    "Authorization": "Bearer KEY",
+    "Content-Type": "application/json",
+    "X-Stainless-Lang": "js",
+    "X-Stainless-Package-Version": "5.23.0",
+    "X-Stainless-OS": "Linux",
+    "X-Stainless-Arch": "x64",
+    "X-Stainless-Runtime": "browser:chrome",
+    "X-Stainless-Runtime-Version": "140.0.0",
+    "X-Stainless-Retry-Count": "0",
+    "X-Stainless-Timeout": "600",
+}
+ANTHROPIC_SDK_HEADERS = {
+    "x-api-key": "KEY",
+    "content-type": "application/json",
+    "anthropic-version": "2023-06-01",
+    "anthropic-dangerous-direct-browser-access": "true",
+    "x-stainless-lang": "js",
+}
+
+CROSS_ORIGIN_FETCH = """
+async ([url, headers, body]) => {
+  try {
+    const response = await fetch(url, { method: "POST", headers, body: JSON.stringify(body) });
+    return { status: response.status, text: await response.text() };
+  } catch (error) {
+    return { status: null, text: String(error) };
+  }
+}
+"""
+
+
+async def test_browser_sdks_headers_pass_the_preflight_from_an_allowed_origin(page: Page) -> None:
+    from gateway.auth import hash_key
+
+    key = "gw-browser-key-0123456789"
+    # A second origin serving the page, as a frontend's dev server does.
+    async with serve(UpstreamStub(Reply(content_type="text/html", body=[b"<p>app</p>"]))) as site:
+        settings = settings_from(
+            "[providers.fake]\ntype='fake'\nchunk_delay_ms=0\n"
+            f"[keys.web]\nsha256='{hash_key(key)}'\n[cors]\nallow_origins=['{site}']\n"
+        )
+        async with serve(create_app(settings)) as url:
+            await page.goto(f"{site}/")
+            chat = {"model": "story", "messages": [{"role": "user", "content": "hi"}]}
+            openai_headers = {k: v.replace("KEY", key) for k, v in OPENAI_NODE_HEADERS.items()}
+            openai = await page.evaluate(
+                CROSS_ORIGIN_FETCH, [f"{url}/v1/chat/completions", openai_headers, chat]
+            )
+            anthropic_headers = {k: v.replace("KEY", key) for k, v in ANTHROPIC_SDK_HEADERS.items()}
+            anthropic = await page.evaluate(
+                CROSS_ORIGIN_FETCH, [f"{url}/stream", anthropic_headers, {"prompt": "hi"}]
+            )
+            stranger = await page.evaluate(
+                CROSS_ORIGIN_FETCH,
+                [f"{url}/stream", {**anthropic_headers, "x-unlisted": "1"}, {"prompt": "hi"}],
+            )
+    assert openai["status"] == 200, openai
+    assert json.loads(openai["text"])["choices"][0]["message"]["content"] == STORY
+    assert anthropic["status"] == 200, anthropic
+    assert anthropic["text"] == STORY
+    assert stranger["status"] is None  # a header outside the families is still refused

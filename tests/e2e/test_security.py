@@ -111,6 +111,10 @@ async def test_requests_per_minute(store: str, request: pytest.FixtureRequest) -
     limited = statuses[-1]
     assert limited.json()["error"]["type"] == "rate_limited"
     assert limited.headers["retry-after"] == "30"  # the seconds left in the window
+    assert "limit of 3 requests per minute" in limited.json()["error"]["message"]
+    assert limited.headers["x-ratelimit-limit-requests"] == "3"
+    assert limited.headers["x-ratelimit-remaining-requests"] == "0"
+    assert limited.headers["x-ratelimit-reset-requests"] == f"{limited.headers['retry-after']}s"
     assert other.is_success  # limits are per key
     assert still.status_code == 429
     assert still.headers["retry-after"] == "1"
@@ -133,6 +137,8 @@ async def test_tokens_per_minute_from_reported_usage(
     assert second.status_code == 429
     assert second.headers["retry-after"] == "30"
     assert next_window.status_code == 200
+    assert "limit of 50 tokens per minute" in second.json()["error"]["message"]
+    assert second.headers["x-ratelimit-limit-tokens"] == "50"
 
 
 @pytest.mark.parametrize("store", ["memory", "redis"])
@@ -162,6 +168,8 @@ async def _slots_come_back(
         assert await anext(held.aiter_raw()) == b"one "
         second = await http.post("/stream", json={"prompt": "x"}, headers=bearer())
         assert second.status_code == 429
+        assert "limit of 1 concurrent streams" in second.json()["error"]["message"]
+        assert second.headers["retry-after"] == "1"
     await wait_for(provider.closed)  # the first client left...
     await logged.reach(2)  # ...and its request has fully ended (slot given back)
     provider.open_all()
