@@ -182,6 +182,7 @@ async def test_beta_query_and_non_streaming_message(client: httpx.AsyncClient) -
             metadata={"user_id": "u-1"},
             top_k=3,
             stop_sequences=[],
+            max_tokens=1024,  # the whole story: the fake provider honours max_tokens
         ),
         headers={"anthropic-version": "2023-06-01", "x-api-key": "ignored-when-open"},
     )

@@ -387,7 +387,7 @@ async def test_messages_requests_are_counted_and_logged(caplog: pytest.LogCaptur
             metrics = (await http.get("/metrics")).text
     found = samples(metrics)
     labels = {"route": "/v1/messages", "model": "story", "provider": "fake"}
-    assert value(found, "gateway_requests_total", outcome="complete", **labels) == 2
+    assert value(found, "gateway_requests_total", outcome="complete", type="", **labels) == 2
     lines = [
         r.fields  # type: ignore[attr-defined]
         for r in caplog.records

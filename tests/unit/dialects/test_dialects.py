@@ -57,7 +57,7 @@ def test_openai_finish_reasons(reason: str | None, expected: str) -> None:
 
 
 def test_native_and_openai_envelopes() -> None:
-    native = NATIVE.error_reply(UnknownModel("no such"), "rid")
+    native = NATIVE.error_reply(UnknownModel("no such", model="m"), "rid")
     assert (native.status, native.body) == (
         404,
         {"error": {"type": "unknown_model", "message": "no such", "request_id": "rid"}},
