@@ -76,6 +76,13 @@ async def open_relay(
             try:
                 return await _prime(attempt, build(attempt))
             except GatewayError as exc:
+                log.warning(
+                    "attempt %s via provider %s failed: %s: %s",
+                    attempt.model,
+                    attempt.provider.name,
+                    exc.type,
+                    exc.message,
+                )
                 if failed is not None:
                     failed(attempt, exc)
                 if not exc.retryable:

@@ -22,6 +22,8 @@ The body is handed on one network read at a time (`iter_any()`), never re-chunke
 
 from __future__ import annotations
 
+import os
+import socket
 import ssl
 import urllib.request
 from collections.abc import AsyncIterator, Callable
@@ -275,8 +277,12 @@ def _mapped(exc: BaseException, request: httpx.Request) -> httpx.HTTPError:
 
 
 def _reason(exc: OSError) -> str:
+    """ "connection refused", "name or service not known"...: the OS's words for why."""
     error = getattr(exc, "os_error", exc)
-    text = error.strerror or str(error) or type(error).__name__
+    if isinstance(error, socket.gaierror) or not error.errno or error.errno < 0:
+        text = error.strerror or str(error) or type(error).__name__
+    else:  # asyncio's own text ("Connect call failed ('10.0.0.1', 443)") says less
+        text = os.strerror(error.errno)
     return text[0].lower() + text[1:]
 
 

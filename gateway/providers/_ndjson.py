@@ -14,13 +14,16 @@ __all__ = ["NDJSONDecoder"]
 
 
 class NDJSONDecoder:
-    __slots__ = ("_limit", "_tail")
+    __slots__ = ("_limit", "_overflow", "_tail")
 
     def __init__(self, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> None:
         self._tail = bytearray()
         self._limit = max_event_bytes
+        self._overflow = False
 
     def feed(self, chunk: bytes) -> list[bytes]:
+        if self._overflow:
+            raise event_too_large(self._limit)
         if b"\n" not in chunk:
             self._tail += chunk
             if len(self._tail) > self._limit:
@@ -30,9 +33,12 @@ class NDJSONDecoder:
         if self._tail:
             lines[0] = bytes(self._tail) + lines[0]
         self._tail = bytearray(lines.pop())
+        complete = [line for line in lines if line.strip()]
         if len(self._tail) > self._limit:
-            raise event_too_large(self._limit)
-        return [line for line in lines if line.strip()]
+            if not complete:
+                raise event_too_large(self._limit)
+            self._overflow = True  # hand out the lines this read completed; fail next time
+        return complete
 
     def close(self) -> list[bytes]:
         """The unterminated last line, if the stream ended without a newline."""

@@ -40,7 +40,16 @@ class SSEEvent(NamedTuple):
 
 
 class SSEDecoder:
-    __slots__ = ("_data", "_event", "_limit", "_size", "_skip_lf", "_started", "_tail")
+    __slots__ = (
+        "_data",
+        "_event",
+        "_limit",
+        "_overflow",
+        "_size",
+        "_skip_lf",
+        "_started",
+        "_tail",
+    )
 
     def __init__(self, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> None:
         self._tail = bytearray()
@@ -50,9 +59,12 @@ class SSEDecoder:
         self._size = 0  # bytes of data in the event being built
         self._event = ""
         self._limit = max_event_bytes
+        self._overflow = False
 
     def feed(self, chunk: bytes) -> list[SSEEvent]:
         """Take one network read; return the events it completes, in order."""
+        if self._overflow:
+            raise event_too_large(self._limit)
         if not chunk:
             # An empty read says nothing about a pending CRLF: keep waiting for its LF.
             return []
@@ -73,11 +85,13 @@ class SSEDecoder:
         if self._tail:
             lines[0] = bytes(self._tail) + lines[0]
         self._tail = bytearray(lines.pop())
-        if len(self._tail) > self._limit:
-            raise event_too_large(self._limit)
         events: list[SSEEvent] = []
         for line in lines:
             self._line(line, events)
+        if len(self._tail) > self._limit:
+            if not events:
+                raise event_too_large(self._limit)
+            self._overflow = True  # hand out the events this read completed; fail next time
         return events
 
     def _line(self, line: bytes, events: list[SSEEvent]) -> None:

@@ -50,20 +50,26 @@ class OllamaProvider:
         async with open_stream(self._client, http_request, content_type="json") as response:
             decoder = NDJSONDecoder(self.config.max_event_bytes)
             chunks = response.aiter_bytes()
-            async for chunk in chunks:
-                for line in decoder.feed(chunk):
-                    text, done = _line(parse_event(line), outcome)
-                    if text:
-                        yield text
-                    if done:
-                        await drain_after_end(chunks)
-                        return
+            broken: httpx.TransportError | None = None
+            try:
+                async for chunk in chunks:
+                    for line in decoder.feed(chunk):
+                        text, done = _line(parse_event(line), outcome)
+                        if text:
+                            yield text
+                        if done:
+                            await drain_after_end(chunks)
+                            return
+            except httpx.TransportError as exc:
+                broken = exc  # the last line needs no newline: it may have said done
             for line in decoder.close():
-                text, done = _line(parse_event(line), outcome)
+                text, done = _last_line(line, outcome, broken)
                 if text:
                     yield text
                 if done:
                     return
+            if broken is not None:
+                raise broken
             raise UpstreamProtocolError("the upstream stream ended before done: true")
 
     async def aclose(self) -> None:
@@ -90,6 +96,20 @@ def _body(request: ChatRequest) -> dict[str, Any]:
         body["options"] = options
     body.update(request.extra)
     return body
+
+
+def _last_line(
+    line: bytes, outcome: StreamOutcome, broken: httpx.TransportError | None
+) -> tuple[str, bool]:
+    """The unterminated last line. After a broken connection, a line that does not parse
+    was cut by the break, and the break is what to report."""
+    try:
+        data = parse_event(line)
+    except UpstreamProtocolError:
+        if broken is not None:
+            raise broken from None
+        raise
+    return _line(data, outcome)
 
 
 def _line(data: Any, outcome: StreamOutcome) -> tuple[str, bool]:

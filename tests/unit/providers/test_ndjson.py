@@ -49,3 +49,10 @@ def test_ndjson_unfinished_line_over_the_limit_fails_promptly() -> None:
         decoder.feed(b"x" * 200)
     with pytest.raises(UpstreamProtocolError, match="max_event_bytes"):
         NDJSONDecoder(4096).feed(b"y" * 5000)
+
+
+def test_ndjson_lines_before_an_overlong_line_are_handed_out_first() -> None:
+    decoder = NDJSONDecoder(4096)
+    assert decoder.feed(b'{"a":1}\n' + b"x" * 5000) == [b'{"a":1}']
+    with pytest.raises(UpstreamProtocolError, match="max_event_bytes"):
+        decoder.feed(b"x")

@@ -157,3 +157,10 @@ def test_sse_event_of_many_data_lines_over_the_limit_fails() -> None:
 def test_sse_events_under_the_limit_each_pass_however_many() -> None:
     body = b"".join(b"data: " + b"x" * 4000 + b"\n\n" for _ in range(100))
     assert len(decode([body], limit=4096)) == 100
+
+
+def test_sse_events_before_an_overlong_line_are_handed_out_first() -> None:
+    decoder = SSEDecoder(4096)
+    assert decoder.feed(b"data: a\n\ndata: " + b"x" * 5000) == [SSEEvent("message", b"a")]
+    with pytest.raises(UpstreamProtocolError, match="max_event_bytes"):
+        decoder.feed(b"x")
