@@ -294,7 +294,7 @@ def header_flood(total: int, *, field: int) -> Script:
 )
 async def test_response_headers_over_64_kib_are_a_protocol_error(total: int, field: int) -> None:
     async with (
-        raw_upstream(header_flood(total, field=field)) as (upstream, url),
+        raw_upstream(header_flood(total, field=field)) as (_, url),
         gateway("openai", url, first_token_timeout=30.0) as http,
     ):
         response = await stream(http)
