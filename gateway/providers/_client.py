@@ -39,6 +39,9 @@ __all__ = ["MAX_HEADER_BYTES", "AiohttpTransport", "ClientOptions", "MalformedRe
 
 MAX_HEADER_BYTES = 64 * 1024
 MAX_HEADERS = 128
+# Unread body per stream before the socket stops being read (aiohttp pauses at twice this):
+# a slow client slows the upstream instead of growing the gateway's memory.
+READ_BUFSIZE = 64 * 1024
 # Idle pooled connections are dropped after this; below the 5 s that common servers (uvicorn,
 # nginx's default is longer) keep an idle connection, so the pool rarely holds a dead one.
 KEEPALIVE_S = 4.0
@@ -107,6 +110,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             trace_configs=[trace],
             max_field_size=MAX_HEADER_BYTES,
             max_headers=MAX_HEADERS,
+            read_bufsize=READ_BUFSIZE,
         )
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:

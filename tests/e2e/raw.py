@@ -16,6 +16,7 @@ from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 
 Script = Callable[["Conn"], Awaitable[None]]
+Running = dict[asyncio.Task[None], asyncio.StreamWriter]  # a connection's task, its writer
 
 
 @dataclass
@@ -68,15 +69,15 @@ class RawUpstream:
     done: list[Conn] = field(default_factory=list)  # connections whose script has finished
     errors: list[BaseException] = field(default_factory=list)
     finished: asyncio.Event = field(default_factory=asyncio.Event)  # set as each one ends
-    tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    running: Running = field(default_factory=dict)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         conn = Conn(self.connections, reader, writer, self)
         self.connections += 1
-        _track(self.tasks)
+        _track(self.running, writer)
         try:
             await self.script(conn)
-        except (ConnectionError, asyncio.IncompleteReadError) as exc:
+        except (ConnectionError, asyncio.IncompleteReadError, RuntimeError) as exc:
             self.errors.append(exc)  # the gateway hung up: often the point of the test
         finally:
             self.done.append(conn)
@@ -104,24 +105,27 @@ async def raw_upstream(
         yield upstream, f"{scheme}://127.0.0.1:{sock.getsockname()[1]}"
     finally:
         server.close()
-        await _stop(upstream.tasks)
+        await _stop(upstream.running)
         await server.wait_closed()
 
 
-def _track(tasks: set[asyncio.Task[None]]) -> None:
+def _track(running: Running, writer: asyncio.StreamWriter) -> None:
     task = asyncio.current_task()
     assert task is not None
-    tasks.add(task)
-    task.add_done_callback(tasks.discard)
+    running[task] = writer
+    task.add_done_callback(lambda done: running.pop(done, None))
 
 
-async def _stop(tasks: set[asyncio.Task[None]]) -> None:
-    """End the connections' scripts still running (python 3.11 has no close_clients())."""
-    for task in list(tasks):
-        task.cancel()
-    for task in list(tasks):
-        with suppress(asyncio.CancelledError):
-            await task
+async def _stop(running: Running) -> None:
+    """End the connections still open (python 3.11 has no close_clients()): abort them, so
+    that their scripts end on a connection error rather than a cancellation, which 3.11's
+    stream server would report as an unhandled error."""
+    for writer in list(running.values()):
+        writer.transport.abort()
+    async with asyncio.timeout(10):
+        for task in list(running):
+            with suppress(Exception):
+                await task
 
 
 def head(
@@ -155,10 +159,10 @@ class Proxy:
     """A forwarding proxy: CONNECT tunnels, and absolute-form requests sent on."""
 
     seen: list[bytes] = field(default_factory=list)  # each request line it was sent
-    tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    running: Running = field(default_factory=dict)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        _track(self.tasks)
+        _track(self.running, writer)
         try:
             head = await reader.readuntil(b"\r\n\r\n")
             line = head.split(b"\r\n", 1)[0]
@@ -201,5 +205,5 @@ async def proxy_server() -> AsyncIterator[tuple[Proxy, str]]:
         yield proxy, f"http://127.0.0.1:{port}"
     finally:
         server.close()
-        await _stop(proxy.tasks)
+        await _stop(proxy.running)
         await server.wait_closed()

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from gateway.errors import UpstreamProtocolError
 from gateway.providers._sse import SSEDecoder, SSEEvent
@@ -164,3 +166,20 @@ def test_sse_events_before_an_overlong_line_are_handed_out_first() -> None:
     assert decoder.feed(b"data: a\n\ndata: " + b"x" * 5000) == [SSEEvent("message", b"a")]
     with pytest.raises(UpstreamProtocolError, match="max_event_bytes"):
         decoder.feed(b"x")
+
+
+@given(
+    body=st.lists(
+        st.sampled_from(
+            [b"data: a", b"data:b", b"event: error", b": c", b"id: 1", b"\r", b"\n", b"\r\n", b"x"]
+        ),
+        max_size=30,
+    ).map(b"".join),
+    cuts=st.lists(st.integers(min_value=0, max_value=200), max_size=8),
+)
+def test_sse_any_cutting_with_empty_reads_gives_the_same_events(
+    body: bytes, cuts: list[int]
+) -> None:
+    points = sorted(min(cut, len(body)) for cut in cuts)  # repeated points make empty reads
+    pieces = [body[a:b] for a, b in zip([0, *points], [*points, len(body)], strict=True)]
+    assert decode(pieces) == decode([body])
