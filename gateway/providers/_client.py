@@ -22,6 +22,7 @@ The body is handed on one network read at a time (`iter_any()`), never re-chunke
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import ssl
@@ -34,6 +35,8 @@ from typing import Any
 import aiohttp
 import httpx
 from yarl import URL
+
+log = logging.getLogger("gateway.upstream")
 
 __all__ = ["MAX_HEADER_BYTES", "AiohttpTransport", "ClientOptions", "MalformedResponse"]
 
@@ -197,8 +200,13 @@ def _environment_proxy(environment: dict[str, str], url: httpx.URL) -> str | Non
     # Untyped in typeshed, but public and documented with getproxies_environment().
     if urllib.request.proxy_bypass_environment(host, environment):  # type: ignore[attr-defined]
         return None
-    if not proxy.startswith(("http://", "https://")):
+    if "://" not in proxy:
         proxy = "http://" + proxy  # curl's reading of a bare host:port
+    if not proxy.startswith(("http://", "https://")):
+        # aiohttp speaks to HTTP proxies only; going direct is what a SOCKS-only environment
+        # would get from most HTTP clients, and the log says why.
+        log.warning("ignoring the environment's proxy for %s: not an http(s) proxy", url.host)
+        return None
     return proxy
 
 
