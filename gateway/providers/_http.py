@@ -16,7 +16,14 @@ from typing import Any
 import certifi
 import httpx
 import orjson
-from pydantic import Field, FilePath, SecretStr, field_validator, model_validator
+from pydantic import (
+    Field,
+    FilePath,
+    SecretStr,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
 
 from gateway.errors import (
     UpstreamAuth,
@@ -43,6 +50,7 @@ __all__ = [
     "translate_errors",
 ]
 
+MASK = "**********"  # how pydantic shows a SecretStr
 ERROR_BODY_LIMIT = 64 * 1024
 MESSAGE_LIMIT = 500
 
@@ -80,6 +88,13 @@ class HTTPProviderConfig(ProviderSettings):
             if url.scheme not in ("http", "https") or not url.host:
                 raise ValueError("must be an http:// or https:// proxy URL")
         return value
+
+    @field_serializer("proxy")
+    def _proxy_without_password(self, value: str | None) -> str | None:
+        # `gateway check-config` prints the configuration: a proxy's password stays hidden.
+        if value is None or not httpx.URL(value).password:
+            return value
+        return str(httpx.URL(value).copy_with(password=MASK))
 
     @model_validator(mode="after")
     def _cert_with_key(self) -> HTTPProviderConfig:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import ssl
 
 import aiohttp
@@ -12,6 +13,7 @@ from aiohttp.client_reqrep import ConnectionKey
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from gateway.providers._client import MalformedResponse, _environment_proxy, _mapped
+from gateway.settings import ConfigError, load_settings
 
 URL = httpx.URL("https://api.example.com/v1/chat/completions")
 PLAIN = httpx.URL("http://127.0.0.1:8080/api/chat")
@@ -111,3 +113,33 @@ def test_aiohttp_errors_map_to_httpx_errors_with_a_reason(
     assert type(result) is mapped
     assert reason in str(result)
     assert result.request is request
+
+
+def test_configuration_never_shows_a_proxy_password() -> None:
+    settings = load_settings(
+        providers={
+            "up": {
+                "type": "openai",
+                "base_url": "https://api.example.com/v1",
+                "proxy": "http://me:hunter2-secret@proxy.corp:3128",
+            },
+            "plain": {"type": "ollama", "proxy": "http://proxy.corp:3128"},
+        }
+    )
+    shown = json.dumps(settings.model_dump(mode="json"))
+    assert "hunter2-secret" not in shown
+    assert "proxy.corp:3128" in shown
+    assert settings.providers["up"].proxy == "http://me:hunter2-secret@proxy.corp:3128"
+
+
+@pytest.mark.parametrize(
+    ("option", "problem"),
+    [
+        ({"proxy": "socks5://proxy:1080"}, "http:// or https:// proxy URL"),
+        ({"client_key": __file__}, "client_key needs client_cert"),
+        ({"ca_file": "/no/such/ca.pem"}, "ca_file"),
+    ],
+)
+def test_bad_network_options_fail_at_start_up(option: dict[str, str], problem: str) -> None:
+    with pytest.raises(ConfigError, match=problem):
+        load_settings(providers={"up": {"type": "openai", **option}})
