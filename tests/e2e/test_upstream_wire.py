@@ -531,3 +531,28 @@ async def test_a_read_that_ends_between_cr_and_lf_changes_nothing(kind: str) -> 
             release.set()
             rest = b"".join([piece async for piece in reads])
     assert rest == b"b"
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_a_reset_mid_answer_is_an_in_band_error_naming_host_and_reason(kind: str) -> None:
+    _, content_type, _ = body_of(kind)
+    release = asyncio.Event()
+
+    async def script(conn: Conn) -> None:
+        await conn.request()
+        await conn.send(head(content_type=content_type, chunked=True) + chunk(GOOD_FIRST[kind]))
+        await release.wait()  # the gateway has relayed the first delta
+        conn.reset()
+
+    async with raw_upstream(script) as (_, url), gateway(kind, url) as http:
+        async with http.stream(
+            "POST", "/stream?format=sse", json={"prompt": "hi", "model": "m"}
+        ) as response:
+            reads = response.aiter_text()
+            assert (await anext(reads)).startswith('data: "first"')
+            release.set()
+            rest = "".join([piece async for piece in reads])
+    assert "event: error" in rest
+    assert '"type":"upstream_unavailable"' in rest
+    assert url.removeprefix("http://") in rest
+    assert "reset" in rest
