@@ -188,7 +188,7 @@ async def test_an_orphan_is_cancelled_and_a_returning_reader_keeps_it(tmp_path: 
         path = config(tmp_path, upstream, orphan_s=2)
         async with gateway_process(config=path) as gateway, httpx.AsyncClient() as http:
             # Returning inside the window: the generation survives past it.
-            stream_id, first = await drop_after_three(http, gateway.url)
+            _stream_id, first = await drop_after_three(http, gateway.url)
             headers = {"Last-Event-ID": first[-1].id}
             async with sse(http, "GET", f"{gateway.url}/stream", headers=headers) as (_, events):
                 await asyncio.sleep(4)  # not a synchronisation: lets the orphan window pass
@@ -268,7 +268,7 @@ async def test_a_dead_producer_ends_readers_elsewhere_in_band(
     async with serve(script.stub) as upstream:
         path = config(tmp_path, upstream, redis_url, idle_s=1.5)
         async with replicas(path, 2) as (producer, other), httpx.AsyncClient() as http:
-            stream_id, first = await drop_after_three(http, producer.url)
+            _stream_id, first = await drop_after_three(http, producer.url)
             headers = {"Last-Event-ID": first[-1].id}
             async with sse(http, "GET", f"{other.url}/stream", headers=headers) as (_, events):
                 producer.process.kill()  # SIGKILL: no goodbye, the heartbeat just stops
@@ -329,7 +329,7 @@ async def test_a_redis_cluster_holds_streams_and_limits(tmp_path: Path) -> None:
                 async with sse(
                     http, "GET", f"{one.url}/stream", params=START, headers=bearer(KEY)
                 ) as (
-                    response,
+                    _response,
                     events,
                 ):
                     first = await take(events, 3)
