@@ -74,8 +74,9 @@ class Drain:
 class StreamGuard:
     __slots__ = ("_drain", "_task", "_watcher", "lease", "reason")
 
-    def __init__(self, drain: Drain, receive: Receive) -> None:
-        if drain.draining:
+    def __init__(self, drain: Drain, receive: Receive, admit: bool = True) -> None:
+        # `admit=False`: a reader of a generation already running, welcome while draining.
+        if admit and drain.draining:
             raise Unavailable("the gateway is shutting down")
         task = asyncio.current_task()
         assert task is not None

@@ -22,7 +22,7 @@ from starlette.types import Receive, Scope, Send
 from gateway.api._common import request_id
 from gateway.api._serve import respond
 from gateway.auth import authenticate, key_of
-from gateway.errors import BadRequest, GatewayError, NotFound
+from gateway.errors import BadRequest, GatewayError, InvalidRequest, NotFound
 from gateway.lifecycle import Interrupt, StreamGuard
 from gateway.limits import Lease
 from gateway.observability import RequestRecord, outcome_of, record_of
@@ -122,7 +122,7 @@ async def reconnect(request: Request, stream_id: str, after: int) -> Response:
             record.status, record.outcome = 204, "rejected"
         return Response(status_code=204, headers={"X-Request-ID": request_id(request)})
     try:
-        guard = StreamGuard(state.drain, request.receive)
+        guard = StreamGuard(state.drain, request.receive, admit=False)
     except BaseException:
         await reader.aclose()
         raise
@@ -144,7 +144,7 @@ async def reconnect(request: Request, stream_id: str, after: int) -> Response:
 async def resume_stream(request: Request, stream_id: str) -> Response:
     unknown = set(request.query_params) - {"after", "token"}
     if unknown:
-        raise BadRequest(f"unknown query parameter(s): {', '.join(sorted(unknown))}")
+        raise InvalidRequest(f"unknown query parameter(s): {', '.join(sorted(unknown))}")
     after = request.query_params.get("after", "-1")
     if not _AFTER.fullmatch(after):
         raise BadRequest("after must be an event number")

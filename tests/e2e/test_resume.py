@@ -359,3 +359,27 @@ async def test_a_redis_cluster_holds_streams_and_limits(tmp_path: Path) -> None:
     assert limited.status_code == 429  # the third request of the minute, counted across replicas
     failures = re.findall(r"^gateway_\w+_failures_total (\S+)$", metrics, re.MULTILINE)
     assert failures == ["0.0"] * 4  # neither the limits nor the log fell over, on either
+
+
+async def test_event_source_tokens_never_reach_a_log_line(tmp_path: Path) -> None:
+    script = Script()
+    script.open_all()
+    async with serve(script.stub) as upstream:
+        path = config(tmp_path, upstream, extra=KEYS)
+        async with (
+            gateway_process("--log-format", "json", config=path) as gateway,
+            httpx.AsyncClient(base_url=gateway.url) as http,
+        ):
+            issued = await http.post("/stream/tokens", headers=bearer(KEY))
+            token = issued.json()["token"]
+            started = await http.get("/stream", params={**START, "token": token})
+            stream_id = started.headers["x-stream-id"]
+            resumed = await http.get(f"/stream/{stream_id}", params={"after": 5, "token": token})
+            wrong = await http.get("/stream", params={**START, "token": token + "x"})
+            await http.get("/healthz")  # its line comes after every earlier request's
+    assert started.status_code == 200 and resumed.status_code == 200
+    assert resumed.text.startswith("retry: 1000\n\ndata: ")
+    assert wrong.status_code == 401
+    log = "\n".join(gateway.log)
+    assert '"message":"stream resumed"' in log
+    assert token not in log and token.rsplit(".", 1)[1] not in log and KEY not in log
