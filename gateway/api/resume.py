@@ -21,7 +21,7 @@ from starlette.types import Receive, Scope, Send
 
 from gateway.api._common import request_id
 from gateway.api._serve import respond
-from gateway.auth import authenticate, key_of
+from gateway.auth import GatewayKey, authenticate, key_of
 from gateway.errors import BadRequest, GatewayError, InvalidRequest, NotFound
 from gateway.lifecycle import Interrupt, StreamGuard
 from gateway.limits import Lease
@@ -42,6 +42,7 @@ STREAM_ID = re.compile(r"[A-Za-z0-9_\-]{1,64}")
 _LAST_EVENT_ID = re.compile(r"([A-Za-z0-9_\-]{1,64}):([0-9]{1,10})")
 _AFTER = re.compile(r"-1|[0-9]{1,10}")
 NEVER = 1 << 62
+ANONYMOUS = GatewayKey("", b"", None, None, None, None)  # an open gateway's callers
 SHUTTING_DOWN = Failure("unavailable", "the gateway is shutting down")
 
 
@@ -166,7 +167,7 @@ async def cancel_stream(request: Request, stream_id: str) -> Response:
 @router.post("/stream/tokens")
 async def stream_token(request: Request) -> JSONResponse:
     """A short-lived token for `EventSource` (`GET /stream?token=`), for the caller's key."""
-    token = request.app.state.tokens.issue(key_of(request))
+    token = request.app.state.tokens.issue(key_of(request) or ANONYMOUS)
     return JSONResponse({"token": token, "expires_in": TOKEN_TTL_S})
 
 
