@@ -216,6 +216,7 @@ class ResumableResponse(Response):
             (b"x-gateway-provider", reader.provider.encode()),
         ]
         self.next_seq = 0
+        self.deltas = 0  # sent to this reader
         self.bytes_out = 0
         self.result = "complete"
 
@@ -244,6 +245,7 @@ class ResumableResponse(Response):
         async for seq, payload in self.reader:
             if isinstance(payload, str):
                 frame = b"data: %b\nid: %b%d\n\n" % (orjson.dumps(payload), prefix, seq)
+                self.deltas += 1
             else:
                 frame = self._terminal(seq, payload)
                 if isinstance(payload, Failure):
@@ -269,6 +271,7 @@ class ResumableResponse(Response):
         if (record := self.record) is not None:
             record.model, record.provider = reader.model, reader.provider
             record.outcome, record.bytes_out = self.result, self.bytes_out
+            record.deltas = self.deltas
 
 
 def _outcome(failure: Failure) -> str:

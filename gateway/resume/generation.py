@@ -327,8 +327,11 @@ class Generations:
         if generation is not None:
             if generation.owner != owner:
                 raise NotFound("no such stream")
-            if generation.log.truncated or (
-                generation.ended and after >= generation.log.last_seq()
+            last_seq = generation.log.last_seq()
+            if (
+                generation.log.truncated
+                or after > last_seq
+                or (generation.ended and after == last_seq)
             ):
                 return None
             return generation.reader(after)
@@ -343,7 +346,11 @@ class Generations:
             return None
         if meta.owner != owner:
             raise NotFound("no such stream")
-        if meta.state == "gone" or (meta.state == "ended" and after >= meta.last_seq):
+        if (
+            meta.state == "gone"
+            or after > meta.last_seq  # ahead of anything ever sent
+            or (meta.state == "ended" and after == meta.last_seq)
+        ):
             return None
         events = self.store.follow(stream_id, after, meta.idle_s)
         return Reader(meta.model, meta.provider, events, max(0, meta.last_seq - after), "redis")
