@@ -101,7 +101,7 @@ async def start_resumable(
         return response
     guard.lease = None  # the generation holds it now
     reader = generation.reader(-1)
-    return ResumableResponse(request, state, stream_id, reader, guard, replayed=0)
+    return ResumableResponse(request, state, stream_id, reader, guard, join_retry=True)
 
 
 # ---- reconnecting ------------------------------------------------------------------------------
@@ -138,7 +138,7 @@ async def reconnect(request: Request, stream_id: str, after: int) -> Response:
             "source": reader.source,
         }
         log.info("stream resumed", extra={"fields": fields})
-    return ResumableResponse(request, state, stream_id, reader, guard, replayed=reader.replayed)
+    return ResumableResponse(request, state, stream_id, reader, guard)
 
 
 @router.get("/stream/{stream_id}", response_class=Response)
@@ -195,7 +195,7 @@ class ResumableResponse(Response):
         stream_id: str,
         reader: Reader,
         guard: StreamGuard,
-        replayed: int,
+        join_retry: bool = False,
     ) -> None:
         self.state = state
         self.reader = reader
@@ -205,6 +205,7 @@ class ResumableResponse(Response):
         self.status_code = 200
         self.background = None
         self.retry = format_sse_event(retry=state.settings.resume.resume_retry_ms)
+        self.join_retry = join_retry  # the first reader: `retry:` leaves with the first event
         self.raw_headers = [
             (b"content-type", b"text/event-stream"),
             (b"cache-control", b"no-cache"),
@@ -239,20 +240,28 @@ class ResumableResponse(Response):
 
     async def _send_all(self, send: Send) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
-        await send({"type": "http.response.body", "body": self.retry, "more_body": True})
-        self.bytes_out += len(self.retry)
         prefix = self.stream_id.encode() + b":"
-        async for seq, payload in self.reader:
-            if isinstance(payload, str):
-                frame = b"data: %b\nid: %b%d\n\n" % (orjson.dumps(payload), prefix, seq)
-                self.deltas += 1
-            else:
-                frame = self._terminal(seq, payload)
-                if isinstance(payload, Failure):
-                    self.result = _outcome(payload)
-            self.next_seq = seq + 1
-            self.bytes_out += len(frame)
-            await send({"type": "http.response.body", "body": frame, "more_body": True})
+        frames = [self.retry]
+        if not self.join_retry:  # a reconnection may wait for its next event: send it now
+            await send({"type": "http.response.body", "body": self.retry, "more_body": True})
+            self.bytes_out += len(self.retry)
+            frames = []
+        async for batch in self.reader.batches():
+            for seq, payload in batch:
+                if isinstance(payload, str):
+                    frames.append(b"data: %b\nid: %b%d\n\n" % (orjson.dumps(payload), prefix, seq))
+                    self.deltas += 1
+                else:
+                    frames.append(self._terminal(seq, payload))
+                    if isinstance(payload, Failure):
+                        self.result = _outcome(payload)
+                self.next_seq = seq + 1
+            body = frames[0] if len(frames) == 1 else b"".join(frames)
+            frames = []
+            self.bytes_out += len(body)
+            await send({"type": "http.response.body", "body": body, "more_body": True})
+        if frames:  # no event at all (cannot happen for a first reader; kept for safety)
+            await send({"type": "http.response.body", "body": frames[0], "more_body": True})
         self.guard.close()
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
