@@ -51,11 +51,16 @@ async def test_past_the_byte_cap_a_stream_stays_live_but_is_not_resumable(
 ) -> None:
     extra = f"redis_url = '{request.getfixturevalue('redis_url')}'\n" if store == "redis" else ""
     settings = settings_from(extra + FAST_FAKE + "[resume]\nresume_max_bytes = 200\n")
-    async with serve(create_app(settings)) as url, httpx.AsyncClient(base_url=url) as http:
+    async with (
+        serve(create_app(settings)) as url,
+        serve(create_app(settings)) as other,  # a replica that only knows what Redis says
+        httpx.AsyncClient(base_url=url) as http,
+    ):
         whole = await http.get("/stream", params=START)
         plain = await http.get("/stream", params={**START, "resumable": "false"})
         stream_id = whole.headers["x-stream-id"]
         again = await http.get("/stream", headers={"Last-Event-ID": f"{stream_id}:3"})
+        elsewhere = await http.get(f"{other}/stream", headers={"Last-Event-ID": f"{stream_id}:3"})
     assert whole.headers["x-stream-resumable"] == "true"
     texts = [json.loads(f.split("\n")[0][6:]) for f in frames(whole.text)[1:-1]]
     assert "".join(texts) == "".join(
@@ -63,6 +68,7 @@ async def test_past_the_byte_cap_a_stream_stays_live_but_is_not_resumable(
     )
     assert frames(whole.text)[-1].startswith("event: done")
     assert again.status_code == 204
+    assert elsewhere.status_code == 204
 
 
 async def test_disabled_resumption_serves_plain_streams() -> None:
