@@ -3,6 +3,7 @@ byte cap, `enabled = false`, tokens across replicas, and the log's own counters.
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import httpx
@@ -139,3 +140,26 @@ async def test_cancel_routes_refuse_what_is_not_running() -> None:
     assert bad_after.status_code == 400 and bad_after.json()["error"]["type"] == "invalid_request"
     assert extra.status_code == 422
     assert gone.status_code == 204
+
+
+async def test_a_running_generation_charges_its_keys_tokens() -> None:
+    gated = GatedProvider(tuple(f"t{i} " for i in range(40)))
+    for gate in gated.gates[:35]:
+        gate.set()
+    toml = FAST_FAKE + f"[keys.web]\nsha256 = '{hash_key(KEY)}'\ntpm = 30\n"
+    app = create_app(settings_from(toml), {"fake": gated})
+    headers = {"X-API-Key": KEY}
+    async with serve(app) as url, httpx.AsyncClient(base_url=url) as http:
+        async with http.stream("GET", "/stream", params=START, headers=headers) as response:
+            lines = response.aiter_lines()
+            async with asyncio.timeout(10):
+                while f"id: {response.headers['x-stream-id']}:34" != await anext(lines):
+                    pass
+            # 35 deltas relayed and still running: 32 estimated tokens already charged.
+            refused = await http.get("/stream", params=START, headers=headers)
+            gated.open_all()
+    assert refused.status_code == 429
+    assert (
+        "tokens per minute" in refused.json()["error"]["message"]
+        or refused.json()["error"]["type"] == "rate_limited"
+    )
