@@ -159,7 +159,4 @@ async def test_a_running_generation_charges_its_keys_tokens() -> None:
             refused = await http.get("/stream", params=START, headers=headers)
             gated.open_all()
     assert refused.status_code == 429
-    assert (
-        "tokens per minute" in refused.json()["error"]["message"]
-        or refused.json()["error"]["type"] == "rate_limited"
-    )
+    assert refused.json()["error"]["type"] == "rate_limited"
