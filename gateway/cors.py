@@ -32,6 +32,7 @@ EXPOSED_HEADERS = [
     "X-Gateway-Model",
     "X-Gateway-Provider",
     "X-Stream-ID",
+    "X-Stream-Resumable",
     "Retry-After",
 ]
 

@@ -10,7 +10,7 @@
     ├── ModelNotAllowed                  403  model_not_allowed
     ├── RateLimited                      429  rate_limited           (+ Retry-After)
     ├── Unavailable                      503  unavailable
-    ├── NotFound                         404  not_found              (no such route)
+    ├── NotFound                         404  not_found              (no such route or stream)
     ├── MethodNotAllowed                 405  method_not_allowed
     └── UpstreamError
         ├── UpstreamRejected             400  upstream_rejected

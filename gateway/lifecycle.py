@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from functools import partial
 from types import FrameType
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from starlette.types import Receive
 
@@ -48,6 +48,12 @@ class ClientDisconnected(GatewayError):
     status, type = 499, "client_disconnect"
 
 
+class Interruptible(Protocol):
+    """A stream in flight: a request's guard, or a detached resumable generation."""
+
+    def interrupt(self, reason: Interrupt) -> None: ...
+
+
 class Drain:
     """Readiness and the streams in flight, for graceful shutdown (SPEC §6).
 
@@ -59,7 +65,7 @@ class Drain:
 
     def __init__(self) -> None:
         self.draining = False
-        self.active: set[StreamGuard] = set()
+        self.active: set[Interruptible] = set()
         self._then: Callable[[], None] | None = None
         self._deadline: asyncio.TimerHandle | None = None
 
@@ -85,8 +91,8 @@ class Drain:
         # not, so that the process exits whatever happens.
         asyncio.get_running_loop().call_later(BACKSTOP_S, self._finish)
 
-    def leave(self, guard: StreamGuard) -> None:
-        self.active.discard(guard)
+    def leave(self, stream: Interruptible) -> None:
+        self.active.discard(stream)
         self._settle()
 
     def _settle(self) -> None:
@@ -105,8 +111,9 @@ class Drain:
 class StreamGuard:
     __slots__ = ("_drain", "_task", "_watcher", "lease", "reason")
 
-    def __init__(self, drain: Drain, receive: Receive) -> None:
-        if drain.draining:
+    def __init__(self, drain: Drain, receive: Receive, admit: bool = True) -> None:
+        # `admit=False`: a reader of a generation already running, welcome while draining.
+        if admit and drain.draining:
             raise Unavailable("the gateway is shutting down")
         task = asyncio.current_task()
         assert task is not None
