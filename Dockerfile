@@ -14,14 +14,17 @@ RUN useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin gate
 COPY --from=build /opt/venv /opt/venv
 WORKDIR /app
 COPY config ./config
+# GATEWAY_PORT names the port once: the gateway listens on it (the environment beats the TOML
+# file), EXPOSE documents it and the health check probes it.
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     GATEWAY_CONFIG=/app/config/gateway.toml \
-    GATEWAY_LOG_FORMAT=json
+    GATEWAY_LOG_FORMAT=json \
+    GATEWAY_PORT=8000
 USER gateway
-EXPOSE 8000
+EXPOSE ${GATEWAY_PORT}
 HEALTHCHECK --interval=10s --timeout=3s --start-period=5s --retries=3 \
-    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=2)"]
+    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen(f\"http://127.0.0.1:{os.environ['GATEWAY_PORT']}/healthz\", timeout=2)"]
 # Exec form: SIGTERM reaches the server itself, which drains (shutdown_grace_s) and exits.
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["gateway", "serve", "--host", "0.0.0.0"]

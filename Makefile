@@ -8,7 +8,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 ARGS   ?=
 
-.PHONY: run test lint typecheck pytest bench bench-quick bench-peers clean redis-server
+.PHONY: run test lint typecheck pytest bench bench-quick bench-peers clean tools
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,25 +32,20 @@ lint: $(VENV)/.dev-installed
 typecheck: $(VENV)/.dev-installed
 	$(BIN)/mypy gateway
 
-# The Redis tests use a real, throwaway redis-server that the test suite starts itself.
-redis-server:
-	@command -v redis-server >/dev/null 2>&1 || { \
-	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    echo "installing redis-server (Debian package) for the Redis tests"; \
-	    (apt-get update -qq || true) >/dev/null 2>&1; \
-	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null \
-	      || echo "note: could not install redis-server: Redis tests will skip"; \
-	  else \
-	    echo "note: redis-server is missing (apt-get install redis-server): Redis tests will skip"; \
-	  fi; }
+# The programs the tests run for real (redis-server, Chromium, Node.js), listed once in
+# .ci/required-tools: installed when missing (as root, with apt-get). With CI set, one that is
+# still missing fails the run here, before any test could skip for want of it.
+tools:
+	@.ci/tools install
+	@.ci/tools check
 
-pytest: $(VENV)/.dev-installed redis-server
+pytest: $(VENV)/.dev-installed tools
 	rm -f .coverage .coverage.*
 	$(BIN)/coverage run -m pytest $(ARGS)
 	$(BIN)/coverage combine --quiet
 	$(BIN)/coverage report
 
-test: lint typecheck pytest
+test: tools lint typecheck pytest
 
 bench: $(VENV)/.dev-installed
 	$(BIN)/python -m bench.run $(ARGS)

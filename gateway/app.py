@@ -3,27 +3,33 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from gateway import __version__
-from gateway.api import router
+from gateway.api import playground, router
 from gateway.api._common import request_id
 from gateway.auth import KeyRing
-from gateway.errors import GatewayError
+from gateway.cors import SDKFriendlyCORS
+from gateway.dialects import NATIVE, Dialect, dialect_of
+from gateway.dialects.openai import OPENAI
+from gateway.errors import GatewayError, InvalidRequest, MethodNotAllowed, ModelError, NotFound
 from gateway.lifecycle import Drain, drain_on_exit_signals
-from gateway.limits import Limiter, build_store
+from gateway.limits import Clock, Limiter, build_store
 from gateway.metrics import Metrics
 from gateway.models import ModelTable
 from gateway.observability import AccessLog, configure_logging, outcome_of, record_of
 from gateway.providers import open_registry
 from gateway.providers.base import Provider
+from gateway.redis_client import connect
+from gateway.resume import Generations, RedisLog, TokenSigner
 from gateway.settings import Settings, load_settings
 from gateway.state import GatewayState
 
@@ -32,63 +38,80 @@ __all__ = ["create_app", "create_app_from_env"]
 log = logging.getLogger("gateway")
 
 
-def create_app(settings: Settings, providers: Mapping[str, Provider] | None = None) -> FastAPI:
-    """Build the app. `providers` replaces adapters by provider name (tests use it)."""
+def create_app(
+    settings: Settings,
+    providers: Mapping[str, Provider] | None = None,
+    clock: Clock = time.time,
+) -> FastAPI:
+    """Build the app. `providers` replaces adapters by provider name, and `clock` the wall
+    clock of the rate limits' one-minute windows (tests use both)."""
     drain = Drain()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         _warn_if_open(settings, app.state.keys)
-        store = build_store(settings.redis_url, settings.redis_timeout_s)
+        redis = None
+        if settings.redis_url:
+            redis = connect(settings.redis_url, settings.redis_timeout_s, settings.redis_cluster)
+        store = build_store(redis, settings.redis_timeout_s, clock)
         limiter = Limiter(store, settings.redis_failure, settings.lease_ttl_s, metrics)
+        generations = Generations(settings.resume, _resume_log(settings, redis), drain, metrics)
         limiter.start()
         try:
             async with open_registry(settings.providers, providers) as registry:
                 app.state.gateway = GatewayState(
-                    settings, registry, ModelTable(settings, registry), drain, metrics, limiter
+                    settings,
+                    registry,
+                    ModelTable(settings, registry),
+                    drain,
+                    metrics,
+                    limiter,
+                    generations,
                 )
                 with drain_on_exit_signals(drain, settings.shutdown_grace_s):
                     yield
+                await generations.close()
         finally:
             await limiter.stop()
+            if redis is not None:
+                await redis.aclose()
 
-    app = FastAPI(title="LLM token relay gateway", version=__version__, lifespan=lifespan)
+    app = FastAPI(
+        title="LLM token relay gateway",
+        version=__version__,
+        lifespan=lifespan,
+        # Served by gateway.api.docs instead, behind the key like every other route.
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
     app.state.drain = drain
     app.state.metrics = metrics = Metrics()
     app.state.keys = KeyRing(settings.keys)
+    app.state.tokens = TokenSigner(settings.token_secret())
     app.add_middleware(AccessLog, metrics=metrics)
     if settings.cors.allow_origins:
-        # Outermost, so preflights are answered without a key; exact origins only, and never
-        # credentials (keys travel in headers, not cookies).
-        app.add_middleware(
-            CORSMiddleware,
-            allow_origins=settings.cors.allow_origins,
-            allow_methods=["GET", "POST", "OPTIONS"],
-            allow_headers=CORS_REQUEST_HEADERS,
-            expose_headers=CORS_EXPOSED_HEADERS,
-            allow_credentials=False,
-            max_age=600,
-        )
+        # Outermost, so preflights are answered without a key.
+        app.add_middleware(SDKFriendlyCORS, allow_origins=settings.cors.allow_origins)
     app.include_router(router)
+    if settings.playground:
+        app.include_router(playground.router)
     _install_error_handlers(app)
     return app
 
 
-CORS_REQUEST_HEADERS = [
-    "Authorization",
-    "Content-Type",
-    "X-API-Key",
-    "Last-Event-ID",
-    "X-Request-ID",
-    "Accept",
-]
-CORS_EXPOSED_HEADERS = [
-    "X-Request-ID",
-    "X-Gateway-Model",
-    "X-Gateway-Provider",
-    "X-Stream-ID",
-    "Retry-After",
-]
+def _resume_log(settings: Settings, redis: Any) -> RedisLog | None:
+    if redis is None:
+        return None
+    if settings.token_secret_env is None:
+        log.warning(
+            "redis_url is set but token_secret_env is not: EventSource tokens work only on "
+            "the replica that issued them"
+        )
+    resume = settings.resume
+    return RedisLog(
+        redis, settings.redis_timeout_s, resume.resume_retention_s, resume.resume_max_bytes
+    )
 
 
 def _warn_if_open(settings: Settings, keys: KeyRing) -> None:
@@ -114,34 +137,48 @@ def _install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(Exception, _unexpected_error)
 
 
-def error_response(request: Request, status: int, type_: str, message: str) -> JSONResponse:
-    """The error envelope of SPEC §4.2, in OpenAI's shape on /v1/* routes."""
+def error_response(request: Request, error: GatewayError) -> JSONResponse:
+    """The error envelope of the dialect the route speaks (SPEC §4.2, §4.3, §4.7)."""
     rid = request_id(request)
+    reply = _dialect(request).error_reply(error, rid)
     if (record := record_of(request.scope)) is not None:
-        record.status, record.error_type, record.outcome = status, type_, outcome_of(type_)
-    if request.url.path.startswith("/v1/"):
-        body = {"error": {"message": message, "type": type_, "param": None, "code": type_}}
-    else:
-        body = {"error": {"type": type_, "message": message, "request_id": rid}}
-    return JSONResponse(body, status_code=status, headers={"X-Request-ID": rid})
+        record.status, record.error_type = reply.status, error.type
+        record.outcome = outcome_of(error.type)
+    headers = {**reply.headers, "X-Request-ID": rid}
+    return JSONResponse(reply.body, status_code=reply.status, headers=headers)
+
+
+def _dialect(request: Request) -> Dialect:
+    # Routes say which dialect they speak; a path that matched no route (404) is answered
+    # in OpenAI's shape under /v1/, where OpenAI clients probe, else in the gateway's own.
+    found = dialect_of(request.scope)
+    if found is not None:
+        return found
+    return OPENAI if request.url.path.startswith("/v1/") else NATIVE
 
 
 async def _gateway_error(request: Request, exc: GatewayError) -> JSONResponse:
-    response = error_response(request, exc.status, exc.type, exc.message)
-    response.headers.update(exc.headers())
-    return response
+    if isinstance(exc, ModelError) and (record := record_of(request.scope)) is not None:
+        record.requested_model = _loggable(exc.model)
+    return error_response(request, exc)
+
+
+def _loggable(name: str) -> str:
+    """A client-chosen name, safe on a text log line (no line breaks, bounded)."""
+    return name[:256] if name.isprintable() else repr(name[:256])
 
 
 async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-    return error_response(request, 422, "invalid_request", "invalid request")
+    return error_response(request, InvalidRequest("invalid request"))
 
 
 async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
-    kinds = {404: "not_found", 405: "method_not_allowed"}
-    type_ = kinds.get(exc.status_code, "invalid_request")
-    return error_response(request, exc.status_code, type_, str(exc.detail))
+    kinds: dict[int, type[GatewayError]] = {404: NotFound, 405: MethodNotAllowed}
+    error = kinds.get(exc.status_code, InvalidRequest)(str(exc.detail))
+    error.status = exc.status_code
+    return error_response(request, error)
 
 
 async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
     log.error("unexpected error on %s", request.url.path, exc_info=exc)
-    return error_response(request, 500, "internal_error", "internal error")
+    return error_response(request, GatewayError("internal error"))

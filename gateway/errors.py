@@ -5,15 +5,19 @@
     ├── BadRequest                       400  invalid_request
     ├── RequestTooLarge                  413  request_too_large
     ├── UnknownModel                     404  unknown_model
+    ├── ModelUnavailable                 404  model_unavailable      (its provider has no key)
     ├── Unauthorized                     401  unauthorized
     ├── ModelNotAllowed                  403  model_not_allowed
     ├── RateLimited                      429  rate_limited           (+ Retry-After)
     ├── Unavailable                      503  unavailable
+    ├── NotFound                         404  not_found              (no such route or stream)
+    ├── MethodNotAllowed                 405  method_not_allowed
     └── UpstreamError
         ├── UpstreamRejected             400  upstream_rejected
         ├── UpstreamAuth                 502  upstream_auth
         ├── UpstreamRateLimited          429  upstream_rate_limited  (+ Retry-After)
         ├── UpstreamUnavailable          502  upstream_unavailable
+        │   └── UpstreamOverloaded       502  upstream_unavailable   (503/529: Anthropic's 529)
         ├── UpstreamProtocolError        502  upstream_protocol
         └── UpstreamTimeout              504  upstream_timeout
 
@@ -29,7 +33,11 @@ __all__ = [
     "BadRequest",
     "GatewayError",
     "InvalidRequest",
+    "MethodNotAllowed",
+    "ModelError",
     "ModelNotAllowed",
+    "ModelUnavailable",
+    "NotFound",
     "RateLimited",
     "RequestTooLarge",
     "Unauthorized",
@@ -37,6 +45,7 @@ __all__ = [
     "UnknownModel",
     "UpstreamAuth",
     "UpstreamError",
+    "UpstreamOverloaded",
     "UpstreamProtocolError",
     "UpstreamRateLimited",
     "UpstreamRejected",
@@ -74,8 +83,26 @@ class RequestTooLarge(GatewayError):
     status, type = 413, "request_too_large"
 
 
-class UnknownModel(GatewayError):
+class ModelError(GatewayError):
+    """A refusal about the model the client named, which the request's log line records."""
+
+    def __init__(self, message: str, *, model: str) -> None:
+        super().__init__(message)
+        self.model = model
+
+
+class UnknownModel(ModelError):
     status, type = 404, "unknown_model"
+
+
+class ModelUnavailable(ModelError):
+    """A configured model that cannot be served: its provider's key variable is unset.
+
+    A permanent configuration error, so a 4xx that the SDKs do not retry (they retry 408,
+    409, 429 and 5xx); 404 as OpenAI answers for a model that exists but is not yours.
+    """
+
+    status, type = 404, "model_unavailable"
 
 
 class Unavailable(GatewayError):
@@ -89,12 +116,29 @@ class Unauthorized(GatewayError):
         return {"WWW-Authenticate": "Bearer"}
 
 
-class ModelNotAllowed(GatewayError):
+class ModelNotAllowed(ModelError):
     status, type = 403, "model_not_allowed"
 
 
 class RateLimited(GatewayError):
     status, type = 429, "rate_limited"
+
+    def __init__(
+        self, message: str, *, retry_after: float, extra_headers: dict[str, str] | None = None
+    ) -> None:
+        super().__init__(message, retry_after=retry_after)
+        self.extra_headers = extra_headers or {}
+
+    def headers(self) -> dict[str, str]:
+        return {**super().headers(), **self.extra_headers}
+
+
+class NotFound(GatewayError):
+    status, type = 404, "not_found"
+
+
+class MethodNotAllowed(GatewayError):
+    status, type = 405, "method_not_allowed"
 
 
 class UpstreamError(GatewayError):
@@ -117,6 +161,14 @@ class UpstreamUnavailable(UpstreamError):
     status, type, retryable = 502, "upstream_unavailable", True
 
 
+class UpstreamOverloaded(UpstreamUnavailable):
+    """The upstream said it is overloaded (503, 529, an `overloaded_error` event).
+
+    The same 502 `upstream_unavailable` as any unavailable upstream on the gateway's own
+    routes; the Anthropic dialect answers its clients' 529 `overloaded_error` instead.
+    """
+
+
 class UpstreamProtocolError(UpstreamError):
     # An upstream that answers with something other than its stream is broken, not the
     # request: the next fallback may well work.
@@ -137,6 +189,8 @@ def error_for_status(
         return UpstreamAuth(message)
     if status == 408:
         return UpstreamTimeout(message)
+    if status in (503, 529):
+        return UpstreamOverloaded(message, retry_after=retry_after)
     if 400 <= status < 500:
         return UpstreamRejected(message)
     return UpstreamUnavailable(message)

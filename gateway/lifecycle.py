@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import logging
 import signal
 import threading
-from collections.abc import Awaitable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
+from functools import partial
 from types import FrameType
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from starlette.types import Receive
 
@@ -31,6 +33,8 @@ if TYPE_CHECKING:
 __all__ = ["ClientDisconnected", "Drain", "Interrupt", "StreamGuard", "drain_on_exit_signals"]
 
 T = TypeVar("T")
+log = logging.getLogger("gateway")
+BACKSTOP_S = 1.0  # after the grace: how long interrupted streams get to unwind
 
 
 class Interrupt(enum.Enum):
@@ -44,32 +48,72 @@ class ClientDisconnected(GatewayError):
     status, type = 499, "client_disconnect"
 
 
+class Interruptible(Protocol):
+    """A stream in flight: a request's guard, or a detached resumable generation."""
+
+    def interrupt(self, reason: Interrupt) -> None: ...
+
+
 class Drain:
-    """Readiness and the streams in flight, for graceful shutdown (SPEC §6)."""
+    """Readiness and the streams in flight, for graceful shutdown (SPEC §6).
+
+    While draining, the server keeps listening: new streams and `/readyz` answer 503, so load
+    balancers see the replica leave instead of a refused connection. The server is told to
+    stop (`then`) only once no stream is left, or when the grace is over and the ones still
+    running have been ended.
+    """
 
     def __init__(self) -> None:
         self.draining = False
-        self.active: set[StreamGuard] = set()
+        self.active: set[Interruptible] = set()
+        self._then: Callable[[], None] | None = None
         self._deadline: asyncio.TimerHandle | None = None
 
-    def begin(self, grace_s: float) -> None:
-        """Stop admitting; after `grace_s`, end every stream still running."""
+    def begin(self, grace_s: float, then: Callable[[], None] | None = None) -> None:
+        """Stop admitting; call `then` once the streams are done, ending them after `grace_s`."""
         if self.draining:
             return
         self.draining = True
+        self._then = then
+        log.info(
+            "draining: %d stream(s) in flight get up to %gs to finish; new streams get 503",
+            len(self.active),
+            grace_s,
+        )
         loop = asyncio.get_running_loop()
         self._deadline = loop.call_later(grace_s, self.interrupt_all)
+        self._settle()
 
     def interrupt_all(self) -> None:
         for guard in list(self.active):
             guard.interrupt(Interrupt.SHUTDOWN)
+        # The interrupted streams leave as they unwind; this is only the backstop should one
+        # not, so that the process exits whatever happens.
+        asyncio.get_running_loop().call_later(BACKSTOP_S, self._finish)
+
+    def leave(self, stream: Interruptible) -> None:
+        self.active.discard(stream)
+        self._settle()
+
+    def _settle(self) -> None:
+        if self.draining and not self.active:
+            self._finish()
+
+    def _finish(self) -> None:
+        then, self._then = self._then, None
+        if self._deadline is not None:
+            self._deadline.cancel()
+        if then is not None:
+            log.info("drained: stopping the server")
+            asyncio.get_running_loop().call_soon(then)
 
 
 class StreamGuard:
     __slots__ = ("_drain", "_task", "_watcher", "lease", "reason")
 
-    def __init__(self, drain: Drain, receive: Receive) -> None:
-        if drain.draining:
+    def __init__(self, drain: Drain, receive: Receive, admit: bool = True) -> None:
+        # `admit=False`: a reader of a generation already running, welcome while draining.
+        if admit and drain.draining:
             raise Unavailable("the gateway is shutting down")
         task = asyncio.current_task()
         assert task is not None
@@ -117,29 +161,39 @@ class StreamGuard:
         if self._watcher is not None:
             self._watcher.cancel()
             self._watcher = None
-        self._drain.active.discard(self)
+        self._drain.leave(self)
 
 
 @contextmanager
 def drain_on_exit_signals(drain: Drain, grace_s: float) -> Iterator[None]:
-    """Begin the drain when the server is told to exit, then let the server carry on.
+    """Drain when the server is told to exit, and pass the signal on once the drain is done.
 
     uvicorn installs its SIGTERM/SIGINT handlers before the app's lifespan starts (in every
-    worker process too); this wraps whichever handler is there, so that `/readyz` turns 503
-    and the grace period starts the moment the signal arrives, however the app is served.
+    worker process too); this wraps whichever handler is there. The first signal begins the
+    drain at once (`/readyz` turns 503, the grace starts) but reaches the server's handler only
+    when no stream is left, so the listening socket stays open meanwhile. A second signal
+    reaches it at once (a second Ctrl-C still forces the exit).
     """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
+    loop = asyncio.get_running_loop()
     previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
 
     def on_exit(sig: int, frame: FrameType | None) -> None:
-        drain.begin(grace_s)
         handler: Any = previous[signal.Signals(sig)]
-        if callable(handler):
+        if not callable(handler):
+            # No server to keep listening (not served by uvicorn): exit as Python would.
+            drain.begin(grace_s)
+            if handler == signal.SIG_DFL:
+                signal.default_int_handler(sig, frame)
+            return
+        if drain.draining:
             handler(sig, frame)
-        elif handler == signal.SIG_DFL:
-            signal.default_int_handler(sig, frame)
+            return
+        # A signal handler may run in the middle of the event loop's own bookkeeping: hand
+        # the work to the loop rather than touching its timers from here.
+        loop.call_soon_threadsafe(drain.begin, grace_s, partial(handler, sig, None))
 
     for sig in previous:
         signal.signal(sig, on_exit)

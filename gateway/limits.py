@@ -23,6 +23,7 @@ import math
 import secrets
 import time
 from collections import defaultdict
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -30,11 +31,15 @@ from gateway.auth import GatewayKey
 from gateway.errors import RateLimited, Unavailable
 from gateway.metrics import Metrics
 
-__all__ = ["Lease", "Limiter", "MemoryStore", "RedisStore"]
+__all__ = ["Clock", "Lease", "Limiter", "MemoryStore", "RedisStore"]
 
 log = logging.getLogger("gateway.limits")
 WINDOW_S = 60
 CHARGE_EVERY = 32  # deltas between running charges of a tokens-per-minute key
+
+# Wall-clock seconds since the epoch: windows are aligned to the minute, so that every replica
+# agrees on which window a request falls in. Injected, so that tests control the windows.
+Clock = Callable[[], float]
 
 
 @dataclass(slots=True, eq=False)  # compared and hashed by identity
@@ -46,9 +51,14 @@ class Lease:
     next_charge: int = CHARGE_EVERY  # the delta count at which to charge again
 
 
+# The limits, as a 429 names them (SPEC §7).
+RPM, TPM, CONCURRENCY = "requests per minute", "tokens per minute", "concurrent streams"
+Refusal = tuple[str, float]  # which limit was hit, and the seconds to wait
+
+
 class Store(Protocol):
-    async def admit(self, key: GatewayKey, lease: Lease, ttl_s: float) -> float | None:
-        """Admit (None) or refuse with the seconds to wait."""
+    async def admit(self, key: GatewayKey, lease: Lease, ttl_s: float) -> Refusal | None:
+        """Admit (None) or refuse, naming the limit and the seconds to wait."""
 
     async def release(self, lease: Lease) -> None: ...
 
@@ -59,31 +69,32 @@ class Store(Protocol):
     async def aclose(self) -> None: ...
 
 
-def _window() -> tuple[int, float]:
-    now = time.time()
+def _window(now: float) -> tuple[int, float]:
+    """The window `now` falls in, and the seconds left in it."""
     return int(now // WINDOW_S), WINDOW_S - (now % WINDOW_S)
 
 
 class MemoryStore:
     """One process's limits (the default)."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Clock = time.time) -> None:
+        self.clock = clock
         self.requests: dict[tuple[str, int], int] = defaultdict(int)
         self.tokens: dict[tuple[str, int], int] = defaultdict(int)
         self.slots: dict[str, set[str]] = defaultdict(set)
 
-    async def admit(self, key: GatewayKey, lease: Lease, ttl_s: float) -> float | None:
-        window, left = _window()
+    async def admit(self, key: GatewayKey, lease: Lease, ttl_s: float) -> Refusal | None:
+        window, left = _window(self.clock())
         self._forget_old(window)
         if key.tpm is not None and self.tokens[(key.name, window)] >= key.tpm:
-            return left
+            return TPM, left
         slots = key.max_concurrent_streams
         if slots is not None and len(self.slots[key.name]) >= slots:
-            return 1.0
+            return CONCURRENCY, 1.0
         if key.rpm is not None:
             self.requests[(key.name, window)] += 1
             if self.requests[(key.name, window)] > key.rpm:
-                return left
+                return RPM, left
         if key.max_concurrent_streams is not None:
             self.slots[key.name].add(lease.id)
             lease.holds_slot = True
@@ -98,7 +109,7 @@ class MemoryStore:
         self.slots[lease.key.name].discard(lease.id)
 
     async def charge(self, key: GatewayKey, tokens: int) -> None:
-        self.tokens[(key.name, _window()[0])] += tokens
+        self.tokens[(key.name, _window(self.clock())[0])] += tokens
 
     async def renew(self, leases: list[Lease], ttl_s: float) -> None:
         return None
@@ -108,22 +119,24 @@ class MemoryStore:
 
 
 # KEYS: requests counter, tokens counter, slots zset.
-# ARGV: now_ms, window_ms, rpm, tpm, max_concurrent (0 = no limit), lease id, lease expiry_ms.
-# Returns {1, 0} when admitted, {0, retry_ms} when refused.
+# ARGV: now_ms, ms left in the window (the counters' expiry), rpm, tpm, max_concurrent
+# (0 = no limit), lease id, lease expiry_ms.
+# Returns {1, 0} when admitted, {0, retry_ms, limit} when refused (limit: "tpm", "slots",
+# "rpm"; retry_ms for a window: the time left in it).
 _ADMIT = """
 local now = tonumber(ARGV[1])
 local tpm, slots_max, rpm = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[3])
 if tpm > 0 and tonumber(redis.call('GET', KEYS[2]) or '0') >= tpm then
-  return {0, redis.call('PTTL', KEYS[2])}
+  return {0, tonumber(ARGV[2]), 'tpm'}
 end
 if slots_max > 0 then
   redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
-  if redis.call('ZCARD', KEYS[3]) >= slots_max then return {0, 1000} end
+  if redis.call('ZCARD', KEYS[3]) >= slots_max then return {0, 1000, 'slots'} end
 end
 if rpm > 0 then
   local count = redis.call('INCR', KEYS[1])
   if count == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
-  if count > rpm then return {0, redis.call('PTTL', KEYS[1])} end
+  if count > rpm then return {0, tonumber(ARGV[2]), 'rpm'} end
 end
 if slots_max > 0 then
   redis.call('ZADD', KEYS[3], ARGV[7], ARGV[6])
@@ -133,33 +146,30 @@ return {1, 0}
 """
 
 
+_REDIS_LIMITS = {"tpm": TPM, "slots": CONCURRENCY, "rpm": RPM}
+
+
 class RedisStore:
     """Limits shared by every replica through one Redis."""
 
-    def __init__(self, url: str, timeout_s: float) -> None:
-        from redis.asyncio import Redis
-
-        self.redis = Redis.from_url(
-            url,
-            socket_timeout=timeout_s,
-            socket_connect_timeout=timeout_s,
-            retry_on_timeout=False,
-            retry=None,
-            health_check_interval=0,
-        )
+    def __init__(self, redis: Any, timeout_s: float, clock: Clock = time.time) -> None:
+        self.redis = redis  # shared with the resumable-stream log (gateway.redis_client)
         self.timeout_s = timeout_s
+        self.clock = clock
         self._admit = self.redis.register_script(_ADMIT)
 
     @staticmethod
     def _keys(name: str, window: int) -> list[str]:
-        return [f"gw:rpm:{name}:{window}", f"gw:tpm:{name}:{window}", f"gw:slots:{name}"]
+        # One hash tag per key name: a Redis Cluster keeps the script's keys in one slot.
+        return [f"gw:{{{name}}}:rpm:{window}", f"gw:{{{name}}}:tpm:{window}", _slots(name)]
 
-    async def admit(self, key: GatewayKey, lease: Lease, ttl_s: float) -> float | None:
-        window, _ = _window()
-        now_ms = int(time.time() * 1000)
+    async def admit(self, key: GatewayKey, lease: Lease, ttl_s: float) -> Refusal | None:
+        now = self.clock()
+        window, left = _window(now)
+        now_ms = int(now * 1000)
         args: list[int | str] = [
             now_ms,
-            WINDOW_S * 1000,
+            _ms(left),
             key.rpm or 0,
             key.tpm or 0,
             key.max_concurrent_streams or 0,
@@ -167,34 +177,45 @@ class RedisStore:
             now_ms + int(ttl_s * 1000),
         ]
         async with asyncio.timeout(self.timeout_s):
-            admitted, retry_ms = await self._admit(keys=self._keys(key.name, window), args=args)
+            admitted, retry_ms, *limit = await self._admit(
+                keys=self._keys(key.name, window), args=args
+            )
         if admitted:
             lease.holds_slot = key.max_concurrent_streams is not None
             return None
-        return max(int(retry_ms), 0) / 1000
+        return _REDIS_LIMITS[limit[0].decode()], max(int(retry_ms), 0) / 1000
 
     async def release(self, lease: Lease) -> None:
         async with asyncio.timeout(self.timeout_s):
-            await self.redis.zrem(f"gw:slots:{lease.key.name}", lease.id)
+            await self.redis.zrem(_slots(lease.key.name), lease.id)
 
     async def charge(self, key: GatewayKey, tokens: int) -> None:
-        name = self._keys(key.name, _window()[0])[1]
+        window, left = _window(self.clock())
+        name = self._keys(key.name, window)[1]
         async with asyncio.timeout(self.timeout_s):
             async with self.redis.pipeline(transaction=True) as pipe:
                 pipe.incrby(name, tokens)
-                pipe.pexpire(name, WINDOW_S * 1000)
+                pipe.pexpire(name, _ms(left))
                 await pipe.execute()
 
     async def renew(self, leases: list[Lease], ttl_s: float) -> None:
-        expiry = int((time.time() + ttl_s) * 1000)
+        expiry = int((self.clock() + ttl_s) * 1000)
         async with asyncio.timeout(self.timeout_s * 4):
             async with self.redis.pipeline(transaction=False) as pipe:
                 for lease in leases:
-                    pipe.zadd(f"gw:slots:{lease.key.name}", {lease.id: expiry}, xx=True)
+                    pipe.zadd(_slots(lease.key.name), {lease.id: expiry}, xx=True)
                 await pipe.execute()
 
     async def aclose(self) -> None:
-        await self.redis.aclose()
+        return None  # the shared client is closed by its owner, the app's lifespan
+
+
+def _slots(name: str) -> str:
+    return f"gw:{{{name}}}:slots"
+
+
+def _ms(seconds: float) -> int:
+    return max(1, int(seconds * 1000))
 
 
 class Limiter:
@@ -224,14 +245,15 @@ class Limiter:
             return None
         lease = Lease(key)
         try:
-            wait = await self.store.admit(key, lease, self.ttl_s)
+            refusal = await self.store.admit(key, lease, self.ttl_s)
         except Exception as exc:
             self._outage(exc)
             return None
-        if wait is not None:
+        if refusal is not None:
             self.metrics.rate_limited.labels(key.name).inc()
+            limit, wait = refusal
             retry = max(1, min(WINDOW_S, math.ceil(wait)))
-            raise RateLimited(f"key {key.name!r} is over its limit", retry_after=retry)
+            raise _refused(key, limit, retry)
         if lease.holds_slot:
             self.live.add(lease)
         return lease
@@ -254,11 +276,16 @@ class Limiter:
         if lease is None:
             return
         self.live.discard(lease)
+        # Separately: a failed release must not skip the charge, nor a failed charge the
+        # release (a slot Redis could not free comes back when its lease expires).
+        if lease.holds_slot:
+            await self._quietly(self.store.release(lease))
+        if lease.key.tpm is not None and tokens != lease.charged:
+            await self._quietly(self.store.charge(lease.key, tokens - lease.charged))
+
+    async def _quietly(self, call: Awaitable[None]) -> None:
         try:
-            if lease.holds_slot:
-                await self.store.release(lease)
-            if lease.key.tpm is not None and tokens != lease.charged:
-                await self.store.charge(lease.key, tokens - lease.charged)
+            await call
         except Exception as exc:
             self._outage(exc, refuse=False)
 
@@ -278,12 +305,32 @@ class Limiter:
     async def _keep_leases(self) -> None:
         while True:
             await asyncio.sleep(self.ttl_s / 3)
-            if self.live:
-                try:
-                    await self.store.renew(list(self.live), self.ttl_s)
-                except Exception as exc:
-                    self._outage(exc, refuse=False)
+            await self.renew_live()
+
+    async def renew_live(self) -> None:
+        """One round of the keeper: extend the leases of the streams still running."""
+        if self.live:
+            try:
+                await self.store.renew(list(self.live), self.ttl_s)
+            except Exception as exc:
+                self._outage(exc, refuse=False)
 
 
-def build_store(url: str | None, timeout_s: float) -> Any:
-    return RedisStore(url, timeout_s) if url else MemoryStore()
+def _refused(key: GatewayKey, limit: str, retry_s: int) -> RateLimited:
+    """The 429: which limit, and OpenAI's x-ratelimit-* headers for the two it shares."""
+    value = {RPM: key.rpm, TPM: key.tpm, CONCURRENCY: key.max_concurrent_streams}[limit]
+    message = f"key {key.name!r} reached its limit of {value} {limit}; retry in {retry_s}s"
+    headers = {}
+    if limit in (RPM, TPM):
+        kind = "requests" if limit == RPM else "tokens"
+        headers = {
+            f"x-ratelimit-limit-{kind}": str(value),
+            f"x-ratelimit-remaining-{kind}": "0",
+            f"x-ratelimit-reset-{kind}": f"{retry_s}s",
+        }
+    return RateLimited(message, retry_after=retry_s, extra_headers=headers)
+
+
+def build_store(redis: Any, timeout_s: float, clock: Clock = time.time) -> Any:
+    """The Redis store on the shared client, else (no redis_url) the in-memory one."""
+    return RedisStore(redis, timeout_s, clock) if redis is not None else MemoryStore(clock)

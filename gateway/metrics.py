@@ -16,6 +16,7 @@ from prometheus_client import (
     Counter,
     Gauge,
     Histogram,
+    disable_created_metrics,
     generate_latest,
 )
 from prometheus_client.multiprocess import MultiProcessCollector
@@ -25,14 +26,19 @@ __all__ = ["CONTENT_TYPE_LATEST", "Metrics"]
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 DURATION_BUCKETS = (0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
 
+# The `_created` series double every counter and histogram and nobody queries them.
+disable_created_metrics()  # type: ignore[no-untyped-call]
+
 
 class Metrics:
     def __init__(self) -> None:
         self.registry = registry = CollectorRegistry(auto_describe=True)
         self.requests = Counter(
             "gateway_requests_total",
-            "Requests by route, model, provider and outcome.",
-            ["route", "model", "provider", "outcome"],
+            "Requests by route, model, provider, outcome and error type (empty when none). "
+            "Requests rejected before a model served have empty model and provider labels: "
+            "a requested name is the client's to choose, so never a label.",
+            ["route", "model", "provider", "outcome", "type"],
             registry=registry,
         )
         self.time_to_first_delta = Histogram(
@@ -100,6 +106,33 @@ class Metrics:
             "gateway_client_disconnects_total",
             "Clients that left before their stream ended.",
             ["route"],
+            registry=registry,
+        )
+
+        self.resumable_streams = Counter(
+            "gateway_resumable_streams_total",
+            "Resumable generations started (SPEC §4.5).",
+            registry=registry,
+        )
+        self.reconnections = Counter(
+            "gateway_reconnections_total",
+            "Reconnections to resumable streams, by what they got (resumed, nothing, refused).",
+            ["result"],
+            registry=registry,
+        )
+        self.replayed_events = Counter(
+            "gateway_replayed_events_total",
+            "Events sent again to reconnecting readers (the live events after them not counted).",
+            registry=registry,
+        )
+        self.orphan_cancellations = Counter(
+            "gateway_orphan_cancellations_total",
+            "Resumable generations cancelled because no reader came back in time.",
+            registry=registry,
+        )
+        self.resume_store_failures = Counter(
+            "gateway_resume_store_failures_total",
+            "Calls to the resumable-stream store (Redis) that failed or timed out.",
             registry=registry,
         )
 

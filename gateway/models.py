@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway.errors import UnknownModel
+from gateway.errors import ModelUnavailable, UnknownModel
 from gateway.providers import RegisteredProvider
 from gateway.providers.base import ChatMessage, ChatRequest
 from gateway.schemas import StreamRequest
@@ -28,28 +28,47 @@ class Attempt:
 
 
 class ModelTable:
-    """Every configured name resolved once at start-up; `provider/model` names on demand."""
+    """Every configured name resolved once at start-up; `provider/model` names on demand.
+
+    A provider whose key variable is unset cannot serve anything: a model on it answers 404
+    `model_unavailable` at once (naming the variable), and it is skipped as a fallback.
+    """
 
     def __init__(self, settings: Settings, providers: Mapping[str, RegisteredProvider]) -> None:
         self._providers = providers
         self._entries = settings.models
         self.default = settings.default_model
+        self.missing_keys = settings.missing_keys()
         self._plans = {name: self._plan(name) for name in settings.models}
 
     def names(self) -> list[str]:
         return list(self._entries)
+
+    def available(self) -> list[str]:
+        """The configured names that can be served (their provider has its key)."""
+        return [name for name, plan in self._plans.items() if self._usable(plan[0])]
 
     def resolve(self, name: str | None) -> tuple[Attempt, ...]:
         name = name or self.default
         plan = self._plans.get(name)
         if plan is None:
             plan = (self._attempt(name),)
+        if not self._usable(plan[0]):
+            provider = plan[0].provider.name
+            raise ModelUnavailable(
+                f"model {name!r} is not available: its provider {provider!r} has no API key "
+                f"(set {self.missing_keys[provider]} where the gateway runs)",
+                model=name,
+            )
         return plan
+
+    def _usable(self, attempt: Attempt) -> bool:
+        return attempt.provider.name not in self.missing_keys
 
     def _plan(self, name: str) -> tuple[Attempt, ...]:
         seen = [name, *self._entries[name].fallbacks]
-        unique = list(dict.fromkeys(seen))
-        return tuple(self._attempt(each) for each in unique)
+        first, *fallbacks = (self._attempt(each) for each in dict.fromkeys(seen))
+        return (first, *(each for each in fallbacks if self._usable(each)))
 
     def _attempt(self, name: str) -> Attempt:
         entry = self._entries.get(name)
@@ -58,7 +77,7 @@ class ModelTable:
         provider_name, slash, upstream = name.partition("/")
         provider = self._providers.get(provider_name)
         if not slash or not upstream or provider is None:
-            raise UnknownModel(f"unknown model {name!r}")
+            raise UnknownModel(f"unknown model {name!r}", model=name)
         return Attempt(name, provider, upstream)
 
 

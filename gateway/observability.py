@@ -38,7 +38,7 @@ __all__ = [
 log = logging.getLogger("gateway.access")
 RECORD_KEY = "gateway.record"
 REQUEST_ID_KEY = "gateway.request_id"
-RELAY_ROUTES = frozenset({"/stream", "/v1/chat/completions"})
+RELAY_ROUTES = frozenset({"/stream", "/v1/chat/completions", "/v1/messages"})
 _SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
 
 
@@ -59,6 +59,7 @@ class RequestRecord:
     bytes_out: int = 0
     usage: dict[str, int | None] | None = None
     key: str | None = None
+    requested_model: str | None = None  # logged when the name was refused (404/403)
 
     def set_usage(self, usage: Usage | None) -> None:
         self.usage = usage.as_dict() if usage is not None else None
@@ -127,7 +128,11 @@ class AccessLog:
         record.duration_ms = round((time.perf_counter() - record.started) * 1000, 3)
         if record.route in RELAY_ROUTES:
             self.metrics.requests.labels(
-                record.route, record.model or "", record.provider or "", record.outcome
+                record.route,
+                record.model or "",
+                record.provider or "",
+                record.outcome,
+                record.error_type or "",
             ).inc()
         if log.isEnabledFor(logging.INFO):
             fields = asdict(record)
@@ -191,8 +196,17 @@ class _Formatter(logging.Formatter):
         else:
             text = super().format(record)
             if fields:
-                text += " " + " ".join(f"{k}={v}" for k, v in fields.items() if v is not None)
+                text += " " + " ".join(
+                    f"{k}={_text_value(v)}" for k, v in fields.items() if v is not None
+                )
         return self.redact(text)
+
+
+def _text_value(value: Any) -> str:
+    """A field as the text format shows it: dicts and lists as JSON, not Python reprs."""
+    if isinstance(value, dict | list):
+        return orjson.dumps(value).decode()
+    return str(value)
 
 
 class _DropExpectedTruncation(logging.Filter):

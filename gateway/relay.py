@@ -5,11 +5,17 @@ still answer with a proper status; fallbacks are tried in order for retryable er
 same entry is retried when its provider sets `retries`. Once a first delta is in hand, the
 caller gets a `Relay`: the first delta, the rest of the stream, and where it came from. From
 then on nothing is retried (a retry after partial output would duplicate text).
+
+This is also the one place where an exception that is not a `GatewayError`, raised by any
+adapter, becomes `upstream_protocol` (logged with its traceback): before the first delta a
+proper status and the next fallback, after it the in-band error. A bug in an adapter, or an
+upstream shape nobody foresaw, can never become a 500 or a stream cut without an error.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 
 from gateway.errors import GatewayError, UpstreamProtocolError, UpstreamTimeout
@@ -17,6 +23,8 @@ from gateway.models import Attempt
 from gateway.providers.base import ChatRequest, StreamOutcome
 
 __all__ = ["Relay", "open_relay"]
+
+log = logging.getLogger("gateway.relay")
 
 
 class Relay:
@@ -68,6 +76,13 @@ async def open_relay(
             try:
                 return await _prime(attempt, build(attempt))
             except GatewayError as exc:
+                log.warning(
+                    "attempt %s via provider %s failed: %s: %s",
+                    attempt.model,
+                    attempt.provider.name,
+                    exc.type,
+                    exc.message,
+                )
                 if failed is not None:
                     failed(attempt, exc)
                 if not exc.retryable:
@@ -99,13 +114,27 @@ async def _prime(attempt: Attempt, request: ChatRequest) -> Relay:
     except TimeoutError:
         await _close(stream)
         raise UpstreamTimeout(f"no first token within {deadline:g} s") from None
+    except GatewayError:
+        await _close(stream)
+        raise
+    except Exception as exc:
+        await _close(stream)
+        raise _adapter_failed(attempt, exc) from exc
     except BaseException:
         await _close(stream)
         raise
-    rest: AsyncIterator[str] = stream
-    if config.total_timeout is not None:
-        rest = _until(stream, started + config.total_timeout)
-    return Relay(attempt, first, rest, outcome)
+    deadline_at = None if config.total_timeout is None else started + config.total_timeout
+    return Relay(attempt, first, _guarded(attempt, stream, deadline_at), outcome)
+
+
+def _adapter_failed(attempt: Attempt, exc: Exception) -> UpstreamProtocolError:
+    log.error(
+        "provider %s raised %s; answered as upstream_protocol",
+        attempt.provider.name,
+        type(exc).__name__,
+        exc_info=exc,
+    )
+    return UpstreamProtocolError("the upstream sent something the gateway could not read")
 
 
 def _empty(attempt: Attempt, outcome: StreamOutcome) -> Relay:
@@ -121,21 +150,32 @@ async def _nothing() -> AsyncGenerator[str, None]:
     yield  # pragma: no cover - makes this an async generator
 
 
-async def _until(stream: AsyncIterator[str], deadline: float) -> AsyncGenerator[str, None]:
-    """Enforce `total_timeout` (only built when configured: it costs a timer per delta).
+async def _guarded(
+    attempt: Attempt, stream: AsyncIterator[str], deadline: float | None
+) -> AsyncGenerator[str, None]:
+    """The rest of the stream, with adapter bugs made `upstream_protocol`, and `total_timeout`.
 
-    The deadline wraps each read, never a `yield`: a timeout held across a yield would fire
-    in the consumer's code instead of here.
+    The deadline (a timer per delta, so only when configured) wraps each read, never a
+    `yield`: a timeout held across a yield would fire in the consumer's code instead of here.
     """
     try:
         while True:
             try:
-                async with asyncio.timeout_at(deadline):
+                if deadline is None:
                     delta = await anext(stream)
+                else:
+                    async with asyncio.timeout_at(deadline):
+                        delta = await anext(stream)
             except StopAsyncIteration:
                 return
-            except TimeoutError:
+            except TimeoutError as exc:
+                if deadline is None:
+                    raise _adapter_failed(attempt, exc) from exc
                 raise UpstreamTimeout("the stream exceeded its total time-out") from None
+            except GatewayError:
+                raise
+            except Exception as exc:
+                raise _adapter_failed(attempt, exc) from exc
             yield delta
     finally:
         await _close(stream)

@@ -26,6 +26,7 @@ from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from gateway.errors import GatewayError, Unavailable
+from gateway.keepalive import Keepalive
 from gateway.lifecycle import Interrupt, StreamGuard
 from gateway.limits import Limiter
 from gateway.observability import RequestRecord, outcome_of
@@ -59,6 +60,7 @@ class Encoder:
     """
 
     media_type = "text/plain; charset=utf-8"
+    keepalive: bytes | None = None  # sent after `sse_keepalive_s` of silence, if the format has one
 
     def __init__(self, relay: Relay, stream_id: str) -> None:
         self.relay = relay
@@ -169,6 +171,7 @@ class RelayResponse(StreamingResponse):
         guard: StreamGuard,
         headers: list[tuple[bytes, bytes]],
         finished: Finished | None = None,
+        keepalive_s: float | None = None,
     ) -> None:
         self.encoder = encoder
         self.guard = guard
@@ -178,6 +181,7 @@ class RelayResponse(StreamingResponse):
         self.background = None
         self.raw_headers = [(b"content-type", encoder.media_type.encode()), *headers]
         self.finished = finished
+        self.keepalive_s = keepalive_s
         self.result = "complete"
         self.bytes_out = 0
         self.record: RequestRecord | None = None
@@ -203,6 +207,17 @@ class RelayResponse(StreamingResponse):
                 await self.finished(self)
 
     async def _send_all(self, send: Send) -> None:
+        frame, interval = self.encoder.keepalive, self.keepalive_s
+        if frame is None or interval is None:
+            await self._send_body(send)
+            return
+        keepalive = Keepalive(send, frame, interval)
+        try:
+            await self._send_body(keepalive.send)
+        finally:
+            keepalive.close()
+
+    async def _send_body(self, send: Send) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
         encoder, lease, limiter = self.encoder, self.guard.lease, self.limiter
         async for chunk in self.chunks:

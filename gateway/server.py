@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import os
 import tempfile
 from typing import Any
@@ -11,13 +10,21 @@ import uvicorn
 from uvicorn.supervisors import Multiprocess
 
 from gateway.app import create_app
+from gateway.lifecycle import BACKSTOP_S
 from gateway.settings import Settings
 
-__all__ = ["serve", "uvicorn_config"]
+__all__ = ["serve", "stop_budget_s", "uvicorn_config"]
 
-# uvicorn's own graceful time-out sits just above ours, so that streams still running when
-# shutdown_grace_s ends get their in-band error from the drain rather than a bare cancel.
+# uvicorn's shutdown starts only once the drain is over (the gateway keeps listening while it
+# drains): by then every stream has ended, so its own graceful time-out is only a margin for
+# the last bytes and the idle keep-alive connections. The whole stop takes at most
+# shutdown_grace_s + BACKSTOP_S + SHUTDOWN_MARGIN_S.
 SHUTDOWN_MARGIN_S = 2
+
+
+def stop_budget_s(settings: Settings) -> float:
+    """The longest a SIGTERM'd gateway takes to exit: what an orchestrator must wait."""
+    return settings.shutdown_grace_s + BACKSTOP_S + SHUTDOWN_MARGIN_S
 
 
 def uvicorn_config(settings: Settings, app: Any, **extra: Any) -> uvicorn.Config:
@@ -28,7 +35,7 @@ def uvicorn_config(settings: Settings, app: Any, **extra: Any) -> uvicorn.Config
         log_level=settings.log_level,
         access_log=False,  # replaced by the gateway's own line: uvicorn's prints query strings
         server_header=False,
-        timeout_graceful_shutdown=math.ceil(settings.shutdown_grace_s) + SHUTDOWN_MARGIN_S,
+        timeout_graceful_shutdown=SHUTDOWN_MARGIN_S,
         backlog=4096,  # bursts of new streams; the kernel caps it at net.core.somaxconn
         log_config=None,
         **extra,

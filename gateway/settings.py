@@ -36,25 +36,44 @@ from pydantic_settings import (
 )
 
 from gateway.providers import PROVIDERS, ProviderConfig
+from gateway.providers._http import HTTPProviderConfig
+from gateway.providers.anthropic import AnthropicConfig
 from gateway.providers.fake import FakeConfig, FakeFaults
+from gateway.providers.gemini import GeminiConfig
 
 __all__ = [
     "DEFAULT_CONFIG_PATH",
     "CORSConfig",
     "ConfigError",
+    "ConfigProblems",
     "KeyConfig",
     "ModelEntry",
+    "ResumeConfig",
     "Settings",
     "load_settings",
     "resolve_config_path",
+    "unknown_environment",
 ]
 
 DEFAULT_CONFIG_PATH = Path("config/gateway.toml")
+KEY_REQUIRED = (AnthropicConfig, GeminiConfig)  # their APIs take no request without a key
 ENV_PREFIX = "GATEWAY_"
 
 
 class ConfigError(Exception):
     """Invalid configuration, with a message naming the source, the key and the problem."""
+
+
+class ConfigProblems(ValueError):
+    """Every cross-reference problem at once, each with the key it is about.
+
+    Raised from the model validator, so pydantic reports it as one error at the top level;
+    `_describe` unpacks it again, so that each problem is blamed on its own key and source.
+    """
+
+    def __init__(self, problems: list[tuple[tuple[str, ...], str]]) -> None:
+        super().__init__("; ".join(f"{'.'.join(loc)}: {message}" for loc, message in problems))
+        self.problems = problems
 
 
 class ModelEntry(BaseModel):
@@ -86,6 +105,18 @@ class CORSConfig(BaseModel):
     )
 
 
+class ResumeConfig(BaseModel):
+    """`[resume]`: resumable streams (SPEC §4.5)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = True
+    orphan_timeout_s: float = Field(15.0, ge=0)
+    resume_retry_ms: int = Field(1000, ge=0, le=3_600_000)
+    resume_max_bytes: int = Field(4 * 1024 * 1024, ge=1)
+    resume_retention_s: float = Field(300.0, ge=0)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid"
@@ -99,6 +130,8 @@ class Settings(BaseSettings):
     default_model: str = "story"
     shutdown_grace_s: float = Field(30.0, ge=0)
     max_body_bytes: int = Field(1024 * 1024, ge=1)
+    # Silence after which streams whose format has a keep-alive send one (Anthropic's ping).
+    sse_keepalive_s: float = Field(15.0, gt=0)
     providers: dict[str, ProviderConfig] = Field(default_factory=dict)
     models: dict[str, ModelEntry] = Field(default_factory=dict)
     keys: dict[str, KeyConfig] = Field(default_factory=dict)
@@ -107,45 +140,111 @@ class Settings(BaseSettings):
     redis_failure: Literal["closed", "open"] = "closed"
     redis_timeout_s: float = Field(0.25, gt=0)
     lease_ttl_s: float = Field(60.0, gt=1)
+    playground: bool = True  # GET /playground (SPEC §4.8); false leaves the route out (404)
+    redis_cluster: bool = False  # redis_url names one node of a Redis Cluster
+    resume: ResumeConfig = Field(default_factory=ResumeConfig)
+    token_secret_env: str | None = None  # the variable holding the EventSource token secret
 
     @model_validator(mode="after")
     def _builtins_and_references(self) -> Settings:
         self.providers.setdefault("fake", FakeConfig())
         self.models.setdefault("story", ModelEntry(provider="fake"))
+        problems: list[tuple[tuple[str, ...], str]] = []
         for name, entry in self.models.items():
-            _check_entry(self, name, entry)
+            problems += _entry_problems(self, name, entry)
         if not self.resolvable(self.default_model):
-            raise ValueError(f"default_model {self.default_model!r} is not a configured model")
+            problems.append(
+                (("default_model",), f"{self.default_model!r} is not a configured model")
+            )
         for name, key in self.keys.items():
             for model in key.models or ():
                 if not self.resolvable(model):
-                    raise ValueError(f"keys.{name}.models: {model!r} is not a configured model")
+                    loc = ("keys", name, "models")
+                    problems.append((loc, f"{model!r} is not a configured model"))
+        if self.token_secret_env is not None and len(self.token_secret() or "") < 16:
+            problems.append(
+                (
+                    ("token_secret_env",),
+                    f"${self.token_secret_env} must hold at least 16 characters",
+                )
+            )
+        if problems:
+            raise ConfigProblems(problems)
         return self
 
     def secrets(self) -> list[str]:
         """Every configured secret value, for log redaction."""
         keys = [getattr(provider, "api_key", None) for provider in self.providers.values()]
-        return [key.get_secret_value() for key in keys if key is not None]
+        found = [key.get_secret_value() for key in keys if key is not None]
+        token_secret = self.token_secret()
+        return [*found, token_secret] if token_secret else found
+
+    def token_secret(self) -> str | None:
+        """The EventSource token secret shared by replicas (None: each process makes one)."""
+        if self.token_secret_env is None:
+            return None
+        return os.environ.get(self.token_secret_env) or None
+
+    def missing_keys(self) -> dict[str, str]:
+        """Providers that cannot be called for want of a key: provider name -> what to set.
+
+        A named variable that is unset, or no key at all for a provider whose API always
+        needs one (an OpenAI-compatible or Ollama server may need none).
+        """
+        missing = {}
+        for name, provider in self.providers.items():
+            if not isinstance(provider, HTTPProviderConfig) or provider.api_key is not None:
+                continue
+            if provider.api_key_env:
+                missing[name] = provider.api_key_env
+            elif isinstance(provider, KEY_REQUIRED):
+                missing[name] = f"api_key_env or api_key in [providers.{name}]"
+        return missing
 
     def resolvable(self, name: str) -> bool:
         provider, slash, _ = name.partition("/")
         return name in self.models or (bool(slash) and provider in self.providers)
 
 
-def _check_entry(settings: Settings, name: str, entry: ModelEntry) -> None:
+def _entry_problems(
+    settings: Settings, name: str, entry: ModelEntry
+) -> list[tuple[tuple[str, ...], str]]:
+    problems: list[tuple[tuple[str, ...], str]] = []
     provider = settings.providers.get(entry.provider)
     if provider is None:
-        raise ValueError(f"models.{name}.provider: no provider named {entry.provider!r}")
+        problems.append((("models", name, "provider"), f"no provider named {entry.provider!r}"))
     if isinstance(provider, FakeConfig):
         try:
             FakeFaults.model_validate(entry.params)
         except ValidationError as exc:
-            problem = exc.errors()[0]
-            key = ".".join(str(part) for part in problem["loc"])
-            raise ValueError(f"models.{name}.params.{key}: {problem['msg']}") from None
+            for problem in exc.errors():
+                loc = ("models", name, "params", *(str(part) for part in problem["loc"]))
+                problems.append((loc, problem["msg"]))
     for fallback in entry.fallbacks:
         if not settings.resolvable(fallback):
-            raise ValueError(f"models.{name}.fallbacks: {fallback!r} is not a configured model")
+            loc = ("models", name, "fallbacks")
+            problems.append((loc, f"{fallback!r} is not a configured model"))
+    return problems
+
+
+# Read by the CLI, not settings: `gateway serve` does not warn about them.
+NOT_SETTINGS = frozenset({"GATEWAY_CONFIG", "GATEWAY_KEY"})
+
+
+def unknown_environment() -> list[str]:
+    """GATEWAY_* variables that match no setting (a typo would otherwise be silently ignored).
+
+    Only the first level is checked here; below it the settings forbid unknown keys anyway.
+    """
+    fields = Settings.model_fields
+    found = []
+    for name in sorted(os.environ):
+        if not name.upper().startswith(ENV_PREFIX) or name.upper() in NOT_SETTINGS:
+            continue
+        top = name[len(ENV_PREFIX) :].split("__")[0].lower()
+        if top not in fields:
+            found.append(name)
+    return found
 
 
 def resolve_config_path(flag: str | Path | None = None) -> Path | None:
@@ -181,7 +280,7 @@ def load_settings(config: str | Path | None = None, **overrides: Any) -> Setting
     try:
         return _LayeredSettings(**cli)
     except ValidationError as exc:
-        raise ConfigError(_describe(exc, path, file_data)) from None
+        raise ConfigError(_describe(exc, path, file_data, cli)) from None
 
 
 def _read_toml(path: Path | None) -> dict[str, Any]:
@@ -194,13 +293,20 @@ def _read_toml(path: Path | None) -> dict[str, Any]:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
 
 
-def _describe(exc: ValidationError, path: Path | None, file_data: dict[str, Any]) -> str:
+def _describe(
+    exc: ValidationError, path: Path | None, file_data: dict[str, Any], cli: dict[str, Any]
+) -> str:
+    """One line per problem, every problem, each naming its source, key and what is wrong."""
     lines = []
     for error in exc.errors():
-        loc = _key_path(error["loc"])
-        message = error["msg"].removeprefix("Value error, ")
-        key = ".".join(loc) or "(top level)"
-        lines.append(f"{_source_of(loc, path, file_data)}: {key}: {message}")
+        cause = error.get("ctx", {}).get("error")
+        if isinstance(cause, ConfigProblems):
+            problems = [(list(loc), message) for loc, message in cause.problems]
+        else:
+            problems = [(_key_path(error["loc"]), error["msg"].removeprefix("Value error, "))]
+        for loc, message in problems:
+            key = ".".join(loc) or "(top level)"
+            lines.append(f"{_source_of(loc, path, file_data, cli)}: {key}: {message}")
     return "invalid configuration:\n  " + "\n  ".join(lines)
 
 
@@ -212,13 +318,18 @@ def _key_path(loc: tuple[int | str, ...]) -> list[str]:
     return parts
 
 
-def _source_of(loc: list[str], path: Path | None, file_data: dict[str, Any]) -> str:
-    """Name where a bad value came from: an environment variable, the file, or elsewhere."""
+def _source_of(
+    loc: list[str], path: Path | None, file_data: dict[str, Any], cli: dict[str, Any]
+) -> str:
+    """Name where a bad value came from: a flag, an environment variable, the file, or
+    elsewhere (the layers' order: a flag beats the environment, which beats the file)."""
+    if loc and loc[0] in cli:
+        return f"command-line option --{loc[0].replace('_', '-')}"
     env_names = {name.upper() for name in os.environ}
     for cut in range(len(loc), 0, -1):
         candidate = ENV_PREFIX + "__".join(loc[:cut]).upper()
         if candidate in env_names:
             return f"environment variable {candidate}"
-    if path is not None and (not loc or loc[0] in file_data):
+    if path is not None and loc and loc[0] in file_data:
         return str(path)
     return "settings"

@@ -17,6 +17,7 @@ from gateway.metrics import Metrics
 from gateway.models import Attempt, ModelTable
 from gateway.observability import RequestRecord
 from gateway.providers import RegisteredProvider
+from gateway.resume import Generations
 from gateway.settings import Settings
 
 if TYPE_CHECKING:
@@ -36,15 +37,24 @@ class GatewayState:
     drain: Drain
     metrics: Metrics
     limiter: Limiter
+    generations: Generations
 
     def attempt_failed(self, attempt: Attempt, error: GatewayError) -> None:
         self.metrics.upstream_errors.labels(attempt.provider.name, error.type).inc()
 
-    def admitted(self, record: RequestRecord | None, model: str | None) -> None:
+    def admitted(self) -> None:
         self.metrics.active_streams.inc()
+
+    def streaming(self, record: RequestRecord | None) -> None:
+        """A stream's response starts: one line, so that long streams show while they run."""
         if record is not None and log.isEnabledFor(logging.INFO):
-            fields = {"request_id": record.request_id, "route": record.route, "model": model}
-            log.info("stream admitted", extra={"fields": fields})
+            fields = {
+                "request_id": record.request_id,
+                "route": record.route,
+                "model": record.model,
+                "provider": record.provider,
+            }
+            log.info("stream started", extra={"fields": fields})
 
     def committed(self, record: RequestRecord | None, relay: Relay, requested: str) -> None:
         if relay.model != requested:

@@ -15,9 +15,17 @@ from fastapi import FastAPI
 from gateway.app import create_app
 from gateway.providers.base import Provider
 from gateway.settings import Settings, load_settings
+from tests.ci import SkipPolicy, allowed_skips, in_ci, require
+
+pytest_plugins = ["pytester"]  # tests/test_ci.py runs pytest on small suites
 
 WIRE = Path(__file__).parent / "wire"
 CANARY_KEY = "sk-canary-0123456789abcdefSECRET"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # In CI a skip is a failure unless the test is on tests/allowed-skips.txt.
+    config.pluginmanager.register(SkipPolicy(allowed_skips(), enforce=in_ci()), "skip-policy")
 
 
 @pytest.fixture(autouse=True)
@@ -71,20 +79,28 @@ async def app_client(
 AppClient = Callable[..., Any]
 
 
+class ManualClock:
+    """A wall clock that moves only when the test moves it: the limits' one-minute windows
+    never roll over in the middle of a test. It starts 30 s into a minute."""
+
+    def __init__(self, now: float = 1_800_000_030.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[str]:
-    """A real, throwaway redis-server on a free port (the Redis tests skip without one)."""
-    import shutil
+    """A real, throwaway redis-server on a free port (without one: skip locally, fail in CI)."""
     import socket
     import subprocess
     import time
 
-    binary = shutil.which("redis-server")
-    if binary is None:
-        pytest.skip(
-            "Redis tests need redis-server: `apt-get install redis-server` "
-            "(`make test` installs it when run as root)"
-        )
+    binary = require("redis-server")
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]

@@ -11,7 +11,14 @@ from pydantic import BaseModel, ValidationError
 from gateway.errors import InvalidRequest, RequestTooLarge
 from gateway.observability import request_id_of
 
-__all__ = ["json_body", "parse_json", "read_body", "request_id", "validation_message"]
+__all__ = [
+    "json_body",
+    "parse_json",
+    "query_parameters",
+    "read_body",
+    "request_id",
+    "validation_message",
+]
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -21,6 +28,18 @@ def json_body(model: type[BaseModel]) -> dict[str, Any]:
     control the byte limit, strict JSON and the error envelope)."""
     schema = model.model_json_schema()
     return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
+
+
+def query_parameters(model: type[BaseModel], skip: tuple[str, ...] = ()) -> dict[str, Any]:
+    """`openapi_extra` documenting a model's fields as query parameters (so that /docs can
+    "Try it out" a GET route that validates its query string itself)."""
+    properties = model.model_json_schema()["properties"]
+    parameters = [
+        {"name": name, "in": "query", "required": False, "schema": schema}
+        for name, schema in properties.items()
+        if name not in skip
+    ]
+    return {"parameters": parameters}
 
 
 def request_id(request: Request) -> str:

@@ -1,21 +1,24 @@
-"""Serving a relay: admission, priming under the disconnect guard, the committed response."""
+"""Serving a relay: admission, priming under the disconnect guard, the committed response,
+and the collected answer for clients that asked for no stream (one path for every dialect)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from fastapi import Request, Response
 
 from gateway.api._common import request_id
 from gateway.auth import key_of
+from gateway.errors import GatewayError
 from gateway.lifecycle import StreamGuard
 from gateway.models import Attempt
-from gateway.observability import record_of
+from gateway.observability import outcome_of, record_of
 from gateway.relay import BuildRequest, Relay, open_relay
 from gateway.responses import Encoder, RelayEventSourceResponse, RelayResponse, SSEEncoder
 from gateway.state import GatewayState
 
-__all__ = ["admit_and_prime", "respond"]
+__all__ = ["Collected", "admit_and_prime", "collect", "relay_headers", "respond"]
 
 
 async def admit_and_prime(
@@ -33,7 +36,7 @@ async def admit_and_prime(
         raise
     guard.lease = lease
     record = record_of(request.scope)
-    state.admitted(record, plan[0].model)
+    state.admitted()
     try:
         relay = await guard.run(open_relay(plan, build, state.attempt_failed))
     except BaseException:
@@ -46,7 +49,11 @@ async def admit_and_prime(
 
 
 def respond(
-    request: Request, state: GatewayState, encoder: Encoder, guard: StreamGuard
+    request: Request,
+    state: GatewayState,
+    encoder: Encoder,
+    guard: StreamGuard,
+    extra_headers: Sequence[tuple[bytes, bytes]] = (),
 ) -> Response:
     """The committed response, with the headers every stream carries (SPEC §4.1)."""
     relay, stream_id = encoder.relay, encoder.stream_id
@@ -59,8 +66,60 @@ def respond(
         (b"x-stream-id", stream_id.encode()),
         (b"x-gateway-model", relay.model.encode()),
         (b"x-gateway-provider", relay.provider.encode()),
+        *extra_headers,
     ]
-    response = response_class(encoder, guard, headers, finished=state.finished)
-    response.record = record_of(request.scope)
+    response = response_class(
+        encoder,
+        guard,
+        headers,
+        finished=state.finished,
+        keepalive_s=state.settings.sse_keepalive_s,
+    )
+    response.record = record = record_of(request.scope)
+    state.streaming(record)
     response.limiter = state.limiter
     return response
+
+
+@dataclass(frozen=True, slots=True)
+class Collected:
+    text: str
+    deltas: int
+
+
+async def collect(
+    request: Request, state: GatewayState, guard: StreamGuard, relay: Relay
+) -> Collected:
+    """The whole answer of a primed relay (stream: false), accounted for like a stream:
+    metrics, the request's record, the key's slot and tokens. A failure is raised as the
+    route's error status (nothing has been sent yet)."""
+    collected: list[str] = []
+    outcome, error = "complete", None
+    try:
+        await guard.run(_collect(relay, collected))
+    except GatewayError as exc:
+        outcome, error = outcome_of(exc.type), exc
+        raise
+    finally:
+        guard.close()
+        await relay.aclose()
+        text = "".join(collected)
+        state.ended(record_of(request.scope), relay, outcome, len(collected), len(text), error)
+        await state.release(guard.lease, relay, len(collected))
+    return Collected(text, len(collected))
+
+
+async def _collect(relay: Relay, into: list[str]) -> None:
+    if relay.first:
+        into.append(relay.first)
+    async for delta in relay.rest:
+        into.append(delta)
+
+
+def relay_headers(request: Request, relay: Relay) -> dict[str, str]:
+    """The headers of a collected answer: which entry and provider served it."""
+    return {
+        "X-Request-ID": request_id(request),
+        "X-Gateway-Model": relay.model,
+        "X-Gateway-Provider": relay.provider,
+    }

@@ -3,16 +3,27 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager, suppress
+import ssl
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
+from pathlib import Path
 from typing import Any
 
+import certifi
 import httpx
 import orjson
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    Field,
+    FilePath,
+    SecretStr,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
 
 from gateway.errors import (
     UpstreamAuth,
@@ -22,7 +33,8 @@ from gateway.errors import (
     UpstreamUnavailable,
     error_for_status,
 )
-from gateway.providers._transport import StreamingTransport
+from gateway.providers._client import AiohttpTransport, ClientOptions, MalformedResponse
+from gateway.providers._sse import DEFAULT_MAX_EVENT_BYTES
 from gateway.providers.base import ProviderSettings
 from gateway.redaction import KEY_SHAPED
 
@@ -38,8 +50,11 @@ __all__ = [
     "translate_errors",
 ]
 
+MASK = "**********"  # how pydantic shows a SecretStr
 ERROR_BODY_LIMIT = 64 * 1024
 MESSAGE_LIMIT = 500
+
+log = logging.getLogger("gateway.upstream")
 
 
 class HTTPProviderConfig(ProviderSettings):
@@ -49,6 +64,13 @@ class HTTPProviderConfig(ProviderSettings):
     api_key: SecretStr | None = None
     api_key_env: str | None = None
     headers: dict[str, str] = Field(default_factory=dict)
+    # SPEC §5.1: the provider's own proxy (else HTTPS_PROXY/HTTP_PROXY/ALL_PROXY/NO_PROXY),
+    # private CAs added to the system's and certifi's roots, and a client certificate.
+    proxy: str | None = None
+    ca_file: FilePath | None = None
+    client_cert: FilePath | None = None
+    client_key: FilePath | None = None
+    max_event_bytes: int = Field(DEFAULT_MAX_EVENT_BYTES, ge=1024)
 
     @field_validator("base_url")
     @classmethod
@@ -57,6 +79,28 @@ class HTTPProviderConfig(ProviderSettings):
         if url.scheme not in ("http", "https") or not url.host:
             raise ValueError("must be an http:// or https:// URL")
         return value.rstrip("/")
+
+    @field_validator("proxy")
+    @classmethod
+    def _proxy_url(cls, value: str | None) -> str | None:
+        if value is not None:
+            url = httpx.URL(value)
+            if url.scheme not in ("http", "https") or not url.host:
+                raise ValueError("must be an http:// or https:// proxy URL")
+        return value
+
+    @field_serializer("proxy")
+    def _proxy_without_password(self, value: str | None) -> str | None:
+        # `gateway check-config` prints the configuration: a proxy's password stays hidden.
+        if value is None or not httpx.URL(value).password:
+            return value
+        return str(httpx.URL(value).copy_with(password=MASK))
+
+    @model_validator(mode="after")
+    def _cert_with_key(self) -> HTTPProviderConfig:
+        if self.client_key is not None and self.client_cert is None:
+            raise ValueError("client_key needs client_cert")
+        return self
 
     @model_validator(mode="before")
     @classmethod
@@ -84,12 +128,18 @@ class HTTPProviderConfig(ProviderSettings):
         return self.api_key.get_secret_value()
 
 
-def build_client(config: ProviderSettings, *, mockable: bool = False) -> httpx.AsyncClient:
-    """One pooled client per provider, built in the app's lifespan.
+def build_client(
+    config: ProviderSettings,
+    *,
+    mockable: bool = False,
+    socket_factory: Callable[[Any], Any] | None = None,
+) -> httpx.AsyncClient:
+    """One pooled client per provider, built in the app's lifespan (TLS set up here, once).
 
-    The read time-out starts as `first_token_timeout` (it covers the wait for the response
-    headers); `open_stream` lowers it to `idle_timeout` once the headers are in. `mockable`
-    selects httpx's stock transport, which respx can intercept (adapter unit tests).
+    The transport is aiohttp's (`_client.AiohttpTransport`); it reads the time-outs from
+    `config`, the read time-out being `first_token_timeout` until the response headers are
+    in and `idle_timeout` after. `mockable` selects httpx's stock transport, which respx can
+    intercept (adapter unit tests); `socket_factory` lets tests shape the upstream sockets.
     """
     timeout = httpx.Timeout(
         connect=config.connect_timeout,
@@ -97,39 +147,82 @@ def build_client(config: ProviderSettings, *, mockable: bool = False) -> httpx.A
         write=config.connect_timeout,
         pool=config.connect_timeout,
     )
+    if mockable:
+        return httpx.AsyncClient(timeout=timeout, follow_redirects=False, trust_env=False)
+    http = config if isinstance(config, HTTPProviderConfig) else None
+    options = ClientOptions(
+        max_connections=config.max_connections,
+        connect_timeout=config.connect_timeout,
+        headers_timeout=max(config.first_token_timeout, config.idle_timeout),
+        idle_timeout=config.idle_timeout,
+        proxy=http.proxy if http else None,
+        ssl_context=tls_context(http) if http else None,
+    )
     return httpx.AsyncClient(
         timeout=timeout,
-        transport=None if mockable else StreamingTransport(config.max_connections),
+        transport=AiohttpTransport(options, socket_factory=socket_factory),
         follow_redirects=False,
         trust_env=False,
     )
 
 
+def tls_context(config: HTTPProviderConfig) -> ssl.SSLContext:
+    """Verify against the system's roots and certifi's, plus SSL_CERT_FILE / SSL_CERT_DIR
+    and the provider's `ca_file` (private CAs are added, never a replacement)."""
+    context = ssl.create_default_context()  # the system's roots (OpenSSL's default paths)
+    context.load_verify_locations(cafile=certifi.where())
+    cert_file, cert_dir = os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR")
+    if cert_file and Path(cert_file).is_file():
+        context.load_verify_locations(cafile=cert_file)
+    if cert_dir and Path(cert_dir).is_dir():
+        context.load_verify_locations(capath=cert_dir)
+    if config.ca_file is not None:
+        context.load_verify_locations(cafile=config.ca_file)
+    if config.client_cert is not None:
+        context.load_cert_chain(config.client_cert, config.client_key)
+    return context
+
+
 @contextmanager
 def translate_errors() -> Iterator[None]:
-    """Turn httpx's exceptions into the gateway's, keeping the cause."""
+    """Turn httpx's exceptions into the gateway's, naming the upstream host and the reason.
+
+    The reason comes from the transport (refused, DNS, certificate not trusted, reset...);
+    it never holds a header, so never a key, and is sanitised all the same.
+    """
     try:
         yield
     except UpstreamError:
         raise
     except (httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
-        raise UpstreamTimeout("timed out connecting to the upstream") from exc
+        raise UpstreamTimeout(f"timed out connecting to the upstream {_host(exc)}") from exc
     except httpx.ReadTimeout as exc:
-        raise UpstreamTimeout("the upstream went silent (idle timeout)") from exc
+        raise UpstreamTimeout(f"the upstream {_host(exc)} went silent (idle timeout)") from exc
     except httpx.TimeoutException as exc:
-        raise UpstreamTimeout("timed out talking to the upstream") from exc
-    except httpx.ConnectError as exc:
-        raise UpstreamUnavailable("could not connect to the upstream") from exc
-    except httpx.DecodingError as exc:
-        raise UpstreamProtocolError("the upstream sent an undecodable body") from exc
+        raise UpstreamTimeout(f"timed out talking to the upstream {_host(exc)}") from exc
+    except (httpx.ConnectError, httpx.ProxyError) as exc:
+        message = f"could not connect to the upstream {_host(exc)}: {exc}"
+        raise UpstreamUnavailable(sanitise(message)) from exc
+    except (httpx.DecodingError, MalformedResponse) as exc:
+        message = f"the upstream {_host(exc)} sent an undecodable response: {exc}"
+        raise UpstreamProtocolError(sanitise(message)) from exc
     except httpx.HTTPError as exc:
-        raise UpstreamUnavailable(f"the upstream connection failed ({type(exc).__name__})") from exc
+        reason = str(exc) or type(exc).__name__
+        message = f"the connection to the upstream {_host(exc)} failed: {reason}"
+        raise UpstreamUnavailable(sanitise(message)) from exc
+
+
+def _host(exc: httpx.HTTPError) -> str:
+    try:
+        url = exc.request.url
+    except RuntimeError:  # an exception raised outside any request
+        return "(unknown host)"
+    return url.host if url.port is None else f"{url.host}:{url.port}"
 
 
 @asynccontextmanager
 async def open_stream(
     client: httpx.AsyncClient,
-    config: ProviderSettings,
     request: httpx.Request,
     *,
     content_type: str,
@@ -142,17 +235,24 @@ async def open_stream(
     with translate_errors():
         response = await client.send(request, stream=True)
         try:
+            if response.is_redirect:
+                raise _redirect_error(response)
             if not response.is_success:
                 raise await _status_error(response)
             if content_type not in response.headers.get("content-type", ""):
                 raise await _content_type_error(response)
-            # From here on, the read time-out is the silence allowed between body reads.
-            timeouts = response.request.extensions.get("timeout")
-            if isinstance(timeouts, dict):
-                timeouts["read"] = config.idle_timeout
             yield response
         finally:
             await response.aclose()
+
+
+def _redirect_error(response: httpx.Response) -> UpstreamError:
+    # Redirects are never followed: the request carries a key, and a configured base_url
+    # that redirects is a configuration to fix, not a hop to take silently.
+    return UpstreamProtocolError(
+        f"the upstream answered HTTP {response.status_code} (a redirect, which the gateway "
+        "does not follow: check the provider's base_url)"
+    )
 
 
 async def _read_bounded(response: httpx.Response) -> bytes:
@@ -254,6 +354,8 @@ def in_stream_error(body: Any, kind: object = None) -> UpstreamError:
     if kind is None and isinstance(error, dict):
         kind = error.get("type") or error.get("status") or error.get("code")
     label = str(kind or "").lower()
+    if "overloaded" in label:  # Anthropic's overloaded_error: its clients get their 529
+        return error_for_status(529, message)
     if any(word in label for word in _RATE_LIMITED):
         return error_for_status(429, message)
     if any(word in label for word in _REJECTED):
@@ -279,12 +381,17 @@ async def drain_after_end(chunks: AsyncIterator[bytes]) -> None:
     """Read what follows the terminal event (normally just the body's end), briefly.
 
     Reading to the end lets the connection go back to the pool instead of being closed; the
-    bound keeps a server that holds the connection open from delaying the client's end.
+    bound keeps a server that holds the connection open from delaying the client's end. The
+    answer is complete: a connection that breaks now is not an error (SPEC §5.1).
     """
-    with suppress(TimeoutError):
+    try:
         async with asyncio.timeout(DRAIN_AFTER_END_S):
             async for _ in chunks:
                 pass
+    except TimeoutError:
+        pass
+    except (httpx.HTTPError, UpstreamError) as exc:
+        log.debug("upstream connection broke after the end of the answer: %s", exc)
 
 
 DRAIN_AFTER_END_S = 0.25

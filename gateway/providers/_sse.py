@@ -7,6 +7,10 @@ bytes CR, LF and CRLF (a CRLF may be split across reads), never decodes a partia
 sequence, strips one leading BOM, ignores comments, and dispatches only on a blank line. It is
 linear in the input however it is chunked.
 
+Memory is bounded: an unfinished line, or one event's data, over `max_event_bytes` raises
+`UpstreamProtocolError` as soon as the read that crosses the bound arrives (a hostile or broken
+upstream cannot make the gateway hold a 64 MiB line, nor wait for its end).
+
 One deliberate departure: an `error:` field, which old llama.cpp servers sent for mid-stream
 failures and which the spec would ignore, is dispatched as an `error` event so that a failure
 is never mistaken for a clean finish.
@@ -16,9 +20,18 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-__all__ = ["SSEDecoder", "SSEEvent"]
+from gateway.errors import UpstreamProtocolError
+
+__all__ = ["DEFAULT_MAX_EVENT_BYTES", "SSEDecoder", "SSEEvent", "event_too_large"]
 
 _BOM = b"\xef\xbb\xbf"
+DEFAULT_MAX_EVENT_BYTES = 1024 * 1024
+
+
+def event_too_large(limit: int) -> UpstreamProtocolError:
+    return UpstreamProtocolError(
+        f"the upstream sent an event or line over max_event_bytes ({limit} bytes)"
+    )
 
 
 class SSEEvent(NamedTuple):
@@ -27,18 +40,35 @@ class SSEEvent(NamedTuple):
 
 
 class SSEDecoder:
-    __slots__ = ("_data", "_event", "_skip_lf", "_started", "_tail")
+    __slots__ = (
+        "_data",
+        "_event",
+        "_limit",
+        "_overflow",
+        "_size",
+        "_skip_lf",
+        "_started",
+        "_tail",
+    )
 
-    def __init__(self) -> None:
+    def __init__(self, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> None:
         self._tail = bytearray()
         self._skip_lf = False
         self._started = False
         self._data: list[bytes] = []
+        self._size = 0  # bytes of data in the event being built
         self._event = ""
+        self._limit = max_event_bytes
+        self._overflow = False
 
     def feed(self, chunk: bytes) -> list[SSEEvent]:
         """Take one network read; return the events it completes, in order."""
-        if self._skip_lf and chunk[:1] == b"\n":
+        if self._overflow:
+            raise event_too_large(self._limit)
+        if not chunk:
+            # An empty read says nothing about a pending CRLF: keep waiting for its LF.
+            return []
+        if self._skip_lf and chunk[0] == 0x0A:
             chunk = chunk[1:]
         self._skip_lf = False
         if b"\r" in chunk:
@@ -48,6 +78,8 @@ class SSEDecoder:
             chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
         if b"\n" not in chunk:
             self._tail += chunk
+            if len(self._tail) > self._limit:
+                raise event_too_large(self._limit)
             return []
         lines = chunk.split(b"\n")
         if self._tail:
@@ -56,6 +88,10 @@ class SSEDecoder:
         events: list[SSEEvent] = []
         for line in lines:
             self._line(line, events)
+        if len(self._tail) > self._limit:
+            if not events:
+                raise event_too_large(self._limit)
+            self._overflow = True  # hand out the events this read completed; fail next time
         return events
 
     def _line(self, line: bytes, events: list[SSEEvent]) -> None:
@@ -67,6 +103,7 @@ class SSEDecoder:
             if self._data:
                 events.append(SSEEvent(self._event or "message", b"\n".join(self._data)))
                 self._data = []
+                self._size = 0
             self._event = ""
             return
         if line[0] == 0x3A:  # ":" opens a comment (keep-alives such as ": ping")
@@ -75,6 +112,9 @@ class SSEDecoder:
         if value[:1] == b" ":
             value = value[1:]
         if field == b"data":
+            self._size += len(value)
+            if self._size > self._limit:
+                raise event_too_large(self._limit)
             self._data.append(value)
         elif field == b"event":
             self._event = value.decode("utf-8", "replace")

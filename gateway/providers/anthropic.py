@@ -22,6 +22,7 @@ from gateway.providers._http import (
     open_stream,
     parse_event,
 )
+from gateway.providers._shapes import count, obj, object_at, text
 from gateway.providers._sse import SSEDecoder
 from gateway.providers.base import ChatRequest, StreamOutcome, Usage
 
@@ -48,23 +49,21 @@ class AnthropicProvider:
             "anthropic-version": API_VERSION,
             "Accept": "text/event-stream",
             "Accept-Encoding": "identity",
+            **request.anthropic_headers,
             **self.config.headers,
         }
         return self._client.build_request("POST", self._url, json=_body(request), headers=headers)
 
     async def stream(self, request: ChatRequest, outcome: StreamOutcome) -> AsyncIterator[str]:
         http_request = self.build_request(request)
-        async with open_stream(
-            self._client, self.config, http_request, content_type="event-stream"
-        ) as response:
-            decoder = SSEDecoder()
+        async with open_stream(self._client, http_request, content_type="event-stream") as response:
+            decoder = SSEDecoder(self.config.max_event_bytes)
             chunks = response.aiter_bytes()
             async for chunk in chunks:
                 for event in decoder.feed(chunk):
                     if event.event == "content_block_delta":
-                        delta = parse_event(event.data).get("delta") or {}
-                        if delta.get("type") == "text_delta" and delta.get("text"):
-                            yield delta["text"]
+                        if delta := _text_delta(parse_event(event.data)):
+                            yield delta
                     elif event.event == "message_stop":
                         await drain_after_end(chunks)
                         return
@@ -93,24 +92,34 @@ def _body(request: ChatRequest) -> dict[str, Any]:
         body["top_p"] = request.top_p
     if request.stop:
         body["stop_sequences"] = list(request.stop)
+    body.update(request.anthropic_params)
     body.update(request.extra)
     return body
 
 
+def _text_delta(data: Any) -> str | None:
+    delta = obj(object_at(data, "a content_block_delta event"), "delta")
+    if delta.get("type") == "text_delta":
+        return text(delta, "text")
+    return None  # thinking, signature, tool input, citations: not answer text
+
+
 def _progress(kind: str, data: Any, outcome: StreamOutcome) -> None:
+    event = object_at(data, f"a {kind} event")
     if kind == "message_start":
-        message = data.get("message") or {}
-        outcome.model = message.get("model")
-        usage = message.get("usage") or {}
-        outcome.usage = Usage(usage.get("input_tokens"), usage.get("output_tokens"))
+        message = obj(event, "message")
+        outcome.model = text(message, "model")
+        usage = obj(message, "usage")
+        outcome.usage = Usage(count(usage, "input_tokens"), count(usage, "output_tokens"))
         return
-    stop_reason = (data.get("delta") or {}).get("stop_reason")
+    stop_reason = text(obj(event, "delta"), "stop_reason")
     if stop_reason:
         outcome.finish_reason = stop_reason
-    usage = data.get("usage") or {}
+    usage = obj(event, "usage")
     current = outcome.usage or Usage()
     # message_delta usage is cumulative: take the latest values, never add them up.
+    prompt, completion = count(usage, "input_tokens"), count(usage, "output_tokens")
     outcome.usage = Usage(
-        usage.get("input_tokens", current.prompt_tokens),
-        usage.get("output_tokens", current.completion_tokens),
+        current.prompt_tokens if prompt is None else prompt,
+        current.completion_tokens if completion is None else completion,
     )

@@ -62,6 +62,10 @@ class ChatRequest:
     # OpenAI sampling parameters sent by /v1 clients (seed, penalties, reasoning_effort…):
     # only the OpenAI-compatible adapter understands them; the other dialects ignore them.
     openai_params: Mapping[str, Any] = field(default_factory=dict)
+    # What /v1/messages clients send for Anthropic alone (top_k, metadata, service_tier) and
+    # their anthropic-version / anthropic-beta headers: only the Anthropic adapter uses them.
+    anthropic_params: Mapping[str, Any] = field(default_factory=dict)
+    anthropic_headers: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(slots=True)

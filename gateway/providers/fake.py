@@ -8,6 +8,10 @@ real adapters raise, so every failure path of the relay can be exercised locally
     params = { fail_status = 503 }          # fail before the first chunk, as an upstream 503
     # params = { fail_after_chunks = 5 }    # break the stream after 5 chunks
     # params = { first_chunk_delay_ms = 2000 }
+    # params = { fail_status = 429, retry_after_s = 5 }   # the failure carries Retry-After
+
+Like a real model it honours `max_tokens`, one chunk counting as one token: the answer stops
+there with finish reason "length".
 """
 
 from __future__ import annotations
@@ -80,18 +84,22 @@ class FakeProvider:
         if faults.first_chunk_delay_ms:
             await asyncio.sleep(faults.first_chunk_delay_ms / 1000)
         if faults.fail_status is not None:
-            raise error_for_status(
+            error = error_for_status(
                 faults.fail_status, f"scripted failure: HTTP {faults.fail_status}"
             )
-        for index, chunk in enumerate(self._chunks):
+            error.retry_after = faults.retry_after_s
+            raise error
+        limit = request.max_tokens if request.max_tokens is not None else len(self._chunks)
+        chunks = self._chunks[:limit]
+        for index, chunk in enumerate(chunks):
             await self._pace(index)
             if faults.fail_after_chunks is not None and index >= faults.fail_after_chunks:
                 raise UpstreamUnavailable("scripted failure: the stream broke")
             yield chunk
-        outcome.finish_reason = "stop"
+        outcome.finish_reason = "length" if len(chunks) < len(self._chunks) else "stop"
         outcome.usage = Usage(
             prompt_tokens=sum(len(m.content.split()) for m in request.messages),
-            completion_tokens=len(self._chunks),
+            completion_tokens=len(chunks),
         )
 
     async def aclose(self) -> None:
@@ -106,6 +114,7 @@ class FakeFaults(BaseModel):
     fail_status: int | None = Field(None, ge=400, le=599)
     fail_after_chunks: int | None = Field(None, ge=0)
     first_chunk_delay_ms: float = Field(0, ge=0)
+    retry_after_s: float | None = Field(None, ge=0)  # sent as Retry-After with fail_status
 
 
 NO_FAULTS = FakeFaults()

@@ -4,7 +4,9 @@ Each event is a whole `GenerateContentResponse`: the text is the first candidate
 (parts with `thought: true` are reasoning, not answer text). There is no end sentinel: the
 stream is complete when a chunk carried `finishReason` (or the prompt was blocked, which comes
 as `promptFeedback.blockReason` with no candidates). `usageMetadata` may appear on any chunk;
-the last one wins. Errors inside the stream come as `{"error": {code, message, status}}`.
+the last one wins. The chunk that carries both a finish and the usage is Gemini's last: once it
+is in, the answer is whole, and a connection that breaks afterwards is not an error. Errors
+inside the stream come as `{"error": {code, message, status}}`.
 """
 
 from __future__ import annotations
@@ -18,10 +20,12 @@ import httpx
 from gateway.errors import UpstreamProtocolError
 from gateway.providers._http import (
     HTTPProviderConfig,
+    drain_after_end,
     in_stream_error,
     open_stream,
     parse_event,
 )
+from gateway.providers._shapes import count, items, obj, object_at, text
 from gateway.providers._sse import SSEDecoder
 from gateway.providers.base import ChatRequest, StreamOutcome, Usage
 
@@ -53,14 +57,17 @@ class GeminiProvider:
 
     async def stream(self, request: ChatRequest, outcome: StreamOutcome) -> AsyncIterator[str]:
         http_request = self.build_request(request)
-        async with open_stream(
-            self._client, self.config, http_request, content_type="event-stream"
-        ) as response:
-            decoder = SSEDecoder()
-            async for chunk in response.aiter_bytes():
+        async with open_stream(self._client, http_request, content_type="event-stream") as response:
+            decoder = SSEDecoder(self.config.max_event_bytes)
+            chunks = response.aiter_bytes()
+            async for chunk in chunks:
                 for event in decoder.feed(chunk):
-                    for text in _texts(parse_event(event.data), outcome):
-                        yield text
+                    texts, last = _texts(parse_event(event.data), outcome)
+                    for delta in texts:
+                        yield delta
+                    if last:
+                        await drain_after_end(chunks)
+                        return
             if outcome.finish_reason is None:
                 raise UpstreamProtocolError("the upstream stream ended without a finishReason")
 
@@ -93,23 +100,29 @@ def _body(request: ChatRequest) -> dict[str, Any]:
     return body
 
 
-def _texts(chunk: Any, outcome: StreamOutcome) -> list[str]:
-    if not isinstance(chunk, dict):
-        raise UpstreamProtocolError("the upstream sent a chunk that is not a JSON object")
+def _texts(data: Any, outcome: StreamOutcome) -> tuple[list[str], bool]:
+    """The chunk's answer text, and whether it was the last chunk (finish and usage)."""
+    chunk = object_at(data, "a chunk")
     if chunk.get("error"):
         raise in_stream_error(chunk)
-    if usage := chunk.get("usageMetadata"):
-        outcome.usage = Usage(usage.get("promptTokenCount"), usage.get("candidatesTokenCount"))
-    if version := chunk.get("modelVersion"):
+    usage = obj(chunk, "usageMetadata")
+    if usage:
+        prompt = count(usage, "promptTokenCount")
+        outcome.usage = Usage(prompt, count(usage, "candidatesTokenCount"))
+    if version := text(chunk, "modelVersion"):
         outcome.model = version
-    blocked = (chunk.get("promptFeedback") or {}).get("blockReason")
-    if blocked:
+    if blocked := text(obj(chunk, "promptFeedback"), "blockReason"):
         outcome.finish_reason = f"blocked:{blocked}"
-    candidates = chunk.get("candidates") or ()
+    candidates = items(chunk, "candidates")
     if not candidates:
-        return []
-    candidate = candidates[0]
-    if finish := candidate.get("finishReason"):
+        return [], bool(blocked and usage)
+    candidate = object_at(candidates[0], "a candidate")
+    finish = text(candidate, "finishReason")
+    if finish:
         outcome.finish_reason = finish
-    parts = (candidate.get("content") or {}).get("parts") or ()
-    return [p["text"] for p in parts if p.get("text") and not p.get("thought")]
+    texts: list[str] = []
+    for part in items(obj(candidate, "content"), "parts"):
+        part = object_at(part, "a part")
+        if (value := text(part, "text")) and not part.get("thought"):
+            texts.append(value)
+    return texts, bool(finish and usage)

@@ -21,6 +21,7 @@ from gateway.providers._http import (
     parse_event,
 )
 from gateway.providers._ndjson import NDJSONDecoder
+from gateway.providers._shapes import count, obj, object_at, text
 from gateway.providers.base import ChatRequest, StreamOutcome, Usage
 
 __all__ = ["OllamaConfig", "OllamaProvider"]
@@ -46,25 +47,29 @@ class OllamaProvider:
 
     async def stream(self, request: ChatRequest, outcome: StreamOutcome) -> AsyncIterator[str]:
         http_request = self.build_request(request)
-        async with open_stream(
-            self._client, self.config, http_request, content_type="json"
-        ) as response:
-            decoder = NDJSONDecoder()
+        async with open_stream(self._client, http_request, content_type="json") as response:
+            decoder = NDJSONDecoder(self.config.max_event_bytes)
             chunks = response.aiter_bytes()
-            async for chunk in chunks:
-                for line in decoder.feed(chunk):
-                    text, done = _line(parse_event(line), outcome)
-                    if text:
-                        yield text
-                    if done:
-                        await drain_after_end(chunks)
-                        return
+            broken: httpx.TransportError | None = None
+            try:
+                async for chunk in chunks:
+                    for line in decoder.feed(chunk):
+                        text, done = _line(parse_event(line), outcome)
+                        if text:
+                            yield text
+                        if done:
+                            await drain_after_end(chunks)
+                            return
+            except httpx.TransportError as exc:
+                broken = exc  # the last line needs no newline: it may have said done
             for line in decoder.close():
-                text, done = _line(parse_event(line), outcome)
+                text, done = _last_line(line, outcome, broken)
                 if text:
                     yield text
                 if done:
                     return
+            if broken is not None:
+                raise broken
             raise UpstreamProtocolError("the upstream stream ended before done: true")
 
     async def aclose(self) -> None:
@@ -93,15 +98,28 @@ def _body(request: ChatRequest) -> dict[str, Any]:
     return body
 
 
+def _last_line(
+    line: bytes, outcome: StreamOutcome, broken: httpx.TransportError | None
+) -> tuple[str, bool]:
+    """The unterminated last line. After a broken connection, a line that does not parse
+    was cut by the break, and the break is what to report."""
+    try:
+        data = parse_event(line)
+    except UpstreamProtocolError:
+        if broken is not None:
+            raise broken from None
+        raise
+    return _line(data, outcome)
+
+
 def _line(data: Any, outcome: StreamOutcome) -> tuple[str, bool]:
-    if not isinstance(data, dict):
-        raise UpstreamProtocolError("the upstream sent a line that is not a JSON object")
-    if data.get("error"):
-        raise in_stream_error(data)
-    text = (data.get("message") or {}).get("content") or ""
-    if not data.get("done"):
-        return text, False
-    outcome.finish_reason = data.get("done_reason") or "stop"
-    outcome.model = data.get("model")
-    outcome.usage = Usage(data.get("prompt_eval_count"), data.get("eval_count"))
-    return text, True
+    line = object_at(data, "a line")
+    if line.get("error"):
+        raise in_stream_error(line)
+    content = text(obj(line, "message"), "content") or ""
+    if not line.get("done"):
+        return content, False
+    outcome.finish_reason = text(line, "done_reason") or "stop"
+    outcome.model = text(line, "model")
+    outcome.usage = Usage(count(line, "prompt_eval_count"), count(line, "eval_count"))
+    return content, True

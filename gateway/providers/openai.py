@@ -28,6 +28,7 @@ from gateway.providers._http import (
     parse_event,
     sanitise,
 )
+from gateway.providers._shapes import count, items, obj, object_at, text, wrong_shape
 from gateway.providers._sse import SSEDecoder
 from gateway.providers.base import ChatRequest, StreamOutcome, Usage
 
@@ -54,10 +55,8 @@ class OpenAIProvider:
 
     async def stream(self, request: ChatRequest, outcome: StreamOutcome) -> AsyncIterator[str]:
         http_request = self.build_request(request)
-        async with open_stream(
-            self._client, self.config, http_request, content_type="event-stream"
-        ) as response:
-            decoder = SSEDecoder()
+        async with open_stream(self._client, http_request, content_type="event-stream") as response:
+            decoder = SSEDecoder(self.config.max_event_bytes)
             chunks = response.aiter_bytes()
             async for chunk in chunks:
                 for event in decoder.feed(chunk):
@@ -96,22 +95,22 @@ def _body(request: ChatRequest) -> dict[str, Any]:
     return body
 
 
-def _deltas(chunk: Any, outcome: StreamOutcome) -> list[str]:
-    if not isinstance(chunk, dict):
-        raise UpstreamProtocolError("the upstream sent a chunk that is not a JSON object")
+def _deltas(data: Any, outcome: StreamOutcome) -> list[str]:
+    chunk = object_at(data, "a chunk")
     if chunk.get("error"):
         raise in_stream_error(chunk)
     _usage(chunk, outcome)
-    if "model" in chunk and outcome.model is None:
-        outcome.model = chunk["model"]
+    if outcome.model is None:
+        outcome.model = text(chunk, "model")
     texts: list[str] = []
-    for choice in chunk.get("choices") or ():
+    for choice in items(chunk, "choices"):
+        choice = object_at(choice, "a choice")
         if choice.get("index", 0) != 0:
             continue
-        delta = choice.get("delta") or {}
-        _texts(delta.get("content"), texts)
-        _texts(delta.get("refusal"), texts)
-        finish = choice.get("finish_reason")
+        delta = obj(choice, "delta")
+        _texts(delta, "content", texts)
+        _texts(delta, "refusal", texts)
+        finish = text(choice, "finish_reason")
         if finish == "error":
             raise UpstreamUnavailable(sanitise("the upstream stopped with finish_reason error"))
         if finish:
@@ -119,22 +118,25 @@ def _deltas(chunk: Any, outcome: StreamOutcome) -> list[str]:
     return texts
 
 
-def _texts(content: Any, into: list[str]) -> None:
+def _texts(delta: dict[str, Any], key: str, into: list[str]) -> None:
+    content = delta.get(key)
     if isinstance(content, str):
         if content:
             into.append(content)
     elif isinstance(content, list):  # Mistral: typed parts; only "text" parts are answer text
         for part in content:
-            if isinstance(part, dict) and part.get("type") == "text" and part.get("text"):
-                into.append(part["text"])
+            part = object_at(part, "a content part")
+            if part.get("type") == "text" and (value := text(part, "text")):
+                into.append(value)
+    elif content is not None:
+        raise wrong_shape(key, "text", content)
 
 
 def _usage(chunk: dict[str, Any], outcome: StreamOutcome) -> None:
-    usage = chunk.get("usage")
-    x_groq = chunk.get("x_groq")
-    if isinstance(x_groq, dict):
-        if x_groq.get("error"):  # Groq: "why the stream was stopped early"
-            raise UpstreamUnavailable(sanitise(str(x_groq["error"])))
-        usage = usage or x_groq.get("usage")
-    if isinstance(usage, dict):
-        outcome.usage = Usage(usage.get("prompt_tokens"), usage.get("completion_tokens"))
+    usage = obj(chunk, "usage")
+    x_groq = obj(chunk, "x_groq")
+    if x_groq.get("error"):  # Groq: "why the stream was stopped early"
+        raise UpstreamUnavailable(sanitise(str(x_groq["error"])))
+    usage = usage or obj(x_groq, "usage")
+    if usage:
+        outcome.usage = Usage(count(usage, "prompt_tokens"), count(usage, "completion_tokens"))

@@ -9,8 +9,9 @@ import httpx
 import orjson
 import pytest
 
-from gateway.providers.fake import load_story
+from gateway.providers.fake import FakeConfig, load_story
 from tests.conftest import FAST_FAKE, app_client, settings_from
+from tests.e2e.conftest import CountingFake
 
 STORY = load_story(None)
 
@@ -283,17 +284,21 @@ async def test_ndjson_lines_and_done(client: httpx.AsyncClient) -> None:
 
 
 @pytest.mark.parametrize("method", ["GET", "POST"])
-async def test_last_event_id_reconnection_gets_204_and_no_generation(
-    client: httpx.AsyncClient, method: str
-) -> None:
-    response = await client.request(
-        method,
-        "/stream?format=sse&prompt=a" if method == "GET" else "/stream?format=sse",
-        headers={"Last-Event-ID": "abc_DEF-123:41"},
-        **({"json": {"prompt": "a"}} if method == "POST" else {}),
-    )
-    assert response.status_code == 204
-    assert response.content == b""
+async def test_last_event_id_reconnection_gets_204_and_no_generation(method: str) -> None:
+    fake = CountingFake(FakeConfig(chunk_delay_ms=0))
+    async with app_client(settings_from(FAST_FAKE), {"fake": fake}) as (client, _):
+        response = await client.request(
+            method,
+            "/stream?format=sse&prompt=a" if method == "GET" else "/stream?format=sse",
+            headers={"Last-Event-ID": "abc_DEF-123:41"},
+            **({"json": {"prompt": "a"}} if method == "POST" else {}),
+        )
+        assert response.status_code == 204
+        assert response.content == b""
+        assert fake.calls == 0  # nobody pays twice
+        fresh = await client.get("/stream?format=sse&prompt=a")  # the counter counts
+        assert fresh.status_code == 200
+        assert fake.calls == 1
 
 
 @pytest.mark.parametrize("value", ["nocolon", ":1", "abc:", "a b:1", "abc:1x", "a" * 130 + ":1"])

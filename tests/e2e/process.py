@@ -19,10 +19,19 @@ class GatewayProcess:
     process: asyncio.subprocess.Process
     url: str = ""
     log: list[str] = field(default_factory=list)
+    logged: asyncio.Event = field(default_factory=asyncio.Event)  # set at every new line
 
     async def exit_code(self) -> int:
         async with asyncio.timeout(GUARD_S):
             return await self.process.wait()
+
+    async def wait_for_log(self, text: str, count: int = 1) -> None:
+        """Wait until `count` log lines contain `text` (the process's own word that it got
+        somewhere: a signal handled, a state reached)."""
+        async with asyncio.timeout(GUARD_S):
+            while sum(text in line for line in self.log) < count:
+                self.logged.clear()
+                await self.logged.wait()
 
 
 @asynccontextmanager
@@ -61,6 +70,7 @@ async def _read_log(gateway: GatewayProcess, started: asyncio.Event, workers: in
     async for raw in gateway.process.stdout:
         line = raw.decode(errors="replace").rstrip()
         gateway.log.append(line)
+        gateway.logged.set()
         if match := _RUNNING.search(line):
             gateway.url = match.group(1)
         ready += "Application startup complete" in line

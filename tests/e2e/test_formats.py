@@ -32,7 +32,16 @@ async def test_sse_parsed_by_httpx_sse_reproduces_the_text_and_done() -> None:
     stream_id = ids[0].split(":")[0]
     assert ids == [f"{stream_id}:{n}" for n in range(len(events))]
     assert done.event == "done"
-    assert json.loads(done.data)["finish_reason"] == "stop"
+    assert json.loads(done.data) == {
+        "finish_reason": "stop",
+        "usage": {
+            "prompt_tokens": 1,
+            "completion_tokens": len(STORY),
+            "total_tokens": len(STORY) + 1,
+        },
+        "model": "story",
+        "provider": "fake",
+    }
 
 
 async def test_sse_error_event_parsed_by_httpx_sse() -> None:
@@ -56,10 +65,12 @@ async def test_ndjson_read_line_by_line_reproduces_the_text() -> None:
             lines = [json.loads(line) async for line in response.aiter_lines() if line]
     *deltas, done = lines
     assert "".join(d["text"] for d in deltas) == STORY
+    # The fake reports one prompt token per word and one completion token per chunk.
+    usage = {"prompt_tokens": 1, "completion_tokens": len(STORY), "total_tokens": len(STORY) + 1}
     assert done == {
         "done": True,
         "finish_reason": "stop",
-        "usage": done["usage"],
+        "usage": usage,
         "model": "story",
         "provider": "fake",
     }

@@ -100,7 +100,15 @@ async def test_metrics_and_logs_follow_every_ending(
     found = samples(text)
     requests = "gateway_requests_total"
     assert (
-        value(found, requests, route="/stream", model="story", provider="fake", outcome="complete")
+        value(
+            found,
+            requests,
+            route="/stream",
+            model="story",
+            provider="fake",
+            outcome="complete",
+            type="",
+        )
         == 2
     )
     assert (
@@ -111,11 +119,14 @@ async def test_metrics_and_logs_follow_every_ending(
             model="flaky",
             provider="fake",
             outcome="upstream_error",
+            type="upstream_unavailable",
         )
         == 1
     )
-    assert value(found, requests, route="/stream", model="", provider="", outcome="timeout") == 1
-    assert value(found, requests, route="/stream", model="", provider="", outcome="rejected") == 1
+    rejected = {"route": "/stream", "model": "", "provider": ""}
+    assert value(found, requests, **rejected, outcome="timeout", type="upstream_timeout") == 1
+    assert value(found, requests, **rejected, outcome="rejected", type="unknown_model") == 1
+    assert not [name for name, _ in found if name.endswith("_created")]
     errors = "gateway_upstream_errors_total"
     assert value(found, errors, provider="fake", type="upstream_unavailable") == 2
     assert value(found, errors, provider="slowfake", type="upstream_timeout") == 1
@@ -152,7 +163,15 @@ async def test_metrics_and_logs_follow_every_ending(
     assert by_outcome["timeout"]["status"] == 504
     assert by_outcome["timeout"]["error_type"] == "upstream_timeout"
     assert by_outcome["upstream_error"]["error_type"] == "upstream_unavailable"
-    assert any(line["message"] == "stream admitted" for line in json_logs)
+    started = [line for line in json_logs if line["message"] == "stream started"]
+    # Only the streams that started: not the time-out, the 502 or the unknown model.
+    assert [(line["model"], line["provider"]) for line in started] == [
+        ("story", "fake"),
+        ("flaky", "fake"),
+        ("story", "fake"),  # "rescued", served by its fallback
+    ]
+    assert by_outcome["rejected"]["requested_model"] == "nope"
+    assert complete["requested_model"] is None
 
 
 async def test_abandoned_stream_is_counted_and_logged(
@@ -228,6 +247,19 @@ async def test_multi_worker_metrics_count_every_request(tmp_path: Path) -> None:
                 model="story",
                 provider="fake",
                 outcome="complete",
+                type="",
             )
             == 6
         )
+
+
+def test_text_logs_show_usage_as_json(capsys: pytest.CaptureFixture[str]) -> None:
+    configure_logging("info", "text", [])
+    try:
+        fields = {"route": "/stream", "usage": {"prompt_tokens": 1, "completion_tokens": 2}}
+        logging.getLogger("gateway.access").info("request", extra={"fields": fields})
+    finally:
+        for handler in list(logging.getLogger().handlers):
+            logging.getLogger().removeHandler(handler)
+    line = capsys.readouterr().err.strip()
+    assert line.endswith('route=/stream usage={"prompt_tokens":1,"completion_tokens":2}')

@@ -71,14 +71,16 @@ async def test_sdk_streaming_without_usage_has_no_usage_chunk(sdk: openai.AsyncO
         stream=True,  # type: ignore[arg-type]
     )
     chunks = [chunk async for chunk in stream]
-    assert all(c.choices for c in chunks)
+    assert "".join(c.choices[0].delta.content or "" for c in chunks) == STORY
+    assert chunks[-1].choices[0].finish_reason == "stop"
+    assert [c.usage for c in chunks] == [None] * len(chunks)  # no usage chunk, no usage
 
 
 async def test_sdk_non_streaming(sdk: openai.AsyncOpenAI) -> None:
     completion = await sdk.chat.completions.create(
         model="story",
         messages=MESSAGES,
-        max_completion_tokens=50,
+        max_completion_tokens=500,  # more than the story: it ends on its own
         seed=1,  # type: ignore[arg-type]
     )
     assert completion.choices[0].message.content == STORY

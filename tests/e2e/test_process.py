@@ -14,6 +14,7 @@ import pytest
 from gateway.providers.fake import load_story
 from tests.conftest import CANARY_KEY, write_config
 from tests.e2e.process import gateway_process
+from tests.e2e.servers import Gate, Reply, UpstreamStub, serve
 
 pytestmark = pytest.mark.e2e
 
@@ -62,18 +63,51 @@ async def test_stream_cli_reports_errors_and_truncation(tmp_path: Path) -> None:
             assert message in err
 
 
-async def test_sigterm_lets_an_in_flight_stream_finish(tmp_path: Path) -> None:
-    async with (
-        gateway_process(config=config(tmp_path, 5, 30)) as gateway,
-        httpx.AsyncClient(base_url=gateway.url) as http,
-        http.stream("GET", "/stream", params={"prompt": "hi"}) as response,
-    ):
-        reads = response.aiter_text()
-        received = await anext(reads)
-        gateway.process.send_signal(signal.SIGTERM)
-        received += "".join([text async for text in reads])
-        assert received == STORY
-    assert await gateway.exit_code() in EXITED_ON_SIGTERM
+def chunk(text: str) -> bytes:
+    """One OpenAI chat.completion.chunk SSE event carrying `text`."""
+    event = {"choices": [{"index": 0, "delta": {"content": text}, "finish_reason": None}]}
+    return f"data: {json.dumps(event)}\n\n".encode()
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+async def test_sigterm_keeps_listening_with_503_while_in_flight_streams_finish(
+    tmp_path: Path, workers: str
+) -> None:
+    gate = Gate()
+    end = b'data: {"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}\n\ndata: [DONE]\n\n'
+    stub = UpstreamStub(Reply(body=[chunk("first "), gate, chunk("last"), end]))
+    async with serve(stub) as upstream:
+        extra = f"[providers.stub]\ntype='openai'\nbase_url='{upstream}'\napi_key='test'\n"
+        path = config(tmp_path, 0, 30, extra)
+        async with (
+            gateway_process("--workers", workers, config=path) as gateway,
+            httpx.AsyncClient(base_url=gateway.url) as http,
+            http.stream("GET", "/stream", params={"prompt": "a", "model": "stub/m"}) as response,
+        ):
+            reads = response.aiter_text()
+            received = await anext(reads)
+            gateway.process.send_signal(signal.SIGTERM)
+            await gateway.wait_for_log("draining:", count=int(workers))
+            if workers == "2":
+                # The worker without a stream drains at once and exits; a connection it
+                # accepted in its last moment would be closed unanswered, so wait until it
+                # is gone: from then on the draining worker accepts every connection.
+                await gateway.wait_for_log("Finished server process")
+            # New connections are still accepted, and answered: the replica is leaving.
+            async with httpx.AsyncClient(base_url=gateway.url) as late:
+                ready = await late.get("/readyz")
+                refused = await late.get("/stream", params={"prompt": "a"})
+                alive = await late.get("/healthz")
+            assert ready.status_code == 503
+            assert refused.status_code == 503
+            assert refused.json()["error"]["type"] == "unavailable"
+            assert alive.status_code == 200
+            assert gateway.process.returncode is None
+            gate.open()
+            received += "".join([text async for text in reads])
+        assert received == "first last"
+        assert await gateway.exit_code() in EXITED_ON_SIGTERM
+    assert "drained: stopping the server" in "\n".join(gateway.log)
 
 
 async def test_sigterm_ends_streams_in_band_when_the_grace_runs_out(tmp_path: Path) -> None:
@@ -100,14 +134,14 @@ async def test_invalid_config_fails_at_start_up_with_a_message(tmp_path: Path) -
     assert f"{bad}: providers.fake.chunk_dealy_ms: Extra inputs are not permitted" in err.decode()
 
 
-async def test_missing_provider_key_is_a_clear_502_and_never_logged(
+async def test_missing_provider_key_is_a_clear_404_and_never_logged(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     extra = "[models.gpt]\nprovider='openai'\n"
     async with gateway_process(config=config(tmp_path, 0, 5, extra)) as gateway:
         async with httpx.AsyncClient(base_url=gateway.url) as http:
             response = await http.post("/stream", json={"prompt": "a", "model": "gpt"})
-    assert response.status_code == 502
-    assert response.json()["error"]["type"] == "upstream_auth"
+    assert response.status_code == 404
+    assert response.json()["error"]["type"] == "model_unavailable"
     assert "OPENAI_API_KEY" in response.json()["error"]["message"]
     assert CANARY_KEY not in "\n".join(gateway.log)

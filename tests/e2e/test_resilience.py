@@ -9,11 +9,14 @@ import httpx
 import pytest
 
 from gateway.app import create_app
+from gateway.providers.fake import FakeConfig, load_story, split_chunks
 from tests.conftest import CANARY_KEY, settings_from
-from tests.e2e.conftest import wait_for
+from tests.e2e.conftest import CountingFake, wait_for
 from tests.e2e.servers import Gate, Reply, UpstreamStub, serve
 
 pytestmark = pytest.mark.e2e
+
+STORY = load_story(None)
 
 
 def event(text: str) -> bytes:
@@ -72,6 +75,27 @@ async def test_fallback_to_another_upstream_names_the_entry_that_served() -> Non
     assert response.headers["x-gateway-model"] == "backup"
     assert response.headers["x-gateway-provider"] == "b"
     assert len(broken.seen) == len(healthy.seen) == 1
+
+
+async def test_failure_after_the_first_delta_does_not_switch_to_the_fallback() -> None:
+    fake = CountingFake(FakeConfig(chunk_delay_ms=0))
+    settings = settings_from(
+        "[providers.fake]\ntype='fake'\nchunk_delay_ms=0\n"
+        "[models.flaky]\nprovider='fake'\nparams={fail_after_chunks=3}\nfallbacks=['story']\n"
+    )
+    async with (
+        serve(create_app(settings, {"fake": fake})) as url,
+        httpx.AsyncClient(base_url=url) as http,
+    ):
+        response = await http.get(
+            "/stream", params={"prompt": "x", "model": "flaky", "format": "sse"}
+        )
+    events = [e for e in response.text.split("\n\n") if e]
+    deltas = [json.loads(e.split("data: ", 1)[1].split("\n")[0]) for e in events[:-1]]
+    assert "".join(deltas) == "".join(split_chunks(STORY, "word")[:3])  # no second answer
+    assert events[-1].startswith("event: error")
+    assert response.headers["x-gateway-model"] == "flaky"
+    assert fake.calls == 1  # the fallback was never asked
 
 
 async def test_rate_limited_entry_is_retried_when_its_provider_allows() -> None:

@@ -11,7 +11,7 @@ from typing import Any
 import yaml
 
 from gateway.app import create_app
-from gateway.server import SHUTDOWN_MARGIN_S
+from gateway.server import stop_budget_s
 from gateway.settings import Settings, load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -66,31 +66,38 @@ def test_image_runs_as_non_root_with_the_mounted_config() -> None:
     load_settings(ROOT / "config" / "gateway.toml")  # the shipped config is valid
 
 
-def test_healthchecks_probe_a_route_that_exists() -> None:
+def test_healthcheck_probes_a_route_that_exists_on_the_configured_port() -> None:
     paths = set(create_app(Settings()).openapi()["paths"])
-    assert "http://127.0.0.1:8000/healthz" in instruction("HEALTHCHECK")
+    check = instruction("HEALTHCHECK")
+    assert "http://127.0.0.1:{os.environ['GATEWAY_PORT']}/healthz" in check
     assert "/healthz" in paths
-    test = " ".join(compose()["services"]["gateway"]["healthcheck"]["test"])
-    assert "http://127.0.0.1:8000/healthz" in test
+    assert "healthcheck" not in compose()["services"]["gateway"]  # the image's own is used
 
 
-def test_exposed_and_published_ports_match_the_configuration() -> None:
-    port = Settings().port
-    assert instruction("EXPOSE") == str(port)
+def test_the_port_is_named_once_per_file() -> None:
+    port = str(Settings().port)
+    assert f"GATEWAY_PORT={port}" in dockerfile()
+    assert dockerfile().count(port) == 1
+    assert instruction("EXPOSE") == "${GATEWAY_PORT}"
     services = compose()["services"]
-    assert services["gateway"]["expose"] == [str(port)]
+    assert services["gateway"]["environment"]["GATEWAY_PORT"] == port
+    assert services["gateway"]["expose"] == [port]
     assert "ports" not in services["gateway"]  # so that it can be scaled
-    assert services["proxy"]["ports"] == [f"127.0.0.1:{port}:80"]
+    assert services["proxy"]["environment"]["GATEWAY_PORT"] == port
+    assert services["proxy"]["ports"] == [f"127.0.0.1:{port}:80"]  # the host's side
     nginx = (ROOT / "config" / "nginx.conf").read_text()
-    assert f"server gateway:{port};" in nginx
+    assert "gateway:${GATEWAY_PORT}" in nginx
+    assert port not in nginx
     shipped = tomllib.loads((ROOT / "config" / "gateway.toml").read_text())
-    assert shipped.get("port", port) == port
+    assert "port" not in shipped  # the environment would override it in the image
 
 
-def test_stop_grace_period_outlasts_the_drain() -> None:
-    grace = load_settings(ROOT / "config" / "gateway.toml").shutdown_grace_s
-    stop = seconds(compose()["services"]["gateway"]["stop_grace_period"])
-    assert stop > grace + SHUTDOWN_MARGIN_S
+def test_the_proxy_and_the_gateway_both_outlast_the_drain() -> None:
+    budget = stop_budget_s(load_settings(ROOT / "config" / "gateway.toml"))
+    services = compose()["services"]
+    for name in ("gateway", "proxy"):
+        assert seconds(services[name]["stop_grace_period"]) > budget, name
+    assert services["proxy"]["stop_signal"] == "SIGQUIT"  # nginx's graceful stop
 
 
 def test_secrets_stay_out_of_git_and_the_image() -> None:

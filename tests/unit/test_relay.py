@@ -42,9 +42,15 @@ class Scripted:
                 return
             if step == "end-empty":
                 return
+            if step == "bug":
+                raise ValueError("an adapter bug")
             for delta in step:
                 if delta == "hang":
                     await asyncio.Event().wait()
+                if delta == "break":
+                    raise UpstreamUnavailable("the stream broke")
+                if delta == "bug":
+                    raise KeyError("choices")
                 yield delta
             outcome.finish_reason = "stop"
         finally:
@@ -79,6 +85,18 @@ async def test_relay_retryable_errors_move_to_the_next_fallback() -> None:
     relay = await open_relay([attempt(first, "a"), attempt(second, "b")], REQUEST)
     assert (relay.first, relay.model) == ("ok", "b")
     assert first.closed == 1
+
+
+async def test_relay_failure_after_the_first_delta_never_switches_to_a_fallback() -> None:
+    # A fallback's text after a partial answer would be a second answer glued to the first.
+    first, fallback = Scripted(["a", "b", "break"]), Scripted(["from the fallback"])
+    relay = await open_relay([attempt(first, "a"), attempt(fallback, "b")], REQUEST)
+    received = [relay.first]
+    with pytest.raises(UpstreamUnavailable, match="broke"):
+        async for delta in relay.rest:
+            received.append(delta)
+    assert received == ["a", "b"]
+    assert (relay.model, fallback.calls, first.closed) == ("a", 0, 1)
 
 
 async def test_relay_non_retryable_errors_stop_at_once() -> None:
@@ -150,6 +168,34 @@ async def test_relay_stream_with_no_text_but_a_finish_is_an_empty_answer() -> No
     assert relay.first == ""
     assert await drain(relay.rest) == []
     assert relay.outcome.finish_reason == "refusal"
+
+
+async def test_relay_adapter_bug_before_the_first_delta_is_a_protocol_error_and_falls_back(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    broken, healthy = Scripted("bug"), Scripted(["ok"])
+    with pytest.raises(UpstreamProtocolError) as caught:
+        await open_relay([attempt(broken)], REQUEST)
+    assert caught.value.type == "upstream_protocol"
+    assert "ValueError" in caplog.text  # the bug is logged with its traceback, for a fix
+    relay = await open_relay([attempt(broken, "a"), attempt(healthy, "b")], REQUEST)
+    assert (relay.first, relay.model) == ("ok", "b")
+    assert broken.closed == 2
+
+
+@pytest.mark.parametrize("total_timeout", [None, 60.0])
+async def test_relay_adapter_bug_after_the_first_delta_is_a_protocol_error_in_the_stream(
+    total_timeout: float | None,
+) -> None:
+    adapter = Scripted(["a", "b", "bug", "never"])
+    config = {} if total_timeout is None else {"total_timeout": total_timeout}
+    relay = await open_relay([attempt(adapter, **config)], REQUEST)
+    deltas = [relay.first]
+    with pytest.raises(UpstreamProtocolError):
+        async for delta in relay.rest:
+            deltas.append(delta)
+    assert deltas == ["a", "b"]
+    assert adapter.closed == 1
 
 
 def test_model_table_plans_fallbacks_once_without_duplicates() -> None:

@@ -112,7 +112,7 @@ def test_builtins_exist_unless_redefined(tmp_path: Path) -> None:
     [
         ("[models.x]\nprovider = 'nope'\n", "models.x.provider: no provider named 'nope'"),
         ("[models.x]\nprovider = 'fake'\nfallbacks = ['ghost']\n", "'ghost' is not a configured"),
-        ("default_model = 'ghost'\n", "default_model 'ghost' is not a configured model"),
+        ("default_model = 'ghost'\n", "gateway.toml: default_model: 'ghost' is not a configured"),
         ("[providers.o]\ntype = 'openai'\nbase_url = 'ftp://x'\n", "must be an http"),
         ("[providers.o]\ntype = 'nosuch'\n", "providers.o: Input tag 'nosuch'"),
         ("[models.x]\nprovider='fake'\nparams={fail_status=200}\n", "params.fail_status"),
@@ -168,3 +168,40 @@ def test_check_config_error_exits_1_with_message(
         main(["check-config", "--config", str(path)])
     assert exited.value.code == 1
     assert f"{path}: prot: Extra inputs are not permitted" in capsys.readouterr().err
+
+
+def test_providers_that_cannot_be_called_for_want_of_a_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SET_KEY", "sk-set-0123456789")
+    path = write_config(
+        tmp_path,
+        "[providers.named_unset]\ntype='openai'\napi_key_env='UNSET_KEY'\n"
+        "[providers.named_set]\ntype='anthropic'\napi_key_env='SET_KEY'\n"
+        "[providers.keyless_local]\ntype='openai'\nbase_url='http://127.0.0.1:8080/v1'\n"
+        "[providers.keyless_ollama]\ntype='ollama'\n"
+        "[providers.keyless_gemini]\ntype='gemini'\n",
+    )
+    assert load_settings(path).missing_keys() == {
+        "named_unset": "UNSET_KEY",
+        "keyless_gemini": "api_key_env or api_key in [providers.keyless_gemini]",
+    }
+
+
+def test_resume_settings_layer_and_the_token_secret_must_exist(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write_config(
+        tmp_path, "token_secret_env = 'GW_SECRET'\n[resume]\norphan_timeout_s = 2\n"
+    )
+    with pytest.raises(ConfigError, match=r"token_secret_env: \$GW_SECRET must hold at least 16"):
+        load_settings(path)
+    monkeypatch.setenv("GW_SECRET", "sixteen-chars-ok")
+    monkeypatch.setenv("GATEWAY_RESUME__RESUME_RETRY_MS", "250")
+    settings = load_settings(path)
+    assert (settings.resume.orphan_timeout_s, settings.resume.resume_retry_ms) == (2, 250)
+    assert settings.resume.enabled and settings.resume.resume_max_bytes == 4 * 1024 * 1024
+    assert "sixteen-chars-ok" in settings.secrets()  # redacted from every log line
+    bad = write_config(tmp_path, "[resume]\nresume_max_bytes = 0\n")
+    with pytest.raises(ConfigError, match="resume.resume_max_bytes"):
+        load_settings(bad)

@@ -1,14 +1,17 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
+from gateway.errors import UpstreamProtocolError
 from gateway.providers._sse import SSEDecoder, SSEEvent
 from tests.conftest import wire
 from tests.splits import every_split, multibyte_splits
 
 
-def decode(pieces: list[bytes]) -> list[SSEEvent]:
-    decoder = SSEDecoder()
+def decode(pieces: list[bytes], limit: int = 1024 * 1024) -> list[SSEEvent]:
+    decoder = SSEDecoder(limit)
     events: list[SSEEvent] = []
     for piece in pieces:
         events.extend(decoder.feed(piece))
@@ -107,9 +110,76 @@ def test_sse_huge_event_fed_in_small_pieces_is_linear_and_exact() -> None:
     payload = b"x" * 2_000_000
     body = b"data: " + payload + b"\n\n"
     pieces = [body[i : i + 1000] for i in range(0, len(body), 1000)]
-    assert decode(pieces) == [SSEEvent("message", payload)]
+    assert decode(pieces, limit=len(payload)) == [SSEEvent("message", payload)]
 
 
 def test_sse_burst_of_events_in_one_read_keeps_order() -> None:
     body = b"".join(b"data: %d\n\n" % i for i in range(100))
     assert [e.data for e in decode([body])] == [b"%d" % i for i in range(100)]
+
+
+CRLF_BODIES = [
+    b"event: error\r\ndata: x\r\n\r\n",
+    b'data: {"a":\r\ndata: 1}\r\n\r\nevent: e\r\ndata: c\r\n\r\n',
+    b": ping\r\n\r\ndata: 1\r\rdata: 2\n\n",
+]
+
+
+@pytest.mark.parametrize("body", CRLF_BODIES)
+def test_sse_empty_reads_anywhere_do_not_change_the_events(body: bytes) -> None:
+    # An empty read between a CR and its LF once lost the pending LF: "event: error" was
+    # read as a message and a two-line data was split in two.
+    whole = decode([body])
+    for cut in range(1, len(body)):
+        assert decode([body[:cut], b"", body[cut:]]) == whole
+        assert decode([body[:cut], b"", b"", body[cut:], b""]) == whole
+
+
+def test_sse_cr_then_empty_read_then_lf_keeps_the_event_name() -> None:
+    assert decode([b"event: error\r", b"", b"\ndata: x\r\n\r\n"]) == [SSEEvent("error", b"x")]
+
+
+@pytest.mark.parametrize("piece", [10, 1000, 70_000])
+def test_sse_line_over_the_limit_fails_at_the_read_that_crosses_it(piece: int) -> None:
+    decoder = SSEDecoder(4096)
+    fed = 0
+    with pytest.raises(UpstreamProtocolError, match="max_event_bytes"):
+        decoder.feed(b"data: ")
+        while fed < 1_000_000:  # far past the limit: the error must come long before
+            decoder.feed(b"x" * piece)
+            fed += piece
+    assert fed <= 4096 + piece
+
+
+def test_sse_event_of_many_data_lines_over_the_limit_fails() -> None:
+    with pytest.raises(UpstreamProtocolError, match="max_event_bytes"):
+        decode([b"data: " + b"x" * 1000 + b"\n"] * 10, limit=4096)
+
+
+def test_sse_events_under_the_limit_each_pass_however_many() -> None:
+    body = b"".join(b"data: " + b"x" * 4000 + b"\n\n" for _ in range(100))
+    assert len(decode([body], limit=4096)) == 100
+
+
+def test_sse_events_before_an_overlong_line_are_handed_out_first() -> None:
+    decoder = SSEDecoder(4096)
+    assert decoder.feed(b"data: a\n\ndata: " + b"x" * 5000) == [SSEEvent("message", b"a")]
+    with pytest.raises(UpstreamProtocolError, match="max_event_bytes"):
+        decoder.feed(b"x")
+
+
+@given(
+    body=st.lists(
+        st.sampled_from(
+            [b"data: a", b"data:b", b"event: error", b": c", b"id: 1", b"\r", b"\n", b"\r\n", b"x"]
+        ),
+        max_size=30,
+    ).map(b"".join),
+    cuts=st.lists(st.integers(min_value=0, max_value=200), max_size=8),
+)
+def test_sse_any_cutting_with_empty_reads_gives_the_same_events(
+    body: bytes, cuts: list[int]
+) -> None:
+    points = sorted(min(cut, len(body)) for cut in cuts)  # repeated points make empty reads
+    pieces = [body[a:b] for a, b in zip([0, *points], [*points, len(body)], strict=True)]
+    assert decode(pieces) == decode([body])

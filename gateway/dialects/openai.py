@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from gateway.dialects import Dialect, DialectRoute, ErrorReply, Finish, finish_of
 from gateway.errors import BadRequest, GatewayError
 from gateway.models import Attempt, to_chat_request
 from gateway.providers.base import ChatRequest, Usage
@@ -24,8 +25,11 @@ from gateway.responses import Encoder
 from gateway.schemas import MAX_TEXT, Message, ModelName, StopSequences, StreamRequest
 
 __all__ = [
+    "OPENAI",
     "ChatCompletionEncoder",
     "ChatCompletionRequest",
+    "OpenAIDialect",
+    "OpenAIRoute",
     "completion_body",
     "openai_finish_reason",
 ]
@@ -69,6 +73,13 @@ class StreamOptions(BaseModel):
     include_usage: bool = False
     include_obfuscation: bool | None = None
 
+
+_ROLES: dict[str, Literal["system", "user", "assistant"]] = {
+    "system": "system",
+    "developer": "system",
+    "user": "user",
+    "assistant": "assistant",
+}
 
 # OpenAI sampling hints passed on to OpenAI-compatible upstreams only.
 OPENAI_ONLY = (
@@ -134,11 +145,13 @@ class ChatCompletionRequest(BaseModel):
             raise BadRequest("only the text modality is supported")
 
     def to_stream_request(self) -> StreamRequest:
+        # Built without validation: every field was validated above, and joined content parts
+        # may legitimately exceed a single field's length limit.
         messages = []
         for message in self.messages:
-            role = "system" if message.role == "developer" else message.role
-            messages.append(Message(role=role, content=message.text()))
-        return StreamRequest(
+            content = message.text()  # refuses tool and function messages
+            messages.append(Message.model_construct(role=_ROLES[message.role], content=content))
+        return StreamRequest.model_construct(
             model=self.model,
             messages=messages,
             max_tokens=self.max_completion_tokens or self.max_tokens,
@@ -161,34 +174,22 @@ class ChatCompletionRequest(BaseModel):
         return build
 
 
-_FINISH = {
-    "stop": "stop",
-    "end_turn": "stop",
-    "stop_sequence": "stop",
-    "STOP": "stop",
-    "length": "length",
-    "max_tokens": "length",
-    "MAX_TOKENS": "length",
-    "tool_calls": "tool_calls",
-    "tool_use": "tool_calls",
-    "function_call": "function_call",
-    "content_filter": "content_filter",
-    "refusal": "content_filter",
-    "SAFETY": "content_filter",
-    "RECITATION": "content_filter",
-    "BLOCKLIST": "content_filter",
-    "PROHIBITED_CONTENT": "content_filter",
-    "SPII": "content_filter",
+# OpenAI's own words pass through; every other provider's are mapped by what they mean.
+_OWN_REASONS = frozenset({"stop", "length", "tool_calls", "function_call", "content_filter"})
+_REASONS = {
+    Finish.END: "stop",
+    Finish.STOP_SEQUENCE: "stop",
+    Finish.LENGTH: "length",
+    Finish.TOOL_CALL: "tool_calls",
+    Finish.FILTERED: "content_filter",
 }
 
 
 def openai_finish_reason(reason: str | None) -> str:
     """Every provider's finish reason in OpenAI's vocabulary."""
-    if reason is None:
-        return "stop"
-    if reason.startswith("blocked:"):
-        return "content_filter"
-    return _FINISH.get(reason, "stop")
+    if reason in _OWN_REASONS:
+        return reason
+    return _REASONS[finish_of(reason)]
 
 
 def _usage(usage: Usage | None) -> dict[str, int | None] | None:
@@ -197,6 +198,22 @@ def _usage(usage: Usage | None) -> dict[str, int | None] | None:
 
 def _error(error: GatewayError) -> dict[str, Any]:
     return {"message": error.message, "type": error.type, "param": None, "code": error.type}
+
+
+class OpenAIDialect(Dialect):
+    """OpenAI's envelope `{"error": {message, type, param, code}}`, the gateway's statuses."""
+
+    name = "openai"
+
+    def error_reply(self, error: GatewayError, request_id: str) -> ErrorReply:
+        return ErrorReply(error.status, {"error": _error(error)}, error.headers())
+
+
+OPENAI = OpenAIDialect()
+
+
+class OpenAIRoute(DialectRoute):
+    dialect = OPENAI
 
 
 class ChatCompletionEncoder(Encoder):
