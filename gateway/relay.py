@@ -3,8 +3,9 @@
 Everything that fails before the first delta is raised as a `GatewayError`, so the route can
 still answer with a proper status; fallbacks are tried in order for retryable errors, and the
 same entry is retried when its provider sets `retries`. Once a first delta is in hand, the
-caller gets a `Relay`: the first delta, the rest of the stream, and where it came from. From
-then on nothing is retried (a retry after partial output would duplicate text).
+caller gets a `Relay`: the first batch of deltas (those of the network read that brought the
+first delta), the rest of the stream in batches, and where it came from. From then on nothing
+is retried (a retry after partial output would duplicate text).
 
 This is also the one place where an exception that is not a `GatewayError`, raised by any
 adapter, becomes `upstream_protocol` (logged with its traceback): before the first delta a
@@ -20,7 +21,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 
 from gateway.errors import GatewayError, UpstreamProtocolError, UpstreamTimeout
 from gateway.models import Attempt
-from gateway.providers.base import ChatRequest, StreamOutcome
+from gateway.providers.base import Batch, ChatRequest, StreamOutcome
 
 __all__ = ["Relay", "open_relay"]
 
@@ -28,15 +29,19 @@ log = logging.getLogger("gateway.relay")
 
 
 class Relay:
-    """A primed stream. Iterate `rest` after sending `first`; always `aclose()` it."""
+    """A primed stream. Iterate `rest` (batches) after sending `first`; always `aclose()` it.
+
+    `first` is the first batch: the deltas of the read that brought the first delta (empty
+    only for an answer that finished with no text at all).
+    """
 
     __slots__ = ("attempt", "first", "outcome", "rest")
 
     def __init__(
         self,
         attempt: Attempt,
-        first: str,
-        rest: AsyncIterator[str],
+        first: Batch,
+        rest: AsyncIterator[Batch],
         outcome: StreamOutcome,
     ) -> None:
         self.attempt = attempt
@@ -142,30 +147,30 @@ def _empty(attempt: Attempt, outcome: StreamOutcome) -> Relay:
     # answer; one that just stopped is a broken upstream.
     if outcome.finish_reason is None:
         raise UpstreamProtocolError("the upstream stream ended without any text or finish")
-    return Relay(attempt, "", _nothing(), outcome)
+    return Relay(attempt, [], _nothing(), outcome)
 
 
-async def _nothing() -> AsyncGenerator[str, None]:
+async def _nothing() -> AsyncGenerator[Batch, None]:
     return
     yield  # pragma: no cover - makes this an async generator
 
 
 async def _guarded(
-    attempt: Attempt, stream: AsyncIterator[str], deadline: float | None
-) -> AsyncGenerator[str, None]:
+    attempt: Attempt, stream: AsyncIterator[Batch], deadline: float | None
+) -> AsyncGenerator[Batch, None]:
     """The rest of the stream, with adapter bugs made `upstream_protocol`, and `total_timeout`.
 
-    The deadline (a timer per delta, so only when configured) wraps each read, never a
+    The deadline (a timer per read, so only when configured) wraps each read, never a
     `yield`: a timeout held across a yield would fire in the consumer's code instead of here.
     """
     try:
         while True:
             try:
                 if deadline is None:
-                    delta = await anext(stream)
+                    batch = await anext(stream)
                 else:
                     async with asyncio.timeout_at(deadline):
-                        delta = await anext(stream)
+                        batch = await anext(stream)
             except StopAsyncIteration:
                 return
             except TimeoutError as exc:
@@ -176,12 +181,12 @@ async def _guarded(
                 raise
             except Exception as exc:
                 raise _adapter_failed(attempt, exc) from exc
-            yield delta
+            yield batch
     finally:
         await _close(stream)
 
 
-async def _close(stream: AsyncIterator[str]) -> None:
+async def _close(stream: AsyncIterator[Batch]) -> None:
     aclose = getattr(stream, "aclose", None)
     if aclose is not None:
         await aclose()

@@ -30,6 +30,7 @@ from gateway.keepalive import Keepalive
 from gateway.lifecycle import Interrupt, StreamGuard
 from gateway.limits import Limiter
 from gateway.observability import RequestRecord, outcome_of
+from gateway.providers.base import Batch
 from gateway.relay import Relay
 
 __all__ = [
@@ -69,23 +70,37 @@ class Encoder:
         self.deltas = 0
 
     async def body(self) -> AsyncGenerator[bytes, None]:
+        """One body chunk per upstream read: the opening frames go with the first batch's.
+
+        A failure ends the iteration with `self.error` set; `ending()` then gives the last
+        chunk, so that the end of a stream is one write too.
+        """
         relay = self.relay
-        if (opening := self.opening()) is not None:
-            yield opening
+        head = self.opening() or b""
         if relay.first:
-            yield self.delta(relay.first)
+            head += self.frames(relay.first)
+        if head:
+            yield head
         try:
-            async for text in relay.rest:
-                yield self.delta(text)
+            async for batch in relay.rest:
+                yield self.frames(batch)
         except GatewayError as exc:
             self.error = exc
-            frame = self.error_frame(exc)
-            if frame is None:
-                raise StreamTruncated from exc
-            yield frame
-            return
-        for frame in self.closing():
-            yield frame
+
+    def frames(self, batch: Batch) -> bytes:
+        """The deltas of one read, each in its own frame, in one chunk (SPEC §4.1)."""
+        if len(batch) == 1:
+            return self.delta(batch[0])
+        return b"".join([self.delta(text) for text in batch])
+
+    def ending(self) -> bytes:
+        """The last chunk: the closing frames, or the in-band error (text: StreamTruncated)."""
+        if self.error is None:
+            return b"".join(self.closing())
+        frame = self.error_frame(self.error)
+        if frame is None:
+            raise StreamTruncated from self.error
+        return frame
 
     def opening(self) -> bytes | None:
         return None
@@ -226,17 +241,18 @@ class RelayResponse(StreamingResponse):
             # A per-key token budget is charged as the stream runs (one compare per chunk).
             if lease is not None and limiter is not None and encoder.deltas >= lease.next_charge:
                 await limiter.running(lease, encoder.deltas)
+        last = encoder.ending()
         self.guard.close()
-        if self.encoder.error is not None:
-            self.result = _result_of(self.encoder.error)
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
+        if encoder.error is not None:
+            self.result = _result_of(encoder.error)
+        self.bytes_out += len(last)
+        await send({"type": "http.response.body", "body": last, "more_body": False})
 
     async def _end_for_shutdown(self, send: Send) -> None:
         frame = self.encoder.error_frame(Unavailable("the gateway is shutting down"))
         if frame is None:
             return  # text: end without the last chunk, as for any failure
-        await send({"type": "http.response.body", "body": frame, "more_body": True})
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
+        await send({"type": "http.response.body", "body": frame, "more_body": False})
 
 
 class RelayEventSourceResponse(RelayResponse, EventSourceResponse):

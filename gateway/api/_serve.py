@@ -110,10 +110,9 @@ async def collect(
 
 
 async def _collect(relay: Relay, into: list[str]) -> None:
-    if relay.first:
-        into.append(relay.first)
-    async for delta in relay.rest:
-        into.append(delta)
+    into += relay.first
+    async for batch in relay.rest:
+        into += batch
 
 
 def relay_headers(request: Request, relay: Relay) -> dict[str, str]:

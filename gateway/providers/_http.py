@@ -6,12 +6,12 @@ import asyncio
 import logging
 import os
 import ssl
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import certifi
 import httpx
@@ -35,7 +35,7 @@ from gateway.errors import (
 )
 from gateway.providers._client import AiohttpTransport, ClientOptions, MalformedResponse
 from gateway.providers._sse import DEFAULT_MAX_EVENT_BYTES
-from gateway.providers.base import ProviderSettings
+from gateway.providers.base import Batch, ProviderSettings, StreamOutcome
 from gateway.redaction import KEY_SHAPED
 
 __all__ = [
@@ -46,6 +46,7 @@ __all__ = [
     "in_stream_error",
     "open_stream",
     "parse_event",
+    "read_batch",
     "sanitise",
     "translate_errors",
 ]
@@ -375,6 +376,30 @@ def parse_event(data: bytes) -> Any:
         return orjson.loads(data.decode("utf-8", "replace"))
     except orjson.JSONDecodeError:
         raise UpstreamProtocolError("the upstream sent malformed JSON in its stream") from None
+
+
+E = TypeVar("E")
+# Handles one decoded event: appends its text deltas to the batch; True at the end marker.
+EventHandler = Callable[[E, StreamOutcome, Batch], bool]
+
+
+def read_batch(
+    events: Iterable[E], handle: EventHandler[E], outcome: StreamOutcome
+) -> tuple[Batch, bool, Exception | None]:
+    """The deltas of one network read's events: (batch, end marker seen, error that stopped it).
+
+    An error comes back instead of being raised, so that the adapter yields the deltas that
+    came before it in the same read first (the client sees all the text the upstream sent),
+    then raises it.
+    """
+    batch: Batch = []
+    try:
+        for event in events:
+            if handle(event, outcome, batch):
+                return batch, True, None
+    except Exception as exc:  # a GatewayError, or a bug the relay names upstream_protocol
+        return batch, False, exc
+    return batch, False, None
 
 
 async def drain_after_end(chunks: AsyncIterator[bytes]) -> None:

@@ -21,10 +21,11 @@ from gateway.providers._http import (
     in_stream_error,
     open_stream,
     parse_event,
+    read_batch,
 )
 from gateway.providers._shapes import count, obj, object_at, text
-from gateway.providers._sse import SSEDecoder
-from gateway.providers.base import ChatRequest, StreamOutcome, Usage
+from gateway.providers._sse import SSEDecoder, SSEEvent
+from gateway.providers.base import Batch, ChatRequest, StreamOutcome, Usage
 
 __all__ = ["DEFAULT_MAX_TOKENS", "AnthropicConfig", "AnthropicProvider"]
 
@@ -54,27 +55,37 @@ class AnthropicProvider:
         }
         return self._client.build_request("POST", self._url, json=_body(request), headers=headers)
 
-    async def stream(self, request: ChatRequest, outcome: StreamOutcome) -> AsyncIterator[str]:
+    async def stream(self, request: ChatRequest, outcome: StreamOutcome) -> AsyncIterator[Batch]:
         http_request = self.build_request(request)
         async with open_stream(self._client, http_request, content_type="event-stream") as response:
             decoder = SSEDecoder(self.config.max_event_bytes)
             chunks = response.aiter_bytes()
             async for chunk in chunks:
-                for event in decoder.feed(chunk):
-                    if event.event == "content_block_delta":
-                        if delta := _text_delta(parse_event(event.data)):
-                            yield delta
-                    elif event.event == "message_stop":
-                        await drain_after_end(chunks)
-                        return
-                    elif event.event == "error":
-                        raise in_stream_error(parse_event(event.data))
-                    elif event.event in ("message_start", "message_delta"):
-                        _progress(event.event, parse_event(event.data), outcome)
+                batch, ended, error = read_batch(decoder.feed(chunk), _on_event, outcome)
+                if batch:
+                    yield batch
+                if error is not None:
+                    raise error
+                if ended:
+                    await drain_after_end(chunks)
+                    return
             raise UpstreamProtocolError("the upstream stream ended before message_stop")
 
     async def aclose(self) -> None:
         return None
+
+
+def _on_event(event: SSEEvent, outcome: StreamOutcome, batch: Batch) -> bool:
+    if event.event == "content_block_delta":
+        if delta := _text_delta(parse_event(event.data)):
+            batch.append(delta)
+    elif event.event == "message_stop":
+        return True
+    elif event.event == "error":
+        raise in_stream_error(parse_event(event.data))
+    elif event.event in ("message_start", "message_delta"):
+        _progress(event.event, parse_event(event.data), outcome)
+    return False
 
 
 def _body(request: ChatRequest) -> dict[str, Any]:

@@ -1,15 +1,22 @@
 """The provider contract: what every adapter is and promises.
 
 An adapter turns a normalised `ChatRequest` into its provider's streaming call and yields the
-generated text as `str` deltas, in order, one per upstream delta, never an empty one.
+generated text in batches: each batch is a non-empty list of the `str` deltas that one network
+read of the upstream completed, in order, one per upstream delta, never an empty one.
 
     class Provider(Protocol):
-        def stream(self, request: ChatRequest, outcome: StreamOutcome) -> AsyncIterator[str]
+        def stream(self, request: ChatRequest, outcome: StreamOutcome) -> AsyncIterator[Batch]
         async def aclose(self) -> None
+
+Why batches (SPEC §4.1): deltas already in hand together leave in one write, each in its own
+frame, so the per-delta cost (a generator hop, an ASGI `send`, a socket write) is paid once per
+network read; a delta is never held back to wait for another, since a batch is yielded as
+soon as its read has been decoded.
 
 Obligations of `stream()` (an async generator):
 - It raises only `gateway.errors.UpstreamError` subclasses, before or after its first yield;
-  it does not care which side of the commit point it is on.
+  it does not care which side of the commit point it is on. Deltas that came before an error
+  in the same read are yielded first: the text a client saw is all the upstream sent.
 - It fills `outcome` (finish reason, usage, upstream model) when the upstream reports them, and
   ends normally only when the provider's terminal signal was seen: a stream that just stops is
   an `UpstreamProtocolError`, never a clean finish.
@@ -28,6 +35,7 @@ from typing import Any, Literal, Protocol
 from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
+    "Batch",
     "ChatMessage",
     "ChatRequest",
     "Provider",
@@ -37,6 +45,7 @@ __all__ = [
 ]
 
 Role = Literal["system", "user", "assistant"]
+Batch = list[str]  # the deltas of one network read, in order; never empty
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,7 +106,7 @@ class StreamOutcome:
 
 
 class Provider(Protocol):
-    def stream(self, request: ChatRequest, outcome: StreamOutcome) -> AsyncIterator[str]: ...
+    def stream(self, request: ChatRequest, outcome: StreamOutcome) -> AsyncIterator[Batch]: ...
 
     async def aclose(self) -> None: ...
 

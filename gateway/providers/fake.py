@@ -26,7 +26,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from gateway.errors import UpstreamUnavailable, error_for_status
-from gateway.providers.base import ChatRequest, ProviderSettings, StreamOutcome, Usage
+from gateway.providers.base import Batch, ChatRequest, ProviderSettings, StreamOutcome, Usage
 
 __all__ = ["FakeConfig", "FakeFaults", "FakeProvider", "load_story", "split_chunks"]
 
@@ -78,7 +78,7 @@ class FakeProvider:
         # Always await, even at 0 ms: a loop with no await cannot be cancelled.
         await asyncio.sleep(self.config.chunk_delay_ms / 1000 if index else 0)
 
-    async def stream(self, request: ChatRequest, outcome: StreamOutcome) -> AsyncIterator[str]:
+    async def stream(self, request: ChatRequest, outcome: StreamOutcome) -> AsyncIterator[Batch]:
         faults = FakeFaults.model_validate(request.extra) if request.extra else NO_FAULTS
         outcome.model = request.model
         if faults.first_chunk_delay_ms:
@@ -95,7 +95,7 @@ class FakeProvider:
             await self._pace(index)
             if faults.fail_after_chunks is not None and index >= faults.fail_after_chunks:
                 raise UpstreamUnavailable("scripted failure: the stream broke")
-            yield chunk
+            yield [chunk]  # one chunk per "read": the fake paces them one by one
         outcome.finish_reason = "length" if len(chunks) < len(self._chunks) else "stop"
         outcome.usage = Usage(
             prompt_tokens=sum(len(m.content.split()) for m in request.messages),

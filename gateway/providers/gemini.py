@@ -24,10 +24,11 @@ from gateway.providers._http import (
     in_stream_error,
     open_stream,
     parse_event,
+    read_batch,
 )
 from gateway.providers._shapes import count, items, obj, object_at, text
-from gateway.providers._sse import SSEDecoder
-from gateway.providers.base import ChatRequest, StreamOutcome, Usage
+from gateway.providers._sse import SSEDecoder, SSEEvent
+from gateway.providers.base import Batch, ChatRequest, StreamOutcome, Usage
 
 __all__ = ["GeminiConfig", "GeminiProvider"]
 
@@ -55,19 +56,20 @@ class GeminiProvider:
         }
         return self._client.build_request("POST", url, json=_body(request), headers=headers)
 
-    async def stream(self, request: ChatRequest, outcome: StreamOutcome) -> AsyncIterator[str]:
+    async def stream(self, request: ChatRequest, outcome: StreamOutcome) -> AsyncIterator[Batch]:
         http_request = self.build_request(request)
         async with open_stream(self._client, http_request, content_type="event-stream") as response:
             decoder = SSEDecoder(self.config.max_event_bytes)
             chunks = response.aiter_bytes()
             async for chunk in chunks:
-                for event in decoder.feed(chunk):
-                    texts, last = _texts(parse_event(event.data), outcome)
-                    for delta in texts:
-                        yield delta
-                    if last:
-                        await drain_after_end(chunks)
-                        return
+                batch, ended, error = read_batch(decoder.feed(chunk), _on_event, outcome)
+                if batch:
+                    yield batch
+                if error is not None:
+                    raise error
+                if ended:
+                    await drain_after_end(chunks)
+                    return
             if outcome.finish_reason is None:
                 raise UpstreamProtocolError("the upstream stream ended without a finishReason")
 
@@ -98,6 +100,12 @@ def _body(request: ChatRequest) -> dict[str, Any]:
         body["generationConfig"] = config
     body.update(request.extra)
     return body
+
+
+def _on_event(event: SSEEvent, outcome: StreamOutcome, batch: Batch) -> bool:
+    texts, last = _texts(parse_event(event.data), outcome)
+    batch += texts
+    return last
 
 
 def _texts(data: Any, outcome: StreamOutcome) -> tuple[list[str], bool]:

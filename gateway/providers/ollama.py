@@ -19,10 +19,11 @@ from gateway.providers._http import (
     in_stream_error,
     open_stream,
     parse_event,
+    read_batch,
 )
 from gateway.providers._ndjson import NDJSONDecoder
 from gateway.providers._shapes import count, obj, object_at, text
-from gateway.providers.base import ChatRequest, StreamOutcome, Usage
+from gateway.providers.base import Batch, ChatRequest, StreamOutcome, Usage
 
 __all__ = ["OllamaConfig", "OllamaProvider"]
 
@@ -45,7 +46,7 @@ class OllamaProvider:
             headers["Authorization"] = f"Bearer {key}"
         return self._client.build_request("POST", self._url, json=_body(request), headers=headers)
 
-    async def stream(self, request: ChatRequest, outcome: StreamOutcome) -> AsyncIterator[str]:
+    async def stream(self, request: ChatRequest, outcome: StreamOutcome) -> AsyncIterator[Batch]:
         http_request = self.build_request(request)
         async with open_stream(self._client, http_request, content_type="json") as response:
             decoder = NDJSONDecoder(self.config.max_event_bytes)
@@ -53,19 +54,20 @@ class OllamaProvider:
             broken: httpx.TransportError | None = None
             try:
                 async for chunk in chunks:
-                    for line in decoder.feed(chunk):
-                        text, done = _line(parse_event(line), outcome)
-                        if text:
-                            yield text
-                        if done:
-                            await drain_after_end(chunks)
-                            return
+                    batch, ended, error = read_batch(decoder.feed(chunk), _on_line, outcome)
+                    if batch:
+                        yield batch
+                    if error is not None:
+                        raise error
+                    if ended:
+                        await drain_after_end(chunks)
+                        return
             except httpx.TransportError as exc:
                 broken = exc  # the last line needs no newline: it may have said done
             for line in decoder.close():
                 text, done = _last_line(line, outcome, broken)
                 if text:
-                    yield text
+                    yield [text]
                 if done:
                     return
             if broken is not None:
@@ -96,6 +98,13 @@ def _body(request: ChatRequest) -> dict[str, Any]:
         body["options"] = options
     body.update(request.extra)
     return body
+
+
+def _on_line(line: bytes, outcome: StreamOutcome, batch: Batch) -> bool:
+    text, done = _line(parse_event(line), outcome)
+    if text:
+        batch.append(text)
+    return done
 
 
 def _last_line(

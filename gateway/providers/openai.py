@@ -26,11 +26,12 @@ from gateway.providers._http import (
     in_stream_error,
     open_stream,
     parse_event,
+    read_batch,
     sanitise,
 )
 from gateway.providers._shapes import count, items, obj, object_at, text, wrong_shape
-from gateway.providers._sse import SSEDecoder
-from gateway.providers.base import ChatRequest, StreamOutcome, Usage
+from gateway.providers._sse import SSEDecoder, SSEEvent
+from gateway.providers.base import Batch, ChatRequest, StreamOutcome, Usage
 
 __all__ = ["OpenAIConfig", "OpenAIProvider"]
 
@@ -53,20 +54,20 @@ class OpenAIProvider:
             headers["Authorization"] = f"Bearer {key}"
         return self._client.build_request("POST", self._url, json=_body(request), headers=headers)
 
-    async def stream(self, request: ChatRequest, outcome: StreamOutcome) -> AsyncIterator[str]:
+    async def stream(self, request: ChatRequest, outcome: StreamOutcome) -> AsyncIterator[Batch]:
         http_request = self.build_request(request)
         async with open_stream(self._client, http_request, content_type="event-stream") as response:
             decoder = SSEDecoder(self.config.max_event_bytes)
             chunks = response.aiter_bytes()
             async for chunk in chunks:
-                for event in decoder.feed(chunk):
-                    if event.event == "error":
-                        raise in_stream_error(parse_event(event.data))
-                    if event.data.strip() == b"[DONE]":
-                        await drain_after_end(chunks)
-                        return
-                    for text in _deltas(parse_event(event.data), outcome):
-                        yield text
+                batch, ended, error = read_batch(decoder.feed(chunk), _on_event, outcome)
+                if batch:
+                    yield batch
+                if error is not None:
+                    raise error
+                if ended:
+                    await drain_after_end(chunks)
+                    return
             if outcome.finish_reason is None:
                 raise UpstreamProtocolError("the upstream stream ended before [DONE]")
 
@@ -93,6 +94,15 @@ def _body(request: ChatRequest) -> dict[str, Any]:
     body.update(request.openai_params)
     body.update(request.extra)
     return body
+
+
+def _on_event(event: SSEEvent, outcome: StreamOutcome, batch: Batch) -> bool:
+    if event.event == "error":
+        raise in_stream_error(parse_event(event.data))
+    if event.data.strip() == b"[DONE]":
+        return True
+    batch += _deltas(parse_event(event.data), outcome)
+    return False
 
 
 def _deltas(data: Any, outcome: StreamOutcome) -> list[str]:

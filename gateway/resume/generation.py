@@ -166,10 +166,11 @@ class Generation:
         relay = self.relay
         try:
             try:
-                if relay.first:
-                    await self._append(relay.first)
-                async for text in relay.rest:
+                for text in relay.first:
                     await self._append(text)
+                async for batch in relay.rest:
+                    for text in batch:  # one log event per delta: ids stay per delta
+                        await self._append(text)
             finally:
                 await relay.aclose()  # the upstream is closed before anything else happens
         except GatewayError as exc:
