@@ -1,8 +1,9 @@
 from fastapi import APIRouter
 
-from gateway.api import openai, ops, stream
+from gateway.api import openai, ops, stream, ui
 
 router = APIRouter()
 router.include_router(stream.router)
 router.include_router(openai.router)
+router.include_router(ui.router)
 router.include_router(ops.router)

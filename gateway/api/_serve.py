@@ -46,12 +46,18 @@ async def admit_and_prime(
 
 
 def respond(
-    request: Request, state: GatewayState, encoder: Encoder, guard: StreamGuard
+    request: Request,
+    state: GatewayState,
+    encoder: Encoder,
+    guard: StreamGuard,
+    response_class: type[RelayResponse] | None = None,
+    extra_headers: Sequence[tuple[bytes, bytes]] = (),
 ) -> Response:
     """The committed response, with the headers every stream carries (SPEC §4.1)."""
     relay, stream_id = encoder.relay, encoder.stream_id
-    sse = encoder.media_type == SSEEncoder.media_type
-    response_class = RelayEventSourceResponse if sse else RelayResponse
+    if response_class is None:
+        sse = encoder.media_type == SSEEncoder.media_type
+        response_class = RelayEventSourceResponse if sse else RelayResponse
     headers = [
         (b"cache-control", b"no-cache"),
         (b"x-accel-buffering", b"no"),
@@ -59,6 +65,7 @@ def respond(
         (b"x-stream-id", stream_id.encode()),
         (b"x-gateway-model", relay.model.encode()),
         (b"x-gateway-provider", relay.provider.encode()),
+        *extra_headers,
     ]
     response = response_class(encoder, guard, headers, finished=state.finished)
     response.record = record_of(request.scope)

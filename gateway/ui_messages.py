@@ -1,0 +1,239 @@
+"""The Vercel AI SDK's UI message stream, spoken to `useChat` and `useCompletion` (SPEC §4.6).
+
+Requests: `useChat`'s body as `DefaultChatTransport` sends it (`id`, `messages[].parts[]`,
+`trigger`, `messageId`, plus `model`, `system` and the `/stream` parameters that an app puts
+in the transport's `body`), and `useCompletion`'s `{prompt}`. Both become a `StreamRequest`, so
+they resolve, admit and relay exactly like `/stream`.
+
+Responses: SSE `data:` events carrying typed JSON chunks, in the order
+
+    start (messageId) · start-step · text-start · text-delta … · text-end · finish-step ·
+    finish · [DONE]
+
+and, for a failure after the commit point, `error` (`errorText`) then `[DONE]`, with no
+`finish`, so that the client rejects the message instead of showing it as whole. Only chunk
+types and fields that `ai` 5.0.0's schema accepts are written: its chunks are strict objects,
+so an extra field (a `finishReason` on `finish`, say) would make every 5.x client fail.
+Frames are pre-serialised byte templates: one small concatenation per delta.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from typing import Annotated, Any, Literal
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from starlette.types import Message as ASGIMessage
+from starlette.types import Send
+
+from gateway.errors import GatewayError, InvalidRequest
+from gateway.redaction import KEY_SHAPED
+from gateway.relay import Relay
+from gateway.responses import Encoder, RelayEventSourceResponse
+from gateway.schemas import MAX_TEXT, Message, ModelName, StopSequences, StreamRequest
+
+__all__ = [
+    "KEEP_ALIVE_S",
+    "UI_STREAM_HEADERS",
+    "UIChatRequest",
+    "UICompletionRequest",
+    "UIMessageEncoder",
+    "UIMessageResponse",
+    "error_text",
+]
+
+Text = Annotated[str, StringConstraints(max_length=MAX_TEXT)]
+# The chat id travels back in the resume URL (`/ui/chat/{id}/stream`): no slash, no controls.
+ChatId = Annotated[str, StringConstraints(pattern=r"^[^\x00-\x1f\x7f/]{1,256}$")]
+
+UI_STREAM_HEADERS = [(b"x-vercel-ai-ui-message-stream", b"v1")]
+KEEP_ALIVE_S = 15.0  # SPEC §4.6: an SSE comment after this much silence
+ERROR_TEXT_MAX = 300  # characters: errorText is shown to people, keep it short
+
+
+class UIPart(BaseModel):
+    """One part of a UI message. Parts carry type-specific fields (`state`, `providerMetadata`
+    …), so unknown fields are allowed here; the type decides whether the part is relayed."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    type: Annotated[str, StringConstraints(max_length=256)]
+    text: Text | None = None
+
+
+class UIMessage(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: Annotated[str, StringConstraints(max_length=256)] | None = None
+    role: Literal["system", "user", "assistant"]
+    metadata: Any = None
+    parts: Annotated[list[UIPart], Field(max_length=10_000)]
+
+
+class GenerationParams(BaseModel):
+    """The `/stream` parameters, accepted as extra body fields (the transport's `body`)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model: ModelName | None = None
+    system: Text | None = None
+    max_tokens: int | None = Field(None, ge=1, le=10_000_000)
+    temperature: float | None = Field(None, ge=0, le=2)
+    top_p: float | None = Field(None, ge=0, le=1)
+    stop: StopSequences | None = None
+
+    def _params(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "system": self.system,
+            "max_tokens": self.max_tokens,
+            "temperature": self.temperature,
+            "top_p": self.top_p,
+            "stop": self.stop,
+        }
+
+
+class UIChatRequest(GenerationParams):
+    """POST /ui/chat: the body `DefaultChatTransport` sends."""
+
+    id: ChatId
+    messages: Annotated[list[UIMessage], Field(min_length=1, max_length=10_000)]
+    trigger: Literal["submit-message", "regenerate-message"] | None = None
+    messageId: Annotated[str, StringConstraints(max_length=256)] | None = None
+
+    def to_stream_request(self) -> StreamRequest:
+        """Text parts become the provider's messages; anything else is refused, by name."""
+        messages = []
+        for index, message in enumerate(self.messages):
+            texts = _texts(index, message)
+            if texts is not None:
+                messages.append(Message(role=message.role, content="".join(texts)))
+        if not messages:
+            raise InvalidRequest("messages: no message has a text part")
+        return StreamRequest(messages=messages, **self._params())
+
+
+class UICompletionRequest(GenerationParams):
+    """POST /ui/completion: `useCompletion`'s body."""
+
+    prompt: Text
+
+    def to_stream_request(self) -> StreamRequest:
+        return StreamRequest(prompt=self.prompt, **self._params())
+
+
+def _texts(index: int, message: UIMessage) -> list[str] | None:
+    """A message's text parts; None for one with none (an answer that was stopped before its
+    first word has only its `step-start` marker: it says nothing, so it is left out)."""
+    texts = []
+    for number, part in enumerate(message.parts):
+        if part.type == "text":
+            if part.text is None:
+                raise InvalidRequest(f"messages.{index}.parts.{number}.text: Field required")
+            texts.append(part.text)
+        elif part.type != "step-start":  # the SDK's own marker between steps: no content
+            raise InvalidRequest(
+                f"messages.{index}.parts.{number}: parts of type {part.type[:64]!r} are not "
+                "supported (the gateway relays text parts only)"
+            )
+    return texts or None
+
+
+def new_message_id() -> str:
+    return "msg-" + secrets.token_urlsafe(16)
+
+
+def error_text(error: GatewayError) -> str:
+    """The in-band `errorText`: the error's type and message, short, with nothing key-shaped."""
+    text = KEY_SHAPED.sub("[redacted]", f"{error.type}: {error.message}")
+    return text if len(text) <= ERROR_TEXT_MAX else text[: ERROR_TEXT_MAX - 1] + "…"
+
+
+def _event(chunk: dict[str, Any]) -> bytes:
+    return b"data: " + orjson.dumps(chunk) + b"\n\n"
+
+
+DONE = b"data: [DONE]\n\n"
+TEXT_ID = "text-0"  # one text part per message: the id only has to be unique within it
+
+
+class UIMessageEncoder(Encoder):
+    """A primed relay as a UI message stream (one `text-delta` event per upstream delta)."""
+
+    media_type = "text/event-stream"
+
+    def __init__(self, relay: Relay, stream_id: str, message_id: str | None = None) -> None:
+        super().__init__(relay, stream_id)
+        self.message_id = message_id or new_message_id()
+        self._open = b'data: {"type":"text-delta","id":"' + TEXT_ID.encode() + b'","delta":'
+
+    def delta(self, text: str) -> bytes:
+        self.deltas += 1
+        return self._open + orjson.dumps(text) + b"}\n\n"
+
+    def opening(self) -> bytes:
+        return (
+            _event({"type": "start", "messageId": self.message_id})
+            + _event({"type": "start-step"})
+            + _event({"type": "text-start", "id": TEXT_ID})
+        )
+
+    def closing(self) -> list[bytes]:
+        return [
+            _event({"type": "text-end", "id": TEXT_ID})
+            + _event({"type": "finish-step"})
+            + _event({"type": "finish"})
+            + DONE
+        ]
+
+    def error_frame(self, error: GatewayError) -> bytes:
+        return _event({"type": "error", "errorText": error_text(error)}) + DONE
+
+
+KEEP_ALIVE = b": keep-alive\n\n"
+_KEEP_ALIVE_MESSAGE: ASGIMessage = {
+    "type": "http.response.body",
+    "body": KEEP_ALIVE,
+    "more_body": True,
+}
+
+
+class UIMessageResponse(RelayEventSourceResponse):
+    """The relay response, plus a keep-alive comment whenever the stream has been silent for
+    `keep_alive_s` (proxies and browsers drop idle connections; SSE comments are ignored by
+    every parser). A watcher polls the byte count a few times per period, so the per-chunk
+    path pays nothing for it."""
+
+    keep_alive_s = KEEP_ALIVE_S
+
+    async def _send_all(self, send: Send) -> None:
+        ending = False
+
+        async def tracked(message: ASGIMessage) -> None:
+            nonlocal ending
+            if not message.get("more_body", False):
+                ending = True  # the watcher must never write after the last message
+            await send(message)
+
+        async def keep_alive() -> None:
+            loop = asyncio.get_running_loop()
+            seen, quiet_since = self.bytes_out, loop.time()
+            while True:
+                await asyncio.sleep(self.keep_alive_s / 3)
+                now = loop.time()
+                if self.bytes_out != seen:
+                    seen, quiet_since = self.bytes_out, now
+                elif now - quiet_since >= self.keep_alive_s and not ending:
+                    try:
+                        await send(_KEEP_ALIVE_MESSAGE)
+                    except Exception:  # the client left or the response ended meanwhile:
+                        return  # the main send loop sees and reports that itself
+                    quiet_since = now
+
+        watcher = asyncio.ensure_future(keep_alive())
+        try:
+            await super()._send_all(tracked)
+        finally:
+            watcher.cancel()
