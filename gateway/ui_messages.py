@@ -213,7 +213,7 @@ class UIMessageResponse(RelayEventSourceResponse):
 
         async def tracked(message: ASGIMessage) -> None:
             nonlocal ending
-            if not message.get("more_body", False):
+            if message["type"] == "http.response.body" and not message.get("more_body", False):
                 ending = True  # the watcher must never write after the last message
             await send(message)
 
