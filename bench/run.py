@@ -2,7 +2,8 @@
 
 The gateway runs as users run it (`gateway serve`, one worker) pinned to core 0; the mock
 upstream and the load client run on core 1. Every phase measures the direct connection first
-and then the same traffic through the gateway's /v1/chat/completions and /stream?format=sse.
+and then the same traffic through the gateway's /v1/chat/completions, /stream?format=sse and
+/ui/chat (the AI SDK's UI message stream).
 Any error, short stream or missing terminator fails the run.
 """
 
@@ -93,6 +94,8 @@ def targets(mock: int, gateway: int, chunks: int, delay_ms: int) -> list[Target]
     direct = json.dumps({"model": model, "messages": messages, "stream": True}).encode()
     v1 = json.dumps({"model": f"mock/{model}", "messages": messages, "stream": True}).encode()
     sse = json.dumps({"model": f"mock/{model}", "prompt": "hi"}).encode()
+    ui_message = {"id": "u", "role": "user", "parts": [{"type": "text", "text": "hi"}]}
+    ui = json.dumps({"model": f"mock/{model}", "id": "bench", "messages": [ui_message]}).encode()
     return [
         Target("direct", mock, "/v1/chat/completions", direct, b"[DONE]", chunks + 3),
         Target(
@@ -111,6 +114,8 @@ def targets(mock: int, gateway: int, chunks: int, delay_ms: int) -> list[Target]
             b"event: done",
             chunks + 1,
         ),
+        # start, start-step, text-start, the deltas, text-end, finish-step, finish, [DONE]
+        Target("gateway /ui/chat", gateway, "/ui/chat", ui, b"data: [DONE]", chunks + 7),
     ]
 
 
