@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -24,6 +25,8 @@ from gateway.models import ModelTable
 from gateway.observability import AccessLog, configure_logging, outcome_of, record_of
 from gateway.providers import open_registry
 from gateway.providers.base import Provider
+from gateway.redis_client import connect
+from gateway.resume import Generations, RedisLog, TokenSigner
 from gateway.settings import Settings, load_settings
 from gateway.state import GatewayState
 
@@ -39,23 +42,37 @@ def create_app(settings: Settings, providers: Mapping[str, Provider] | None = No
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         _warn_if_open(settings, app.state.keys)
-        store = build_store(settings.redis_url, settings.redis_timeout_s)
+        redis = None
+        if settings.redis_url:
+            redis = connect(settings.redis_url, settings.redis_timeout_s, settings.redis_cluster)
+        store = build_store(redis, settings.redis_timeout_s)
         limiter = Limiter(store, settings.redis_failure, settings.lease_ttl_s, metrics)
+        generations = Generations(settings.resume, _resume_log(settings, redis), drain, metrics)
         limiter.start()
         try:
             async with open_registry(settings.providers, providers) as registry:
                 app.state.gateway = GatewayState(
-                    settings, registry, ModelTable(settings, registry), drain, metrics, limiter
+                    settings,
+                    registry,
+                    ModelTable(settings, registry),
+                    drain,
+                    metrics,
+                    limiter,
+                    generations,
                 )
                 with drain_on_exit_signals(drain, settings.shutdown_grace_s):
                     yield
+                await generations.close()
         finally:
             await limiter.stop()
+            if redis is not None:
+                await redis.aclose()
 
     app = FastAPI(title="LLM token relay gateway", version=__version__, lifespan=lifespan)
     app.state.drain = drain
     app.state.metrics = metrics = Metrics()
     app.state.keys = KeyRing(settings.keys)
+    app.state.tokens = TokenSigner(settings.token_secret())
     app.add_middleware(AccessLog, metrics=metrics)
     if settings.cors.allow_origins:
         # Outermost, so preflights are answered without a key; exact origins only, and never
@@ -89,6 +106,20 @@ CORS_EXPOSED_HEADERS = [
     "X-Stream-ID",
     "Retry-After",
 ]
+
+
+def _resume_log(settings: Settings, redis: Any) -> RedisLog | None:
+    if redis is None:
+        return None
+    if settings.token_secret_env is None:
+        log.warning(
+            "redis_url is set but token_secret_env is not: EventSource tokens work only on "
+            "the replica that issued them"
+        )
+    resume = settings.resume
+    return RedisLog(
+        redis, settings.redis_timeout_s, resume.resume_retention_s, resume.resume_max_bytes
+    )
 
 
 def _warn_if_open(settings: Settings, keys: KeyRing) -> None:

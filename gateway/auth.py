@@ -86,11 +86,29 @@ async def authenticate(request: Request) -> None:
     if ring.open:
         return
     headers = request.headers
-    key = ring.identify(headers.get("authorization"), headers.get("x-api-key"))
+    authorization, api_key = headers.get("authorization"), headers.get("x-api-key")
+    token = _event_source_token(request)
+    if token is not None and not (authorization or api_key):
+        reconnect = "last-event-id" in headers or request.url.path != "/stream"
+        found = request.app.state.tokens.verify(token, ring.keys, reconnect)
+        if found is None:
+            raise Unauthorized("the stream token is not valid (or has expired)")
+        key = found
+    else:
+        key = ring.identify(authorization, api_key)
     request.scope[KEY_SCOPE] = key
     record = request.scope.get("gateway.record")
     if record is not None:
         record.key = key.name
+
+
+def _event_source_token(request: Request) -> str | None:
+    """`?token=` counts only where EventSource reads: GET /stream and GET /stream/{id}."""
+    if request.method != "GET" or not (
+        request.url.path == "/stream" or request.url.path.startswith("/stream/")
+    ):
+        return None
+    return request.query_params.get("token")
 
 
 def key_of(request: Request) -> GatewayKey | None:

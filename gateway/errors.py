@@ -5,6 +5,7 @@
     ├── BadRequest                       400  invalid_request
     ├── RequestTooLarge                  413  request_too_large
     ├── UnknownModel                     404  unknown_model
+    ├── NotFound                         404  not_found
     ├── Unauthorized                     401  unauthorized
     ├── ModelNotAllowed                  403  model_not_allowed
     ├── RateLimited                      429  rate_limited           (+ Retry-After)
@@ -30,6 +31,7 @@ __all__ = [
     "GatewayError",
     "InvalidRequest",
     "ModelNotAllowed",
+    "NotFound",
     "RateLimited",
     "RequestTooLarge",
     "Unauthorized",
@@ -76,6 +78,10 @@ class RequestTooLarge(GatewayError):
 
 class UnknownModel(GatewayError):
     status, type = 404, "unknown_model"
+
+
+class NotFound(GatewayError):
+    status, type = 404, "not_found"
 
 
 class Unavailable(GatewayError):

@@ -19,7 +19,7 @@ import threading
 from collections.abc import Awaitable, Iterator
 from contextlib import contextmanager
 from types import FrameType
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from starlette.types import Receive
 
@@ -44,12 +44,18 @@ class ClientDisconnected(GatewayError):
     status, type = 499, "client_disconnect"
 
 
+class Interruptible(Protocol):
+    """A stream in flight: a request's guard, or a detached resumable generation."""
+
+    def interrupt(self, reason: Interrupt) -> None: ...
+
+
 class Drain:
     """Readiness and the streams in flight, for graceful shutdown (SPEC §6)."""
 
     def __init__(self) -> None:
         self.draining = False
-        self.active: set[StreamGuard] = set()
+        self.active: set[Interruptible] = set()
         self._deadline: asyncio.TimerHandle | None = None
 
     def begin(self, grace_s: float) -> None:
@@ -68,8 +74,9 @@ class Drain:
 class StreamGuard:
     __slots__ = ("_drain", "_task", "_watcher", "lease", "reason")
 
-    def __init__(self, drain: Drain, receive: Receive) -> None:
-        if drain.draining:
+    def __init__(self, drain: Drain, receive: Receive, admit: bool = True) -> None:
+        # `admit=False`: a reader of a generation already running, welcome while draining.
+        if admit and drain.draining:
             raise Unavailable("the gateway is shutting down")
         task = asyncio.current_task()
         assert task is not None

@@ -136,23 +136,15 @@ return {1, 0}
 class RedisStore:
     """Limits shared by every replica through one Redis."""
 
-    def __init__(self, url: str, timeout_s: float) -> None:
-        from redis.asyncio import Redis
-
-        self.redis = Redis.from_url(
-            url,
-            socket_timeout=timeout_s,
-            socket_connect_timeout=timeout_s,
-            retry_on_timeout=False,
-            retry=None,
-            health_check_interval=0,
-        )
+    def __init__(self, redis: Any, timeout_s: float) -> None:
+        self.redis = redis  # shared with the resumable-stream log (gateway.redis_client)
         self.timeout_s = timeout_s
         self._admit = self.redis.register_script(_ADMIT)
 
     @staticmethod
     def _keys(name: str, window: int) -> list[str]:
-        return [f"gw:rpm:{name}:{window}", f"gw:tpm:{name}:{window}", f"gw:slots:{name}"]
+        # One hash tag per key name: a Redis Cluster keeps the script's keys in one slot.
+        return [f"gw:{{{name}}}:rpm:{window}", f"gw:{{{name}}}:tpm:{window}", _slots(name)]
 
     async def admit(self, key: GatewayKey, lease: Lease, ttl_s: float) -> float | None:
         window, _ = _window()
@@ -175,7 +167,7 @@ class RedisStore:
 
     async def release(self, lease: Lease) -> None:
         async with asyncio.timeout(self.timeout_s):
-            await self.redis.zrem(f"gw:slots:{lease.key.name}", lease.id)
+            await self.redis.zrem(_slots(lease.key.name), lease.id)
 
     async def charge(self, key: GatewayKey, tokens: int) -> None:
         name = self._keys(key.name, _window()[0])[1]
@@ -190,11 +182,15 @@ class RedisStore:
         async with asyncio.timeout(self.timeout_s * 4):
             async with self.redis.pipeline(transaction=False) as pipe:
                 for lease in leases:
-                    pipe.zadd(f"gw:slots:{lease.key.name}", {lease.id: expiry}, xx=True)
+                    pipe.zadd(_slots(lease.key.name), {lease.id: expiry}, xx=True)
                 await pipe.execute()
 
     async def aclose(self) -> None:
-        await self.redis.aclose()
+        return None  # the shared client is closed by its owner, the app's lifespan
+
+
+def _slots(name: str) -> str:
+    return f"gw:{{{name}}}:slots"
 
 
 class Limiter:
@@ -285,5 +281,6 @@ class Limiter:
                     self._outage(exc, refuse=False)
 
 
-def build_store(url: str | None, timeout_s: float) -> Any:
-    return RedisStore(url, timeout_s) if url else MemoryStore()
+def build_store(redis: Any, timeout_s: float) -> Any:
+    """The Redis store on the shared client, else (no redis_url) the in-memory one."""
+    return RedisStore(redis, timeout_s) if redis is not None else MemoryStore()

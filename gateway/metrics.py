@@ -103,6 +103,33 @@ class Metrics:
             registry=registry,
         )
 
+        self.resumable_streams = Counter(
+            "gateway_resumable_streams_total",
+            "Resumable generations started (SPEC §4.5).",
+            registry=registry,
+        )
+        self.reconnections = Counter(
+            "gateway_reconnections_total",
+            "Reconnections to resumable streams, by what they got (resumed, nothing, refused).",
+            ["result"],
+            registry=registry,
+        )
+        self.replayed_events = Counter(
+            "gateway_replayed_events_total",
+            "Events sent again to reconnecting readers (the live events after them not counted).",
+            registry=registry,
+        )
+        self.orphan_cancellations = Counter(
+            "gateway_orphan_cancellations_total",
+            "Resumable generations cancelled because no reader came back in time.",
+            registry=registry,
+        )
+        self.resume_store_failures = Counter(
+            "gateway_resume_store_failures_total",
+            "Calls to the resumable-stream store (Redis) that failed or timed out.",
+            registry=registry,
+        )
+
     def exposition(self) -> bytes:
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
             merged = CollectorRegistry()

@@ -38,6 +38,7 @@ class StreamRequest(BaseModel):
     temperature: float | None = Field(None, ge=0, le=2)
     top_p: float | None = Field(None, ge=0, le=1)
     stop: StopSequences | None = None
+    resumable: bool = False  # SPEC §4.5 (sse only)
 
     @model_validator(mode="after")
     def _prompt_xor_messages(self) -> StreamRequest:

@@ -44,6 +44,7 @@ __all__ = [
     "ConfigError",
     "KeyConfig",
     "ModelEntry",
+    "ResumeConfig",
     "Settings",
     "load_settings",
     "resolve_config_path",
@@ -86,6 +87,18 @@ class CORSConfig(BaseModel):
     )
 
 
+class ResumeConfig(BaseModel):
+    """`[resume]`: resumable streams (SPEC §4.5)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = True
+    orphan_timeout_s: float = Field(15.0, ge=0)
+    resume_retry_ms: int = Field(1000, ge=0, le=3_600_000)
+    resume_max_bytes: int = Field(4 * 1024 * 1024, ge=1)
+    resume_retention_s: float = Field(300.0, ge=0)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid"
@@ -107,6 +120,9 @@ class Settings(BaseSettings):
     redis_failure: Literal["closed", "open"] = "closed"
     redis_timeout_s: float = Field(0.25, gt=0)
     lease_ttl_s: float = Field(60.0, gt=1)
+    redis_cluster: bool = False  # redis_url names one node of a Redis Cluster
+    resume: ResumeConfig = Field(default_factory=ResumeConfig)
+    token_secret_env: str | None = None  # the variable holding the EventSource token secret
 
     @model_validator(mode="after")
     def _builtins_and_references(self) -> Settings:
@@ -120,12 +136,24 @@ class Settings(BaseSettings):
             for model in key.models or ():
                 if not self.resolvable(model):
                     raise ValueError(f"keys.{name}.models: {model!r} is not a configured model")
+        if self.token_secret_env is not None and len(self.token_secret() or "") < 16:
+            raise ValueError(
+                f"token_secret_env: ${self.token_secret_env} must hold at least 16 characters"
+            )
         return self
 
     def secrets(self) -> list[str]:
         """Every configured secret value, for log redaction."""
         keys = [getattr(provider, "api_key", None) for provider in self.providers.values()]
-        return [key.get_secret_value() for key in keys if key is not None]
+        found = [key.get_secret_value() for key in keys if key is not None]
+        token_secret = self.token_secret()
+        return [*found, token_secret] if token_secret else found
+
+    def token_secret(self) -> str | None:
+        """The EventSource token secret shared by replicas (None: each process makes one)."""
+        if self.token_secret_env is None:
+            return None
+        return os.environ.get(self.token_secret_env) or None
 
     def resolvable(self, name: str) -> bool:
         provider, slash, _ = name.partition("/")

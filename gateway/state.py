@@ -17,6 +17,7 @@ from gateway.metrics import Metrics
 from gateway.models import Attempt, ModelTable
 from gateway.observability import RequestRecord
 from gateway.providers import RegisteredProvider
+from gateway.resume import Generations
 from gateway.settings import Settings
 
 if TYPE_CHECKING:
@@ -36,6 +37,7 @@ class GatewayState:
     drain: Drain
     metrics: Metrics
     limiter: Limiter
+    generations: Generations
 
     def attempt_failed(self, attempt: Attempt, error: GatewayError) -> None:
         self.metrics.upstream_errors.labels(attempt.provider.name, error.type).inc()

@@ -1,9 +1,10 @@
 from fastapi import APIRouter
 
-from gateway.api import openai, ops, stream, ui
+from gateway.api import openai, ops, resume, stream, ui
 
 router = APIRouter()
 router.include_router(stream.router)
+router.include_router(resume.router)
 router.include_router(openai.router)
 router.include_router(ui.router)
 router.include_router(ops.router)

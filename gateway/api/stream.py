@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import re
 from functools import partial
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request, Response
 
-from gateway.api._common import json_body, parse_json, read_body, request_id, validate
+from gateway.api._common import json_body, parse_json, read_body, validate
 from gateway.api._serve import admit_and_prime, respond
+from gateway.api.resume import parse_last_event_id, reconnect, start_resumable
 from gateway.auth import authenticate
-from gateway.errors import BadRequest, InvalidRequest
+from gateway.errors import InvalidRequest
 from gateway.models import to_chat_request
-from gateway.observability import record_of
 from gateway.responses import FORMATS, new_stream_id
 from gateway.schemas import StreamRequest
 from gateway.state import GatewayState, state_of
@@ -22,14 +21,13 @@ __all__ = ["router"]
 
 router = APIRouter(dependencies=[Depends(authenticate)])
 
-_LAST_EVENT_ID = re.compile(r"[A-Za-z0-9_\-]{1,64}:[0-9]{1,10}")
 _STREAM_BODY = json_body(StreamRequest)
 
 
 @router.post("/stream", openapi_extra=_STREAM_BODY, response_class=Response)
 async def stream_post(request: Request) -> Response:
     state = state_of(request)
-    if reconnection := _reconnection(request):
+    if reconnection := await _reconnection(request):
         return reconnection
     fmt = _format(request, allowed=("format",))
     body = await read_body(request, state.settings.max_body_bytes)
@@ -39,23 +37,21 @@ async def stream_post(request: Request) -> Response:
 @router.get("/stream", response_class=Response)
 async def stream_get(request: Request) -> Response:
     state = state_of(request)
-    if reconnection := _reconnection(request):
+    if reconnection := await _reconnection(request):
         return reconnection
-    fmt = _format(request, allowed=(*StreamRequest.model_fields, "format"))
+    fmt = _format(request, allowed=(*StreamRequest.model_fields, "format", "token"))
     stream_request = validate(StreamRequest, _query_fields(request))
     return await relay_response(request, state, stream_request, fmt)
 
 
-def _reconnection(request: Request) -> Response | None:
-    """An EventSource reconnect never starts a second generation (nobody pays twice)."""
+async def _reconnection(request: Request) -> Response | None:
+    """A reconnect never starts a second generation (nobody pays twice): it resumes a
+    resumable stream (SPEC §4.5), or gets 204."""
     last_id = request.headers.get("last-event-id")
     if last_id is None:
         return None
-    if len(last_id) > 128 or not _LAST_EVENT_ID.fullmatch(last_id):
-        raise BadRequest("Last-Event-ID must look like <stream>:<n>")
-    if (record := record_of(request.scope)) is not None:
-        record.status, record.outcome = 204, "rejected"
-    return Response(status_code=204, headers={"X-Request-ID": request_id(request)})
+    stream_id, after = parse_last_event_id(last_id)
+    return await reconnect(request, stream_id, after)
 
 
 def _format(request: Request, allowed: tuple[str, ...]) -> str:
@@ -77,7 +73,7 @@ def _format(request: Request, allowed: tuple[str, ...]) -> str:
 
 def _query_fields(request: Request) -> dict[str, Any]:
     fields: dict[str, Any] = {}
-    for key in set(request.query_params) - {"format"}:
+    for key in set(request.query_params) - {"format", "token"}:
         values = request.query_params.getlist(key)
         if key == "stop":
             fields[key] = values if len(values) > 1 else values[0]
@@ -91,9 +87,13 @@ def _query_fields(request: Request) -> dict[str, Any]:
 async def relay_response(
     request: Request, state: GatewayState, body: StreamRequest, fmt: str
 ) -> Response:
+    if body.resumable and fmt != "sse":
+        raise InvalidRequest("only the sse format is resumable (text and ndjson have no ids)")
     plan = state.models.resolve(body.model)
     guard, relay = await admit_and_prime(
         request, state, plan, partial(to_chat_request, request=body)
     )
+    if body.resumable:
+        return await start_resumable(request, state, guard, relay, new_stream_id())
     encoder = FORMATS[fmt](relay, new_stream_id())
     return respond(request, state, encoder, guard)

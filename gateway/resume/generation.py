@@ -1,0 +1,378 @@
+"""Generations detached from requests, and the registry that starts, finds and cancels them.
+
+A `Generation` is a producer task owned by the app: it reads a primed relay, numbers its
+events and appends each one to the log (Redis first when there is a mirror, then memory)
+before any reader can send it. It holds the request's rate-limit lease and token accounting
+(through `Accounting`), is registered with the shutdown drain, and is stopped only explicitly:
+`cancel` (the stop route), the orphan timeout (no reader for `orphan_timeout_s`, counting
+readers on other replicas through Redis), or shutdown. Stopping it cancels its task, which
+closes the upstream at once, and appends the terminal `Failure` every reader then sends.
+
+`Generations` is the small API the routes use, independent of any wire framing:
+
+    start(stream_id, owner, relay, accounting) -> Generation | None   (None: not resumable)
+    attach(stream_id, owner, after)            -> Reader | None       (None: nothing to send)
+    cancel(stream_id, owner)                   -> None
+    close()                                     at shutdown
+
+`attach` and `cancel` raise `NotFound` for another owner's stream (and `cancel` for an ended
+or unknown one). A `Reader` is an async iterator of `(seq, payload)` events after `after`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Protocol
+
+from gateway.errors import GatewayError, NotFound, Unavailable
+from gateway.lifecycle import Drain, Interrupt
+from gateway.metrics import Metrics
+from gateway.observability import outcome_of
+from gateway.relay import Relay
+from gateway.resume.events import End, Event, Failure, Payload, encode
+from gateway.resume.memory import MemoryLog
+from gateway.resume.redis import Mirror, RedisLog, tick_for
+from gateway.settings import ResumeConfig
+
+__all__ = ["Accounting", "Generation", "Generations", "Reader", "Stop"]
+
+log = logging.getLogger("gateway.resume")
+
+
+class Stop(enum.Enum):
+    CANCELLED = Failure("cancelled", "the stream was cancelled")
+    ORPHANED = Failure("cancelled", "no reader came back before the orphan time-out")
+    SHUTDOWN = Failure("unavailable", "the gateway is shutting down")
+
+
+class Accounting(Protocol):
+    """What a generation owes the limits and the metrics (the route supplies it)."""
+
+    @property
+    def next_charge(self) -> int:
+        """The delta count at which `running` wants to be called next."""
+
+    async def running(self, deltas: int) -> None: ...
+
+    async def ended(
+        self, relay: Relay, deltas: int, outcome: str, error: GatewayError | None
+    ) -> None: ...
+
+
+class Reader:
+    """One reader of a generation: its events after a position, and where it came from."""
+
+    def __init__(
+        self,
+        model: str,
+        provider: str,
+        events: AsyncIterator[Event],
+        replayed: int,
+        source: str,
+        detach: Callable[[], None] | None = None,
+    ) -> None:
+        self.model = model
+        self.provider = provider
+        self.events = events
+        self.replayed = replayed  # events already in the log after the reader's position
+        self.source = source  # "memory" (this replica) or "redis"
+        self._detach = detach
+
+    def __aiter__(self) -> AsyncIterator[Event]:
+        return self.events
+
+    async def aclose(self) -> None:
+        aclose = getattr(self.events, "aclose", None)
+        if aclose is not None:
+            await aclose()
+        if self._detach is not None:
+            self._detach()
+            self._detach = None
+
+
+class Generation:
+    def __init__(
+        self,
+        stream_id: str,
+        owner: str,
+        relay: Relay,
+        config: ResumeConfig,
+        mirror: Mirror | None,
+        accounting: Accounting,
+        on_store_failure: Callable[[], None],
+    ) -> None:
+        self.id = stream_id
+        self.owner = owner
+        self.relay = relay
+        self.config = config
+        self.mirror = mirror
+        self.accounting = accounting
+        self.on_store_failure = on_store_failure
+        self.log = MemoryLog(config.resume_max_bytes)
+        self.readers = 0
+        self.stopped: Stop | None = None
+        self.finishing = False  # the terminal event is being written: nothing can stop it now
+        self.deltas = 0
+        self.bytes = 0
+        idle_s = relay.attempt.provider.config.idle_timeout
+        self.tick_s = tick_for(idle_s, config.orphan_timeout_s)
+        loop = asyncio.get_running_loop()
+        self.reader_seen = loop.time()
+        self.task = asyncio.ensure_future(self._run())
+        self.ticker = asyncio.ensure_future(self._tick())
+
+    @property
+    def model(self) -> str:
+        return self.relay.model
+
+    @property
+    def provider(self) -> str:
+        return self.relay.provider
+
+    @property
+    def ended(self) -> bool:
+        return self.log.ended
+
+    # ---- producing ---------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        relay, error = self.relay, None
+        terminal: Payload | None = None
+        try:
+            try:
+                if relay.first:
+                    await self._append(relay.first)
+                async for text in relay.rest:
+                    await self._append(text)
+            finally:
+                await relay.aclose()  # the upstream is closed before anything else happens
+            outcome = relay.outcome
+            usage = outcome.usage.as_dict() if outcome.usage else None
+            terminal = End(outcome.finish_reason, usage, relay.model, relay.provider)
+        except GatewayError as exc:
+            error, terminal = exc, Failure(exc.type, exc.message)
+        except asyncio.CancelledError:
+            if self.stopped is None:
+                raise
+            task = asyncio.current_task()
+            assert task is not None
+            task.uncancel()
+            terminal = self.stopped.value
+        finally:
+            self.ticker.cancel()
+            if terminal is None:  # cancelled by someone else: readers still get an end
+                self.log.append(Stop.SHUTDOWN.value, 0)
+        self.finishing = True
+        try:
+            await self._append(terminal)
+        finally:
+            result = "complete" if error is None else outcome_of(error.type)
+            if self.stopped is not None:
+                result = self.stopped.name.lower()
+            await self.accounting.ended(relay, self.deltas, result, error)
+
+    async def _append(self, payload: Payload) -> None:
+        field, data = encode(payload)
+        size = len(data)
+        self.bytes += size
+        mirror = self.mirror
+        if mirror is not None:
+            final = not isinstance(payload, str)
+            if self.bytes > self.config.resume_max_bytes and not final:
+                await self._mirror_off(mirror.give_up())
+            elif await self._mirror_off(mirror.append(self.log.next_seq, field, data, final)):
+                self.stop(Stop.CANCELLED)
+        self.log.append(payload, size)
+        if isinstance(payload, str):
+            self.deltas += 1
+            if self.deltas >= self.accounting.next_charge:
+                await self.accounting.running(self.deltas)
+
+    async def _mirror_off(self, call: Awaitable[bool] | Awaitable[None]) -> bool:
+        """Run a mirror call; on failure stop mirroring (local readers go on from memory)."""
+        try:
+            return bool(await call)
+        except Exception as exc:
+            if self.mirror is not None:
+                self.mirror = None
+                self.on_store_failure()
+                log.warning("resume store failed mid-stream (%s): local readers only", type(exc))
+            return False
+        finally:
+            if self.bytes > self.config.resume_max_bytes:
+                self.mirror = None
+
+    async def _tick(self) -> None:
+        """Heartbeat (Redis), remote cancel, and the orphan time-out."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(self.tick_s)
+            if self.mirror is not None:
+                beat = await self._mirror_beat(self.mirror)
+                if beat is not None and beat[0]:
+                    self.stop(Stop.CANCELLED)
+                if beat is not None and beat[1]:
+                    self.reader_seen = loop.time()
+            if self.readers:
+                self.reader_seen = loop.time()
+            elif loop.time() - self.reader_seen >= self.config.orphan_timeout_s:
+                self.stop(Stop.ORPHANED)
+
+    async def _mirror_beat(self, mirror: Mirror) -> tuple[bool, bool] | None:
+        try:
+            return await mirror.beat()
+        except Exception:
+            self.mirror = None
+            self.on_store_failure()
+            return None
+
+    # ---- stopping and reading ----------------------------------------------------------------
+
+    def stop(self, reason: Stop) -> None:
+        if self.stopped is None and not self.finishing and not self.task.done():
+            self.stopped = reason
+            self.task.cancel()
+
+    def interrupt(self, reason: Interrupt) -> None:
+        """The drain's deadline passed: end it for every reader (SPEC §6)."""
+        if reason is Interrupt.SHUTDOWN:
+            self.stop(Stop.SHUTDOWN)
+
+    def reader(self, after: int) -> Reader:
+        self.readers += 1
+
+        def detach() -> None:
+            self.readers -= 1
+            self.reader_seen = asyncio.get_running_loop().time()
+
+        replayed = max(0, self.log.last_seq() - after)
+        return Reader(self.model, self.provider, self.log.follow(after), replayed, "memory", detach)
+
+
+StoreFailed = Callable[[], None]
+
+
+class Generations:
+    """The registry: generations running (and, without a healthy Redis mirror, recently
+    ended) in this process, and the Redis log for everyone else's."""
+
+    def __init__(
+        self,
+        config: ResumeConfig,
+        store: RedisLog | None,
+        drain: Drain,
+        metrics: Metrics,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.drain = drain
+        self.metrics = metrics
+        self.local: dict[str, Generation] = {}
+        self._forget: dict[str, asyncio.TimerHandle] = {}
+
+    def store_failed(self) -> None:
+        self.metrics.resume_store_failures.inc()
+
+    async def start(
+        self, stream_id: str, owner: str, relay: Relay, accounting: Accounting
+    ) -> Generation | None:
+        """Run the primed relay as a detached generation; None when it cannot be resumable
+        (disabled, or the store is down: the caller serves it as a plain stream)."""
+        if not self.config.enabled:
+            return None
+        mirror = None
+        if self.store is not None:
+            idle_s = relay.attempt.provider.config.idle_timeout
+            tick_s = tick_for(idle_s, self.config.orphan_timeout_s)
+            try:
+                mirror = await self.store.create(
+                    stream_id, owner, relay.model, relay.provider, idle_s, tick_s
+                )
+            except Exception:
+                self.store_failed()
+                return None
+            if mirror is None:
+                return None
+        generation = Generation(
+            stream_id, owner, relay, self.config, mirror, accounting, self.store_failed
+        )
+        self.local[stream_id] = generation
+        self.drain.active.add(generation)
+        generation.task.add_done_callback(lambda _: self._ended(generation))
+        self.metrics.resumable_streams.inc()
+        return generation
+
+    def _ended(self, generation: Generation) -> None:
+        self.drain.active.discard(generation)
+        if generation.stopped is Stop.ORPHANED:
+            self.metrics.orphan_cancellations.inc()
+        if generation.mirror is not None:  # Redis holds it for everyone
+            self.local.pop(generation.id, None)
+            return
+        loop = asyncio.get_running_loop()
+        self._forget[generation.id] = loop.call_later(
+            self.config.resume_retention_s, self._drop, generation.id
+        )
+
+    def _drop(self, stream_id: str) -> None:
+        self.local.pop(stream_id, None)
+        self._forget.pop(stream_id, None)
+
+    async def attach(self, stream_id: str, owner: str, after: int) -> Reader | None:
+        """A reader after `after`; None when there is nothing to resume (204)."""
+        generation = self.local.get(stream_id)
+        if generation is not None:
+            if generation.owner != owner:
+                raise NotFound("no such stream")
+            if generation.log.truncated or (
+                generation.ended and after >= generation.log.last_seq()
+            ):
+                return None
+            return generation.reader(after)
+        if self.store is None:
+            return None
+        try:
+            meta = await self.store.lookup(stream_id)
+        except Exception:
+            self.store_failed()
+            return None
+        if meta is None:
+            return None
+        if meta.owner != owner:
+            raise NotFound("no such stream")
+        if meta.state == "gone" or (meta.state == "ended" and after >= meta.last_seq):
+            return None
+        events = self.store.follow(stream_id, after, meta.idle_s)
+        return Reader(meta.model, meta.provider, events, max(0, meta.last_seq - after), "redis")
+
+    async def cancel(self, stream_id: str, owner: str) -> None:
+        generation = self.local.get(stream_id)
+        if generation is not None:
+            if generation.owner != owner or generation.stopped or generation.ended:
+                raise NotFound("no such running stream")
+            generation.stop(Stop.CANCELLED)
+            await asyncio.wait({generation.task})
+            return
+        if self.store is None:
+            raise NotFound("no such running stream")
+        try:
+            done = await self.store.cancel(stream_id, owner)
+        except Exception:
+            self.store_failed()
+            raise Unavailable("the resume store is unreachable") from None
+        if done != 1:
+            raise NotFound("no such running stream")
+
+    async def close(self) -> None:
+        """Shutdown: generations end (the drain's deadline stops the slow ones)."""
+        for handle in self._forget.values():
+            handle.cancel()
+        running = [g.task for g in self.local.values() if not g.task.done()]
+        if not self.drain.draining:
+            for generation in self.local.values():
+                generation.stop(Stop.SHUTDOWN)
+        if running:
+            await asyncio.wait(running)

@@ -1,0 +1,85 @@
+"""One generation's events in this process's memory: the log its local readers follow.
+
+A ring of at most `max_bytes` of event data. Readers replay from any position still held and
+then wait for the next append; every append wakes every waiting reader at once. When the ring
+has to drop its oldest events the stream stops being resumable (new readers are refused), and
+a live reader that fell behind what is still held ends with an in-band error: the memory a
+stream can take is bounded, whatever its readers do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+from gateway.resume.events import Event, Failure, Payload, is_terminal
+
+__all__ = ["FELL_BEHIND", "MemoryLog"]
+
+FELL_BEHIND = Failure("unavailable", "the reader fell behind the stream by more than its log holds")
+
+
+class MemoryLog:
+    __slots__ = ("_changed", "_events", "_sizes", "_start", "base", "ended", "max_bytes", "size")
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self._events: list[Payload | None] = []
+        self._sizes: list[int] = []
+        self._start = 0  # index in _events of the oldest event held
+        self.base = 0  # seq of the oldest event held
+        self.size = 0
+        self.ended = False
+        self._changed = asyncio.Event()
+
+    @property
+    def next_seq(self) -> int:
+        return self.base + len(self._events) - self._start
+
+    @property
+    def truncated(self) -> bool:
+        return self.base > 0
+
+    def append(self, payload: Payload, size: int) -> int:
+        """Add the next event (`size`: its bytes); returns its seq."""
+        seq = self.next_seq
+        self._events.append(payload)
+        self._sizes.append(size)
+        self.size += size
+        while self.size > self.max_bytes and len(self._events) - self._start > 1:
+            self._drop_oldest()
+        if is_terminal(payload):
+            self.ended = True
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
+        return seq
+
+    def _drop_oldest(self) -> None:
+        self.size -= self._sizes[self._start]
+        self._events[self._start] = None
+        self._start += 1
+        self.base += 1
+        if self._start > 1024 and self._start * 2 > len(self._events):
+            del self._events[: self._start], self._sizes[: self._start]
+            self._start = 0
+
+    def last_seq(self) -> int:
+        return self.next_seq - 1
+
+    async def follow(self, after: int) -> AsyncIterator[Event]:
+        """Every event after `after`, in order, exactly once; then the live ones to the end."""
+        cursor = after + 1
+        while True:
+            while cursor < self.next_seq:
+                if cursor < self.base:
+                    yield cursor, FELL_BEHIND
+                    return
+                payload = self._events[self._start + cursor - self.base]
+                assert payload is not None
+                yield cursor, payload
+                if is_terminal(payload):
+                    return
+                cursor += 1
+            if self.ended:
+                return
+            await self._changed.wait()

@@ -1,0 +1,102 @@
+"""The parts of resumable streams on their own: the memory ring, event encoding, tokens."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from gateway.auth import GatewayKey
+from gateway.resume.events import End, Failure, decode, encode
+from gateway.resume.memory import FELL_BEHIND, MemoryLog
+from gateway.resume.tokens import RECONNECT_GRACE_S, TOKEN_TTL_S, TokenSigner
+
+
+def key(name: str, digest: bytes = b"d" * 32) -> GatewayKey:
+    return GatewayKey(name, digest, None, None, None, None)
+
+
+async def collect(log: MemoryLog, after: int) -> list[tuple[int, object]]:
+    async with asyncio.timeout(5):
+        return [event async for event in log.follow(after)]
+
+
+async def test_readers_replay_then_follow_live_exactly_once() -> None:
+    log = MemoryLog(1000)
+    log.append("a", 1)
+    log.append("b", 1)
+    reader = asyncio.ensure_future(collect(log, 0))
+    await asyncio.sleep(0)  # the reader is now waiting for the next append
+    log.append("c", 1)
+    end = End("stop", None, "m", "p")
+    log.append(end, 10)
+    assert await reader == [(1, "b"), (2, "c"), (3, end)]
+    assert await collect(log, -1) == [(0, "a"), (1, "b"), (2, "c"), (3, end)]
+    assert log.last_seq() == 3 and log.ended and not log.truncated
+
+
+async def test_the_ring_drops_the_oldest_and_stops_being_resumable() -> None:
+    log = MemoryLog(10)
+    for text in ("aaaa", "bbbb", "cccc"):
+        log.append(text, 4)
+    assert log.truncated and log.base == 1 and log.size == 8
+    assert (await anext(log.follow(-1))) == (0, FELL_BEHIND)  # fell out of the ring
+    failure = Failure("upstream_unavailable", "x")
+    log.append(failure, 100)  # the last event is always kept, whatever its size
+    assert await collect(log, 2) == [(3, failure)]
+
+
+async def test_a_long_ring_compacts_and_keeps_its_numbering() -> None:
+    log = MemoryLog(100)
+    for index in range(5000):
+        log.append(str(index % 10), 1)
+    assert log.base == 4900 and log.next_seq == 5000
+    log.append(End(None, None, "m", "p"), 1)
+    events = await collect(log, 4990)
+    assert [seq for seq, _ in events] == list(range(4991, 5001))
+
+
+@pytest.mark.parametrize(
+    "payload",
+    ["plain", "é\u2028\x00", End("stop", {"total_tokens": 3}, "m", "p"), Failure("t", "m")],
+)
+def test_events_round_trip_through_a_stream_entry(payload: object) -> None:
+    field, value = encode(payload)  # type: ignore[arg-type]
+    assert decode({field: value}) == payload
+
+
+def test_tokens_are_bound_to_the_key_and_expire() -> None:
+    signer = TokenSigner("a-shared-secret-0123456789")
+    alice, bob = key("alice"), key("bob", b"e" * 32)
+    token = signer.issue(alice, now=1000)
+    assert "alice" not in token and signer.verify(token, [alice, bob], False, now=1000) is alice
+    assert signer.verify(token, [bob], False, now=1000) is None  # the key is gone
+    rotated = key("alice", b"f" * 32)
+    assert signer.verify(token, [rotated], False, now=1000) is None  # rotated: old tokens die
+    late = 1000 + TOKEN_TTL_S + 1
+    assert signer.verify(token, [alice], False, now=late) is None  # too late to start
+    assert signer.verify(token, [alice], True, now=late) is alice  # still fine to reconnect
+    assert signer.verify(token, [alice], True, now=late + RECONNECT_GRACE_S) is None
+    other_replica = TokenSigner("a-shared-secret-0123456789")
+    assert other_replica.verify(token, [alice], False, now=1000) is alice
+    assert TokenSigner(None).verify(token, [alice], False, now=1000) is None
+
+
+@pytest.mark.parametrize(
+    "mangle",
+    [
+        lambda t: t + "x",
+        lambda t: t.replace(".", ".9", 1),
+        lambda t: "Ym9i." + t.split(".", 1)[1],  # "bob" with alice's MAC
+        lambda t: "%%%." + t.split(".", 1)[1],
+        lambda t: t.split(".", 1)[0] + ".99999999999999." + t.rsplit(".", 1)[1],
+        lambda t: t + "." + t,
+        lambda t: "é" * 600,
+        lambda t: "",
+    ],
+)
+def test_mangled_tokens_are_refused(mangle: object) -> None:
+    signer = TokenSigner("a-shared-secret-0123456789")
+    alice = key("alice")
+    token = signer.issue(alice, now=1000)
+    assert signer.verify(mangle(token), [alice], True, now=1000) is None  # type: ignore[operator]
