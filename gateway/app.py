@@ -29,6 +29,7 @@ from gateway.redis_client import connect
 from gateway.resume import Generations, RedisLog, TokenSigner
 from gateway.settings import Settings, load_settings
 from gateway.state import GatewayState
+from gateway.ui_chats import ChatStreams
 
 __all__ = ["create_app", "create_app_from_env"]
 
@@ -48,6 +49,10 @@ def create_app(settings: Settings, providers: Mapping[str, Provider] | None = No
         store = build_store(redis, settings.redis_timeout_s)
         limiter = Limiter(store, settings.redis_failure, settings.lease_ttl_s, metrics)
         generations = Generations(settings.resume, _resume_log(settings, redis), drain, metrics)
+        chat_store = redis if generations.store is not None else None
+        app.state.ui_chats = ChatStreams(
+            chat_store, settings.redis_timeout_s, generations.store_failed
+        )
         limiter.start()
         try:
             async with open_registry(settings.providers, providers) as registry:

@@ -20,18 +20,23 @@ Frames are pre-serialised byte templates: one small concatenation per delta.
 from __future__ import annotations
 
 import asyncio
-import secrets
-from typing import Annotated, Any, Literal
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any, Literal, Protocol
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from starlette.responses import Response
 from starlette.types import Message as ASGIMessage
-from starlette.types import Send
+from starlette.types import Receive, Scope, Send
 
 from gateway.errors import GatewayError, InvalidRequest
+from gateway.lifecycle import Interrupt, StreamGuard
+from gateway.observability import outcome_of
 from gateway.redaction import KEY_SHAPED
 from gateway.relay import Relay
 from gateway.responses import Encoder, RelayEventSourceResponse
+from gateway.resume import Reader
+from gateway.resume.events import End, Failure
 from gateway.schemas import MAX_TEXT, Message, ModelName, StopSequences, StreamRequest
 
 __all__ = [
@@ -41,7 +46,9 @@ __all__ = [
     "UICompletionRequest",
     "UIMessageEncoder",
     "UIMessageResponse",
+    "UIReaderResponse",
     "error_text",
+    "message_id_for",
 ]
 
 Text = Annotated[str, StringConstraints(max_length=MAX_TEXT)]
@@ -141,14 +148,19 @@ def _texts(index: int, message: UIMessage) -> list[str] | None:
     return texts or None
 
 
-def new_message_id() -> str:
-    return "msg-" + secrets.token_urlsafe(16)
+def message_id_for(stream_id: str) -> str:
+    """The message's id, derived from its generation's id: every reader of the generation, on
+    any replica, starts the message with the same `messageId` (nothing else to store)."""
+    return "msg-" + stream_id
 
 
-def error_text(error: GatewayError) -> str:
+def error_text(error_type: str, message: str) -> str:
     """The in-band `errorText`: the error's type and message, short, with nothing key-shaped."""
-    text = KEY_SHAPED.sub("[redacted]", f"{error.type}: {error.message}")
+    text = KEY_SHAPED.sub("[redacted]", f"{error_type}: {message}")
     return text if len(text) <= ERROR_TEXT_MAX else text[: ERROR_TEXT_MAX - 1] + "…"
+
+
+# ---- frames ------------------------------------------------------------------------------------
 
 
 def _event(chunk: dict[str, Any]) -> bytes:
@@ -157,40 +169,58 @@ def _event(chunk: dict[str, Any]) -> bytes:
 
 DONE = b"data: [DONE]\n\n"
 TEXT_ID = "text-0"  # one text part per message: the id only has to be unique within it
+_DELTA_HEAD = b'data: {"type":"text-delta","id":"' + TEXT_ID.encode() + b'","delta":'
+CLOSING = (
+    _event({"type": "text-end", "id": TEXT_ID})
+    + _event({"type": "finish-step"})
+    + _event({"type": "finish"})
+    + DONE
+)
+ABORT = _event({"type": "abort"}) + DONE  # stopped (SPEC §4.6): not an error, not a finish
+
+
+def opening_frames(message_id: str) -> bytes:
+    return (
+        _event({"type": "start", "messageId": message_id})
+        + _event({"type": "start-step"})
+        + _event({"type": "text-start", "id": TEXT_ID})
+    )
+
+
+def delta_frame(text: str) -> bytes:
+    return _DELTA_HEAD + orjson.dumps(text) + b"}\n\n"
+
+
+def error_frames(error_type: str, message: str) -> bytes:
+    """A failure after the first event: `error`, no `finish`, then `[DONE]`."""
+    return _event({"type": "error", "errorText": error_text(error_type, message)}) + DONE
 
 
 class UIMessageEncoder(Encoder):
-    """A primed relay as a UI message stream (one `text-delta` event per upstream delta)."""
+    """A primed relay as a UI message stream (one `text-delta` event per upstream delta), for
+    the streams that are not resumable."""
 
     media_type = "text/event-stream"
 
-    def __init__(self, relay: Relay, stream_id: str, message_id: str | None = None) -> None:
+    def __init__(self, relay: Relay, stream_id: str) -> None:
         super().__init__(relay, stream_id)
-        self.message_id = message_id or new_message_id()
-        self._open = b'data: {"type":"text-delta","id":"' + TEXT_ID.encode() + b'","delta":'
+        self.message_id = message_id_for(stream_id)
 
     def delta(self, text: str) -> bytes:
         self.deltas += 1
-        return self._open + orjson.dumps(text) + b"}\n\n"
+        return _DELTA_HEAD + orjson.dumps(text) + b"}\n\n"
 
     def opening(self) -> bytes:
-        return (
-            _event({"type": "start", "messageId": self.message_id})
-            + _event({"type": "start-step"})
-            + _event({"type": "text-start", "id": TEXT_ID})
-        )
+        return opening_frames(self.message_id)
 
     def closing(self) -> list[bytes]:
-        return [
-            _event({"type": "text-end", "id": TEXT_ID})
-            + _event({"type": "finish-step"})
-            + _event({"type": "finish"})
-            + DONE
-        ]
+        return [CLOSING]
 
     def error_frame(self, error: GatewayError) -> bytes:
-        return _event({"type": "error", "errorText": error_text(error)}) + DONE
+        return error_frames(error.type, error.message)
 
+
+# ---- keep-alive --------------------------------------------------------------------------------
 
 KEEP_ALIVE = b": keep-alive\n\n"
 _KEEP_ALIVE_MESSAGE: ASGIMessage = {
@@ -200,40 +230,131 @@ _KEEP_ALIVE_MESSAGE: ASGIMessage = {
 }
 
 
+class _Counting(Protocol):
+    keep_alive_s: float
+    bytes_out: int
+
+
+async def keeping_alive(
+    response: _Counting, send: Send, send_all: Callable[[Send], Awaitable[None]]
+) -> None:
+    """Run `send_all(send)`, writing an SSE comment whenever nothing was written for
+    `keep_alive_s` (proxies and browsers drop idle connections; every SSE parser ignores
+    comments). A watcher polls the response's byte count a few times per period, so the
+    per-chunk path pays nothing for it; it never writes after the response's last message."""
+    ending = False
+
+    async def tracked(message: ASGIMessage) -> None:
+        nonlocal ending
+        if message["type"] == "http.response.body" and not message.get("more_body", False):
+            ending = True
+        await send(message)
+
+    async def keep_alive() -> None:
+        loop = asyncio.get_running_loop()
+        period = response.keep_alive_s
+        seen, quiet_since = response.bytes_out, loop.time()
+        while True:
+            await asyncio.sleep(period / 3)
+            now = loop.time()
+            if response.bytes_out != seen:
+                seen, quiet_since = response.bytes_out, now
+            elif now - quiet_since >= period and not ending:
+                try:
+                    await send(_KEEP_ALIVE_MESSAGE)
+                except Exception:  # the client left or the response ended meanwhile:
+                    return  # the main send loop sees and reports that itself
+                quiet_since = now
+
+    watcher = asyncio.ensure_future(keep_alive())
+    try:
+        await send_all(tracked)
+    finally:
+        watcher.cancel()
+
+
+# ---- responses ---------------------------------------------------------------------------------
+
+
 class UIMessageResponse(RelayEventSourceResponse):
-    """The relay response, plus a keep-alive comment whenever the stream has been silent for
-    `keep_alive_s` (proxies and browsers drop idle connections; SSE comments are ignored by
-    every parser). A watcher polls the byte count a few times per period, so the per-chunk
-    path pays nothing for it."""
+    """A stream that is not resumable (resume disabled, or its store is down): the relay
+    response with keep-alive comments; the client leaving cancels the upstream."""
 
     keep_alive_s = KEEP_ALIVE_S
 
     async def _send_all(self, send: Send) -> None:
-        ending = False
+        await keeping_alive(self, send, super()._send_all)
 
-        async def tracked(message: ASGIMessage) -> None:
-            nonlocal ending
-            if message["type"] == "http.response.body" and not message.get("more_body", False):
-                ending = True  # the watcher must never write after the last message
-            await send(message)
 
-        async def keep_alive() -> None:
-            loop = asyncio.get_running_loop()
-            seen, quiet_since = self.bytes_out, loop.time()
-            while True:
-                await asyncio.sleep(self.keep_alive_s / 3)
-                now = loop.time()
-                if self.bytes_out != seen:
-                    seen, quiet_since = self.bytes_out, now
-                elif now - quiet_since >= self.keep_alive_s and not ending:
-                    try:
-                        await send(_KEEP_ALIVE_MESSAGE)
-                    except Exception:  # the client left or the response ended meanwhile:
-                        return  # the main send loop sees and reports that itself
-                    quiet_since = now
+Recorded = Callable[["UIReaderResponse"], None]
 
-        watcher = asyncio.ensure_future(keep_alive())
+
+class UIReaderResponse(Response):
+    """One reader of a chat's generation, as a UI message stream from `start` (SPEC §4.6).
+
+    The first request and every resume read the same events and write the same bytes. The
+    client leaving detaches the reader (the generation goes on; the orphan time-out decides);
+    a stop ends every reader with `abort`; shutdown with the in-band `unavailable` error."""
+
+    media_type = "text/event-stream"
+    keep_alive_s = KEEP_ALIVE_S
+
+    def __init__(
+        self,
+        reader: Reader,
+        guard: StreamGuard,
+        message_id: str,
+        headers: list[tuple[bytes, bytes]],
+        recorded: Recorded,
+    ) -> None:
+        self.reader = reader
+        self.guard = guard
+        self.message_id = message_id
+        self.status_code = 200
+        self.background = None
+        self.raw_headers = [(b"content-type", b"text/event-stream"), *headers]
+        self.recorded = recorded
+        self.bytes_out = 0
+        self.deltas = 0
+        self.result = "complete"
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
-            await super()._send_all(tracked)
+            await keeping_alive(self, send, self._send_all)
+        except asyncio.CancelledError:
+            reason = self.guard.absorb()
+            if reason is None:
+                raise
+            self.result = reason.value
+            if reason is Interrupt.SHUTDOWN:
+                frame = error_frames("unavailable", "the gateway is shutting down")
+                await send({"type": "http.response.body", "body": frame, "more_body": True})
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
-            watcher.cancel()
+            self.guard.close()
+            await self.reader.aclose()
+            self.recorded(self)
+
+    async def _send_all(self, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+        frame = opening_frames(self.message_id)
+        self.bytes_out += len(frame)
+        await send({"type": "http.response.body", "body": frame, "more_body": True})
+        async for _, payload in self.reader:
+            if isinstance(payload, str):
+                frame = _DELTA_HEAD + orjson.dumps(payload) + b"}\n\n"
+                self.deltas += 1
+            else:
+                frame = self._terminal(payload)
+            self.bytes_out += len(frame)
+            await send({"type": "http.response.body", "body": frame, "more_body": True})
+        self.guard.close()
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    def _terminal(self, payload: End | Failure) -> bytes:
+        if isinstance(payload, End):
+            return CLOSING
+        self.result = payload.type if payload.type == "cancelled" else outcome_of(payload.type)
+        if payload.type == "cancelled":
+            return ABORT
+        return error_frames(payload.type, payload.message)

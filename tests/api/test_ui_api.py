@@ -13,10 +13,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway.errors import UpstreamUnavailable
 from gateway.providers.base import ChatRequest, StreamOutcome
 from gateway.providers.fake import load_story, split_chunks
-from gateway.ui_messages import UIMessageEncoder, error_text
+from gateway.ui_messages import delta_frame, error_text
 from tests.api.test_fuzz import FUZZ, check, json_values
 from tests.conftest import CANARY_KEY, FAST_FAKE, app_client, settings_from
 
@@ -310,17 +309,14 @@ async def test_resume_route_answers_204_when_nothing_is_resumable(
 
 
 def test_error_text_is_short_and_hides_key_shaped_strings() -> None:
-    text = error_text(UpstreamUnavailable(f"bad key {CANARY_KEY} " + "x" * 1000))
+    text = error_text("upstream_unavailable", f"bad key {CANARY_KEY} " + "x" * 1000)
     assert CANARY_KEY not in text and "[redacted]" in text
     assert len(text) <= 300 and text.startswith("upstream_unavailable: bad key")
 
 
 @pytest.mark.parametrize("text", ["", "plain", 'quo"te\\', "line\nbreak\u2028", "😀 中文 \x00"])
 def test_delta_frames_are_json_events(text: str) -> None:
-    encoder = UIMessageEncoder.__new__(UIMessageEncoder)
-    encoder.deltas = 0
-    encoder._open = b'data: {"type":"text-delta","id":"text-0","delta":'
-    frame = UIMessageEncoder.delta(encoder, text)
+    frame = delta_frame(text)
     assert frame.startswith(b"data: ") and frame.endswith(b"\n\n")
     assert frame.count(b"\n") == 2  # one line: no raw newline can split the event
     assert orjson.loads(frame[6:]) == {"type": "text-delta", "id": "text-0", "delta": text}

@@ -1,37 +1,46 @@
-"""The UI message stream on a real socket: split UTF-8 from real upstream dialects, the
-keep-alive comment during silence, and a client that leaves (SPEC §4.6, §6)."""
+"""The UI message stream on a real socket: split UTF-8 from real upstream dialects, keep-alive
+comments during silence, and what a client leaving, a resume and a stop do (SPEC §4.6, §4.5)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
 
 from gateway.app import create_app
-from gateway.ui_messages import KEEP_ALIVE, UIMessageResponse
-from tests.conftest import FAST_FAKE, settings_from, wire
+from gateway.ui_messages import KEEP_ALIVE, UIMessageResponse, UIReaderResponse
+from tests.conftest import CANARY_KEY, FAST_FAKE, settings_from, wire
 from tests.e2e.conftest import GatedProvider, wait_for
 from tests.e2e.servers import Reply, UpstreamStub, serve
 from tests.e2e.test_providers import CAPTURES, gateway_settings, pieces
 
 pytestmark = pytest.mark.e2e
 
-CHAT = {
-    "id": "chat-1",
-    "messages": [{"id": "u", "role": "user", "parts": [{"type": "text", "text": "hi"}]}],
-}
+USER = {"id": "u", "role": "user", "parts": [{"type": "text", "text": "hi"}]}
+CHAT = {"id": "chat-1", "messages": [USER]}
+ROUTES = {"/ui/chat": CHAT, "/ui/completion": {"prompt": "hi"}}
+
+
+def chunks_of(body: str) -> list[dict[str, Any]]:
+    return [
+        json.loads(block.removeprefix("data: "))
+        for block in body.split("\n\n")
+        if block.startswith("data: {")
+    ]
 
 
 def deltas(body: str) -> list[str]:
-    found = []
-    for block in body.split("\n\n"):
-        if block.startswith("data: {"):
-            chunk: dict[str, Any] = json.loads(block.removeprefix("data: "))
-            if chunk["type"] == "text-delta":
-                found.append(chunk["delta"])
-    return found
+    return [c["delta"] for c in chunks_of(body) if c["type"] == "text-delta"]
+
+
+async def read_until(chunks: AsyncIterator[bytes], marker: bytes, received: bytes = b"") -> bytes:
+    while marker not in received:
+        received += await anext(chunks)
+    return received
 
 
 @pytest.mark.parametrize("kind", list(CAPTURES))
@@ -42,9 +51,9 @@ async def test_utf8_split_across_upstream_reads_arrives_whole(kind: str) -> None
     async with serve(stub) as upstream:
         app = create_app(settings_from(gateway_settings(kind, upstream)))
         async with serve(app) as url, httpx.AsyncClient(base_url=url) as http:
-            response = await http.post("/ui/chat", json={**CHAT, "model": "m"})
+            chat = await http.post("/ui/chat", json={**CHAT, "model": "m"})
             completion = await http.post("/ui/completion", json={"prompt": "hi", "model": "m"})
-    for answer in (response, completion):
+    for answer in (chat, completion):
         assert answer.status_code == 200
         text = "".join(deltas(answer.text))
         assert text == expected
@@ -52,24 +61,23 @@ async def test_utf8_split_across_upstream_reads_arrives_whole(kind: str) -> None
         assert answer.text.endswith('data: {"type":"finish"}\n\ndata: [DONE]\n\n')
 
 
+@pytest.mark.parametrize("path", list(ROUTES))
 async def test_keep_alive_comment_while_the_upstream_is_silent(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, path: str
 ) -> None:
     monkeypatch.setattr(UIMessageResponse, "keep_alive_s", 0.03)
+    monkeypatch.setattr(UIReaderResponse, "keep_alive_s", 0.03)
     provider = GatedProvider(("one ", "two"))
     app = create_app(settings_from(FAST_FAKE), {"fake": provider})
-    received = b""
     async with serve(app) as url, httpx.AsyncClient(base_url=url) as http:
         provider.gates[0].set()
-        async with http.stream("POST", "/ui/chat", json=CHAT) as response:
+        async with http.stream("POST", path, json=ROUTES[path]) as response:
             chunks = response.aiter_raw()
-            while KEEP_ALIVE not in received:  # the second gate is shut: the stream is silent
-                received += await anext(chunks)
+            received = await read_until(chunks, KEEP_ALIVE)  # the second gate is still shut
             provider.gates[1].set()
             async for chunk in chunks:
                 received += chunk
     body = received.decode()
-    assert deltas(body) == ["one ", "two"]
     before, _, after = body.partition(KEEP_ALIVE.decode())
     assert deltas(before) == ["one "] and deltas(after) == ["two"]
     assert body.endswith("data: [DONE]\n\n")
@@ -77,20 +85,170 @@ async def test_keep_alive_comment_while_the_upstream_is_silent(
 
 async def test_no_keep_alive_while_deltas_flow() -> None:
     # The default period (15 s) is far longer than this whole stream.
-    settings = settings_from(FAST_FAKE)
-    async with serve(create_app(settings)) as url, httpx.AsyncClient(base_url=url) as http:
-        response = await http.post("/ui/chat", json=CHAT)
-    assert KEEP_ALIVE not in response.content
+    async with (
+        serve(create_app(settings_from(FAST_FAKE))) as url,
+        httpx.AsyncClient(base_url=url) as http,
+    ):
+        for path, body in ROUTES.items():
+            response = await http.post(path, json=body)
+            assert KEEP_ALIVE not in response.content
 
 
-async def test_client_leaving_cancels_the_upstream() -> None:
+@pytest.mark.parametrize(
+    ("path", "config"),
+    [
+        ("/ui/completion", ""),  # not resumable: the client leaving cancels at once
+        ("/ui/chat", "[resume]\nenabled = false\n"),  # chat without resume: the same
+        ("/ui/chat", "[resume]\norphan_timeout_s = 0\n"),  # resumable: the orphan time-out
+    ],
+)
+async def test_the_upstream_is_cancelled_when_nobody_reads(path: str, config: str) -> None:
+    provider = GatedProvider(("one ", "two"))
+    app = create_app(settings_from(FAST_FAKE + config), {"fake": provider})
+    async with serve(app) as url, httpx.AsyncClient(base_url=url) as http:
+        provider.gates[0].set()
+        async with http.stream("POST", path, json=ROUTES[path]) as response:
+            await read_until(response.aiter_raw(), b"text-delta")
+        await wait_for(provider.closed)
+        assert provider.calls == 1
+        assert (await http.get("/ui/chat/chat-1/stream")).status_code == 204
+
+
+async def test_leaving_does_not_cancel_and_a_resume_gets_the_whole_message() -> None:
+    provider = GatedProvider(("one ", "two ", "three"))
+    app = create_app(settings_from(FAST_FAKE), {"fake": provider})
+    async with serve(app) as url, httpx.AsyncClient(base_url=url) as http:
+        provider.gates[0].set()
+        async with http.stream("POST", "/ui/chat", json=CHAT) as first:
+            assert first.headers["x-stream-resumable"] == "true"
+            assert first.headers["x-vercel-ai-ui-message-stream"] == "v1"
+            seen = await read_until(first.aiter_raw(), b"text-delta")
+        async with http.stream("GET", "/ui/chat/chat-1/stream") as resumed:
+            assert resumed.status_code == 200
+            assert resumed.headers["x-vercel-ai-ui-message-stream"] == "v1"
+            assert resumed.headers["x-gateway-model"] == "story"
+            chunks = resumed.aiter_raw()
+            replayed = await read_until(chunks, b"text-delta")
+            provider.open_all()  # the same generation goes on: nothing was cancelled
+            body = replayed + b"".join([chunk async for chunk in chunks])
+        after_end = await http.get("/ui/chat/chat-1/stream")
+    start = chunks_of(seen.decode())[0]
+    found = chunks_of(body.decode())
+    assert found[0] == start  # the same messageId
+    assert [c["type"] for c in found] == [
+        "start",
+        "start-step",
+        "text-start",
+        *["text-delta"] * 3,
+        "text-end",
+        "finish-step",
+        "finish",
+    ]
+    assert deltas(body.decode()) == ["one ", "two ", "three"]
+    assert body.endswith(b"data: [DONE]\n\n")
+    assert after_end.status_code == 204
+    assert provider.calls == 1  # one paid generation for both readers
+
+
+async def test_stop_aborts_every_reader_and_cancels_the_upstream() -> None:
     provider = GatedProvider(("one ", "two"))
     app = create_app(settings_from(FAST_FAKE), {"fake": provider})
     async with serve(app) as url, httpx.AsyncClient(base_url=url) as http:
         provider.gates[0].set()
-        async with http.stream("POST", "/ui/chat", json=CHAT) as response:
-            async for chunk in response.aiter_raw():
-                if b"text-delta" in chunk:
-                    break
+        async with (
+            http.stream("POST", "/ui/chat", json=CHAT) as first,
+            http.stream("GET", "/ui/chat/chat-1/stream") as second,
+        ):
+            readers = [first.aiter_raw(), second.aiter_raw()]
+            bodies = [await read_until(reader, b"text-delta") for reader in readers]
+            stopped = await http.post("/ui/chat/chat-1/stop")
+            bodies = [
+                body + b"".join([c async for c in r])
+                for body, r in zip(bodies, readers, strict=True)
+            ]
         await wait_for(provider.closed)
+        again = await http.post("/ui/chat/chat-1/stop")
+        resume = await http.get("/ui/chat/chat-1/stream")
+    assert stopped.status_code == 204
+    for body in bodies:
+        types = [c["type"] for c in chunks_of(body.decode())]
+        assert types[-1] == "abort" and "finish" not in types and "error" not in types
+        assert body.endswith(b'data: {"type":"abort"}\n\ndata: [DONE]\n\n')
+    assert again.status_code == 404 and again.json()["error"]["type"] == "not_found"
+    assert resume.status_code == 204
     assert not provider.gates[1].is_set()
+
+
+async def test_a_new_message_supersedes_the_chats_running_answer() -> None:
+    provider = GatedProvider(("one ", "two"))
+    app = create_app(settings_from(FAST_FAKE), {"fake": provider})
+    async with serve(app) as url, httpx.AsyncClient(base_url=url) as http:
+        provider.gates[0].set()
+        async with http.stream("POST", "/ui/chat", json=CHAT) as first:
+            await read_until(first.aiter_raw(), b"text-delta")
+        assert not provider.closed.is_set()  # left alone, it would wait for its orphan time-out
+        # The client moved on (a new message in the same chat): the old answer is cancelled,
+        # though its second delta never came (so it cannot have ended by itself).
+        async with http.stream("POST", "/ui/chat", json=CHAT) as second:
+            chunks = second.aiter_raw()
+            body = await read_until(chunks, b"text-delta")
+            await wait_for(provider.closed)
+            provider.gates[1].set()
+            body += b"".join([chunk async for chunk in chunks])
+    assert provider.calls == 2
+    assert deltas(body.decode()) == ["one ", "two"]
+    assert chunks_of(body.decode())[-1] == {"type": "finish"}
+
+
+def _keys_config() -> str:
+    lines = []
+    for name in ("alice", "bob"):
+        digest = hashlib.sha256(f"{CANARY_KEY}-{name}".encode()).hexdigest()
+        lines.append(f"[keys.{name}]\nsha256 = '{digest}'\n")
+    return FAST_FAKE + "".join(lines)
+
+
+def _as(name: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {CANARY_KEY}-{name}"}
+
+
+async def test_only_the_key_that_started_a_chat_can_resume_or_stop_it() -> None:
+    provider = GatedProvider(("one ", "two"))
+    app = create_app(settings_from(_keys_config()), {"fake": provider})
+    async with serve(app) as url, httpx.AsyncClient(base_url=url) as http:
+        provider.gates[0].set()
+        async with http.stream("POST", "/ui/chat", json=CHAT, headers=_as("alice")) as first:
+            await read_until(first.aiter_raw(), b"text-delta")
+            assert (await http.get("/ui/chat/chat-1/stream")).status_code == 401
+            bob_resume = await http.get("/ui/chat/chat-1/stream", headers=_as("bob"))
+            bob_stop = await http.post("/ui/chat/chat-1/stop", headers=_as("bob"))
+            alice_stop = await http.post("/ui/chat/chat-1/stop", headers=_as("alice"))
+    assert bob_resume.status_code == 204 and bob_resume.content == b""
+    assert bob_stop.status_code == 404
+    assert alice_stop.status_code == 204
+
+
+async def test_resume_on_another_replica_through_redis(redis_url: str) -> None:
+    provider = GatedProvider(("one ", "two"))
+    settings = settings_from(f"redis_url = '{redis_url}'\n" + FAST_FAKE)
+    first_app = create_app(settings, {"fake": provider})
+    second_app = create_app(settings)
+    async with (
+        serve(first_app) as first_url,
+        serve(second_app) as second_url,
+        httpx.AsyncClient() as http,
+    ):
+        provider.gates[0].set()
+        async with http.stream("POST", f"{first_url}/ui/chat", json=CHAT) as first:
+            seen = await read_until(first.aiter_raw(), b"text-delta")
+        async with http.stream("GET", f"{second_url}/ui/chat/chat-1/stream") as resumed:
+            assert resumed.status_code == 200
+            chunks = resumed.aiter_raw()
+            replayed = await read_until(chunks, b"text-delta")
+            provider.open_all()
+            body = replayed + b"".join([chunk async for chunk in chunks])
+        ended = await http.get(f"{second_url}/ui/chat/chat-1/stream")
+    assert chunks_of(body.decode())[0] == chunks_of(seen.decode())[0]
+    assert deltas(body.decode()) == ["one ", "two"]
+    assert body.endswith(b'data: {"type":"finish"}\n\ndata: [DONE]\n\n')
+    assert ended.status_code == 204
