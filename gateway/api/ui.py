@@ -83,10 +83,10 @@ async def ui_chat_resume(request: Request, chat_id: str) -> Response:
     """The chat's current message from `start`, then live; 204 when it has none running."""
     state, owner = state_of(request), owner_of(request)
     stream_id = await chats_of(request).find(owner, chat_id)
-    reader = None
-    if stream_id is not None:
-        reader = await state.generations.attach(stream_id, owner, -1)
-    if stream_id is None or reader is None:
+    if stream_id is None or await _has_ended(state, stream_id):
+        return _no_content(request)
+    reader = await state.generations.attach(stream_id, owner, -1)
+    if reader is None:
         return _no_content(request)
     try:
         guard = StreamGuard(state.drain, request.receive, admit=False)
@@ -148,6 +148,21 @@ async def _cancel_running(
     if running is not None:
         with suppress(GatewayError):  # it ended meanwhile, or the store is down: best effort
             await state.generations.cancel(running, owner)
+
+
+async def _has_ended(state: GatewayState, stream_id: str) -> bool:
+    """Whether the generation has ended: its chat entry is removed just after that, and may
+    still be found for a Redis round trip (a finished message is not replayed: 204)."""
+    generations = state.generations
+    if (generation := generations.local.get(stream_id)) is not None:
+        return generation.ended
+    if generations.store is None:
+        return True
+    try:
+        meta = await generations.store.lookup(stream_id)
+    except Exception:  # the store is failing: attach() finds out and says so
+        return False
+    return meta is None or meta.state != "running"
 
 
 async def _prime(

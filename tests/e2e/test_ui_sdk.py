@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ import pytest
 from gateway.app import create_app
 from gateway.providers.fake import load_story
 from tests.conftest import CANARY_KEY, settings_from
+from tests.e2e.conftest import GatedProvider, wait_for
 from tests.e2e.servers import serve
 
 pytestmark = pytest.mark.e2e
@@ -47,8 +48,9 @@ def user(text: str, message_id: str = "u1") -> dict[str, Any]:
     return {"id": message_id, "role": "user", "parts": [{"type": "text", "text": text}]}
 
 
-async def run_sdk(**request: Any) -> dict[str, Any]:
-    """Run one scenario of client.mjs; its JSON answer."""
+async def run_sdk(on_wait: Mapping[str, Callable[[], None]] | None = None, **request: Any) -> Any:
+    """Run one scenario of client.mjs; its JSON answer. At each `WAIT <label>` it prints,
+    `on_wait[label]()` runs, then the script is told to go on."""
     if NODE is None:
         pytest.fail("the AI SDK tests need Node.js (apt-get install nodejs npm)")
     if not (UI_SDK / "node_modules" / "ai").is_dir():
@@ -57,14 +59,26 @@ async def run_sdk(**request: Any) -> dict[str, Any]:
         NODE,
         str(UI_SDK / "client.mjs"),
         json.dumps(request),
+        stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
         cwd=UI_SDK,
+        limit=1 << 22,
     )
+    assert process.stdin is not None and process.stdout is not None
+    result: Any = None
     async with asyncio.timeout(GUARD_S):
-        out, err = await process.communicate()
+        async for raw in process.stdout:
+            line = raw.decode().rstrip("\n")
+            if line.startswith("WAIT "):
+                (on_wait or {})[line.removeprefix("WAIT ")]()
+                process.stdin.write(b"go\n")
+                await process.stdin.drain()
+            else:
+                result = json.loads(line)
+        process.stdin.close()
+        _, err = await process.communicate()
     assert process.returncode == 0, err.decode()
-    result: dict[str, Any] = json.loads(out)
     return result
 
 
@@ -189,3 +203,41 @@ async def test_recorded_stream_parses_with_ai_5_0_0(
     else:
         assert len(result["errors"]) == 1
         assert chunk_types(result)[-1] == "error"
+
+
+async def test_resume_after_an_aborted_request_gets_the_whole_message() -> None:
+    provider = GatedProvider(("one ", "two ", "three"))
+    provider.gates[0].set()
+    async with serve(create_app(settings_from(FAKES), {"fake": provider})) as url:
+        result = await run_sdk(
+            on_wait={"attached": provider.open_all},
+            scenario="resume",
+            url=url,
+            messages=[user("hi")],
+        )
+    first, resumed = result["first"], result["resumed"]
+    assert first[-1] == {"type": "text-delta", "id": "text-0", "delta": "one "}
+    assert resumed is not None, "the gateway had nothing to resume"
+    assert resumed["errors"] == [] and resumed["threw"] is None
+    assert chunk_types(resumed) == [*CHUNK_ORDER, "finish"]
+    assert resumed["message"]["id"] == first[0]["messageId"]  # the same message
+    assert text_of(resumed["message"]) == "one two three"  # whole, from its start
+    assert result["afterEnd"] is None  # 204 once it has ended
+    assert provider.calls == 1  # one paid generation for the request and the resume
+
+
+async def test_stop_ends_every_reader_with_abort() -> None:
+    provider = GatedProvider(("one ", "two"))
+    provider.gates[0].set()
+    async with serve(create_app(settings_from(FAKES), {"fake": provider})) as url:
+        result = await run_sdk(scenario="stop", url=url, messages=[user("hi")])
+        await wait_for(provider.closed)
+    assert result["stopStatus"] == 204
+    for reader in result["readers"]:
+        assert reader["errors"] == [] and reader["threw"] is None
+        assert chunk_types(reader) == [*CHUNK_ORDER[:4], "abort"]
+        assert text_of(reader["message"]) == "one "
+    ids = {reader["message"]["id"] for reader in result["readers"]}
+    assert len(ids) == 1
+    assert result["afterStop"] is None
+    assert not provider.gates[1].is_set()  # the second delta was never released: cancelled

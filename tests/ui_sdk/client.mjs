@@ -2,17 +2,77 @@
 //
 //   node client.mjs '<JSON request>'
 //
-// prints one JSON object: what the SDK made of the gateway's answer. The assertions live in
+// prints one JSON line: what the SDK made of the gateway's answer. The assertions live in
 // pytest; this script only exercises the SDK (no re-implementation of its protocol here):
 //
 //   chat        DefaultChatTransport.sendMessages, read with readUIMessageStream
+//   resume      a request aborted after its first delta, then reconnectToStream (what
+//               `useChat({resume: true})` does after a reload), then once more after the end
+//   stop        two readers of one chat (the request and a reconnection), then the stop route
 //   completion  callCompletionApi, the function behind useCompletion
 //   replay      a recorded gateway stream, parsed by ai@5.0.0's own transport and reader
+//
+// Where the test must act at a precise point, the script prints `WAIT <label>` and goes on
+// once pytest answers with a line on stdin.
 import { readFile } from "node:fs/promises";
+import { createInterface } from "node:readline";
 import { DefaultChatTransport, callCompletionApi, readUIMessageStream } from "ai";
 import * as ai5 from "ai5";
 
 const request = JSON.parse(process.argv[2]);
+const chatId = request.chatId ?? "chat-1";
+let stdin = null;
+
+async function pause(label) {
+  stdin = stdin ?? createInterface({ input: process.stdin })[Symbol.asyncIterator]();
+  process.stdout.write(`WAIT ${label}\n`);
+  await stdin.next();
+}
+
+function transportFor() {
+  return new DefaultChatTransport({
+    api: `${request.url}/ui/chat`,
+    headers: request.headers ?? {},
+    body: request.body ?? {},
+  });
+}
+
+function send(transport, abortSignal) {
+  return transport.sendMessages({
+    chatId,
+    messages: request.messages,
+    trigger: request.trigger ?? "submit-message",
+    messageId: request.messageId,
+    abortSignal,
+  });
+}
+
+// Reads chunks up to the first text-delta; returns them, and the stream of what follows them
+// (those chunks first), still unread.
+async function untilFirstDelta(stream) {
+  const reader = stream.getReader();
+  const seen = [];
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    seen.push(value);
+    if (value.type === "text-delta") break;
+  }
+  const rest = new ReadableStream({
+    start(controller) {
+      for (const chunk of seen) controller.enqueue(chunk);
+    },
+    async pull(controller) {
+      const { value, done } = await reader.read();
+      if (done) controller.close();
+      else controller.enqueue(value);
+    },
+    cancel(reason) {
+      return reader.cancel(reason);
+    },
+  });
+  return { seen, reader, rest };
+}
 
 // Reads a UI message stream as useChat does, keeping every snapshot's final state, the
 // chunk types in order, and every error the SDK reported.
@@ -42,24 +102,43 @@ async function read(sdk, stream) {
 }
 
 async function chat() {
-  const transport = new DefaultChatTransport({
-    api: `${request.url}/ui/chat`,
-    headers: request.headers ?? {},
-    body: request.body ?? {},
-  });
   let stream;
   try {
-    stream = await transport.sendMessages({
-      chatId: request.chatId ?? "chat-1",
-      messages: request.messages,
-      trigger: request.trigger ?? "submit-message",
-      messageId: request.messageId,
-      abortSignal: undefined,
-    });
+    stream = await send(transportFor(), undefined);
   } catch (error) {
     return { rejected: String(error.message ?? error) };
   }
   return read({ readUIMessageStream }, stream);
+}
+
+async function resume() {
+  const transport = transportFor();
+  const aborter = new AbortController();
+  const { seen, reader } = await untilFirstDelta(await send(transport, aborter.signal));
+  aborter.abort(); // as a reload does: the request is gone
+  await reader.cancel().catch(() => {});
+  const again = await transport.reconnectToStream({ chatId });
+  if (again === null) return { first: seen, resumed: null };
+  await pause("attached");
+  const resumed = await read({ readUIMessageStream }, again);
+  const afterEnd = await transport.reconnectToStream({ chatId });
+  return { first: seen, resumed, afterEnd: afterEnd === null ? null : "a stream" };
+}
+
+async function stop() {
+  const transport = transportFor();
+  const first = await untilFirstDelta(await send(transport, undefined));
+  const second = await untilFirstDelta(await transport.reconnectToStream({ chatId }));
+  const stopped = await fetch(`${request.url}/ui/chat/${encodeURIComponent(chatId)}/stop`, {
+    method: "POST",
+    headers: request.headers ?? {},
+  });
+  const readers = [
+    await read({ readUIMessageStream }, first.rest),
+    await read({ readUIMessageStream }, second.rest),
+  ];
+  const afterStop = await transport.reconnectToStream({ chatId });
+  return { stopStatus: stopped.status, readers, afterStop: afterStop === null ? null : "a stream" };
 }
 
 async function completion() {
@@ -105,6 +184,7 @@ async function replay() {
   return read(ai5, stream);
 }
 
-const scenarios = { chat, completion, replay };
+const scenarios = { chat, resume, stop, completion, replay };
 const outcome = await scenarios[request.scenario]();
-process.stdout.write(JSON.stringify(outcome));
+process.stdout.write(`${JSON.stringify(outcome)}\n`);
+process.exit(0); // stdin may still be open (the readline of `pause`)
