@@ -14,7 +14,9 @@ and, for a failure after the commit point, `error` (`errorText`) then `[DONE]`, 
 `finish`, so that the client rejects the message instead of showing it as whole. Only chunk
 types and fields that `ai` 5.0.0's schema accepts are written: its chunks are strict objects,
 so an extra field (a `finishReason` on `finish`, say) would make every 5.x client fail.
-Frames are pre-serialised byte templates: one small concatenation per delta.
+Frames are pre-serialised byte templates: one small concatenation per delta. A chat's answer
+is read from its generation (`UIReaderResponse`: the first request and every resume write the
+same bytes); a stream that is not resumable is a plain relay (`UIMessageResponse`).
 """
 
 from __future__ import annotations
