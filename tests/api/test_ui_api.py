@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import orjson
@@ -362,3 +363,17 @@ async def test_fuzzed_ui_bodies_get_4xx_not_5xx(
 async def test_fuzzed_raw_bytes_get_4xx_not_5xx(client: httpx.AsyncClient, raw: bytes) -> None:
     for path in ("/ui/chat", "/ui/completion"):
         check(await client.post(path, content=raw), path)
+
+
+@FUZZ
+@given(chat_id=st.text(max_size=40), verb=st.sampled_from(["stream", "stop"]))
+async def test_fuzzed_chat_ids_on_resume_and_stop_are_never_5xx(
+    client: httpx.AsyncClient, chat_id: str, verb: str
+) -> None:
+    path = f"/ui/chat/{quote(chat_id, safe='')}/{verb}"
+    if verb == "stream":
+        response = await client.get(path)
+        assert response.status_code in (204, 404), response.text
+    else:
+        response = await client.post(path)
+        assert response.status_code in (404, 405), response.text
