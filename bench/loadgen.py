@@ -86,6 +86,7 @@ class _Stream(asyncio.Protocol):
             if end < 0:
                 return
             self.status = int(self.buffer[9:12])
+            self.head = self.buffer[:end]
             self.buffer = self.buffer[end + 4 :]
             self.in_body = True
         self._parse_chunks()
@@ -185,6 +186,40 @@ async def sequential(target: Target, samples: int) -> Results:
     assert stream.transport is not None
     stream.transport.close()
     return results
+
+
+async def replay(port: int, start: bytes, events: int, samples: int) -> Results:
+    """Reconnection replay: run one resumable stream of `events` events to its end, then
+    reconnect `samples` times after its first event; each time is request → last byte.
+
+    `results.ttfc` holds the whole replay times here (the first event is not the point)."""
+    results = Results()
+    stream = await _connect(port)
+    await stream.start(start)
+    stream_id = _header(stream.head, b"x-stream-id")
+    again = b"GET /stream/%b?after=0 HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n" % stream_id
+    for _ in range(samples):
+        await stream.start(again)
+        results.ttfc.append(time.perf_counter() - stream.sent_at)
+        results.streams += 1
+        # retry: + every event after the first, terminal included
+        if stream.status != 200:
+            results.errors += 1
+        elif stream.events < events:
+            results.short += 1
+        elif b"event: done" not in stream.tail:
+            results.unterminated += 1
+    assert stream.transport is not None
+    stream.transport.close()
+    return results
+
+
+def _header(head: bytes, name: bytes) -> bytes:
+    for line in head.split(b"\r\n")[1:]:
+        key, _, value = line.partition(b":")
+        if key.strip().lower() == name:
+            return value.strip()
+    raise ValueError(f"no {name!r} header")
 
 
 async def hold_open(

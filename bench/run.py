@@ -30,6 +30,7 @@ from bench.loadgen import (
     abandon,
     closed_loop,
     hold_open,
+    replay,
     sequential,
     slow_readers,
 )
@@ -49,11 +50,13 @@ class Profile:
     hold_chunks: int
     hangups: int
     slow_readers: int
+    replays: int = 50
 
 
 FULL = Profile(300, 6.0, (1, 50, 200), (1000, 9500), 40, 200, 1000)
-QUICK = Profile(60, 1.5, (1, 50, 200), (300,), 8, 30, 200)
+QUICK = Profile(60, 1.5, (1, 50, 200), (300,), 8, 30, 200, 10)
 SLOW_READER_CHUNKS = 10_000  # ~1.3 MB per stream, sent as fast as the reader allows
+REPLAY_EVENTS = 1000  # SPEC §4.5: a reconnection's replay of a 1,000-event stream
 
 
 def free_port() -> int:
@@ -94,6 +97,7 @@ def targets(mock: int, gateway: int, chunks: int, delay_ms: int) -> list[Target]
     direct = json.dumps({"model": model, "messages": messages, "stream": True}).encode()
     v1 = json.dumps({"model": f"mock/{model}", "messages": messages, "stream": True}).encode()
     sse = json.dumps({"model": f"mock/{model}", "prompt": "hi"}).encode()
+    resumable = json.dumps({"model": f"mock/{model}", "prompt": "hi", "resumable": True}).encode()
     ui_message = {"id": "u", "role": "user", "parts": [{"type": "text", "text": "hi"}]}
     ui = json.dumps({"model": f"mock/{model}", "id": "bench", "messages": [ui_message]}).encode()
     return [
@@ -113,6 +117,16 @@ def targets(mock: int, gateway: int, chunks: int, delay_ms: int) -> list[Target]
             sse,
             b"event: done",
             chunks + 1,
+        ),
+        # SPEC §4.5: a detached generation writing its log, the request as its first reader
+        # (`retry:` is one more blank-line-terminated frame).
+        Target(
+            "gateway /stream?format=sse resumable",
+            gateway,
+            "/stream?format=sse",
+            resumable,
+            b"event: done",
+            chunks + 2,
         ),
         # start, start-step, text-start, the deltas, text-end, finish-step, finish, [DONE]
         Target("gateway /ui/chat", gateway, "/ui/chat", ui, b"data: [DONE]", chunks + 7),
@@ -262,6 +276,21 @@ class Bench:
                 f"disconnect: {len(results.hangups)} hang-ups but {len(lost)} upstream closes"
             )
 
+    async def replay(self) -> None:
+        """Reconnect after the first event of an ended 1,000-event resumable stream (the log
+        in the gateway's memory): the time to replay the rest, to its `done` event."""
+        model = f"mock/bench-{REPLAY_EVENTS}-0"
+        body = json.dumps({"model": model, "prompt": "hi", "resumable": True}).encode()
+        start = Target("", self.gw_port, "/stream?format=sse", body, b"", 0).request()
+        results = await replay(self.gw_port, start, REPLAY_EVENTS, self.profile.replays)
+        self.count("replay", results)
+        self.report["replay"] = {
+            "events": REPLAY_EVENTS,
+            "samples": len(results.ttfc),
+            "p50_ms": percentile(results.ttfc, 0.5) * 1000,
+            "p99_ms": percentile(results.ttfc, 0.99) * 1000,
+        }
+
     def lost_times(self) -> list[float]:
         assert self.mock.stdin is not None
         assert self.mock.stdout is not None
@@ -298,6 +327,7 @@ async def measure(profile: Profile, bench: Bench) -> dict[str, Any]:
     await bench.ttfc()
     await bench.throughput()
     await bench.disconnects()
+    await bench.replay()
     await bench.memory()
     bench.report["peak_rss_mib"] = bench.gateway.memory_kib("VmHWM") / 1024
     return bench.report
@@ -369,11 +399,40 @@ def run(profile: Profile) -> dict[str, Any]:
         mock.wait(timeout=10)
 
 
+def run_replay(profile: Profile) -> dict[str, Any]:
+    """The replay phase on its own (a smoke run of it; no report is written)."""
+    mock_port = free_port()
+    mock = subprocess.Popen(
+        [sys.executable, "-m", "bench.mock_upstream", str(mock_port)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        cwd=ROOT,
+    )
+    assert mock.stdout is not None
+    mock.stdout.readline()
+    try:
+        gw_port = free_port()
+        gateway = start_gateway(mock_port, gw_port)
+        try:
+            bench = Bench(profile, gateway.pid, mock_port, gw_port, mock)
+            run_loop(bench.replay())
+            return bench.report
+        finally:
+            stop(gateway)
+    finally:
+        mock.terminate()
+        mock.wait(timeout=10)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="a small run, under a minute")
     parser.add_argument("--no-report", action="store_true", help="do not rewrite the report")
+    parser.add_argument("--only-replay", action="store_true", help="only the replay phase")
     args = parser.parse_args()
+    if args.only_replay:
+        print(json.dumps(run_replay(QUICK), indent=2))
+        return
     started = time.time()
     report = run(QUICK if args.quick else FULL)
     report["mode"] = "quick" if args.quick else "full"
@@ -455,6 +514,14 @@ def render(report: dict[str, Any]) -> str:
         "",
         f"Faults (errors, short streams, missing terminators): {report['faults']}.",
     ]
+    if "replay" in report:
+        r = report["replay"]
+        lines[-2:-2] = [
+            f"Reconnection replay of a {r['events']}-event resumable stream (after its first "
+            f"event, to its `done`; {r['samples']} samples): p50 {r['p50_ms']:.2f} ms, "
+            f"p99 {r['p99_ms']:.2f} ms.",
+            "",
+        ]
     lines += [f"- warning: {warning}" for warning in report["warnings"]]
     return "\n".join(lines)
 

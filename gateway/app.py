@@ -109,6 +109,7 @@ CORS_EXPOSED_HEADERS = [
     "X-Gateway-Model",
     "X-Gateway-Provider",
     "X-Stream-ID",
+    "X-Stream-Resumable",
     "Retry-After",
 ]
 

@@ -4,6 +4,7 @@ them (the Debian package redis-server brings redis-cli too)."""
 
 from __future__ import annotations
 
+import random
 import shutil
 import socket
 import subprocess
@@ -29,6 +30,24 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+def free_cluster_port() -> int:
+    """A free port whose cluster bus port (+10000) is free and valid too."""
+    for _ in range(200):
+        port = random.randrange(20000, 50000)
+        if _bindable(port) and _bindable(port + 10000):
+            return port
+    pytest.fail("no free port pair for a Redis Cluster node")
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
 
 
 def _ping(port: int) -> bool:
@@ -76,7 +95,7 @@ def standalone_redis() -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
 def redis_cluster(directory: Path) -> Iterator[str]:
     """Three masters (`--cluster-enabled yes`) joined by `redis-cli --cluster create`; the URL
     of the first node (clients discover the others)."""
-    ports = [free_port() for _ in range(3)]
+    ports = [free_cluster_port() for _ in range(3)]
     processes = []
     try:
         for port in ports:

@@ -21,7 +21,7 @@ from starlette.types import Receive, Scope, Send
 
 from gateway.api._common import request_id
 from gateway.api._serve import respond
-from gateway.auth import authenticate, key_of
+from gateway.auth import GatewayKey, authenticate, key_of
 from gateway.errors import BadRequest, GatewayError, InvalidRequest, NotFound
 from gateway.lifecycle import Interrupt, StreamGuard
 from gateway.limits import Lease
@@ -42,6 +42,7 @@ STREAM_ID = re.compile(r"[A-Za-z0-9_\-]{1,64}")
 _LAST_EVENT_ID = re.compile(r"([A-Za-z0-9_\-]{1,64}):([0-9]{1,10})")
 _AFTER = re.compile(r"-1|[0-9]{1,10}")
 NEVER = 1 << 62
+ANONYMOUS = GatewayKey("", b"", None, None, None, None)  # an open gateway's callers
 SHUTTING_DOWN = Failure("unavailable", "the gateway is shutting down")
 
 
@@ -100,7 +101,7 @@ async def start_resumable(
         return response
     guard.lease = None  # the generation holds it now
     reader = generation.reader(-1)
-    return ResumableResponse(request, state, stream_id, reader, guard, replayed=0)
+    return ResumableResponse(request, state, stream_id, reader, guard, join_retry=True)
 
 
 # ---- reconnecting ------------------------------------------------------------------------------
@@ -137,7 +138,7 @@ async def reconnect(request: Request, stream_id: str, after: int) -> Response:
             "source": reader.source,
         }
         log.info("stream resumed", extra={"fields": fields})
-    return ResumableResponse(request, state, stream_id, reader, guard, replayed=reader.replayed)
+    return ResumableResponse(request, state, stream_id, reader, guard)
 
 
 @router.get("/stream/{stream_id}", response_class=Response)
@@ -166,7 +167,7 @@ async def cancel_stream(request: Request, stream_id: str) -> Response:
 @router.post("/stream/tokens")
 async def stream_token(request: Request) -> JSONResponse:
     """A short-lived token for `EventSource` (`GET /stream?token=`), for the caller's key."""
-    token = request.app.state.tokens.issue(key_of(request))
+    token = request.app.state.tokens.issue(key_of(request) or ANONYMOUS)
     return JSONResponse({"token": token, "expires_in": TOKEN_TTL_S})
 
 
@@ -194,7 +195,7 @@ class ResumableResponse(Response):
         stream_id: str,
         reader: Reader,
         guard: StreamGuard,
-        replayed: int,
+        join_retry: bool = False,
     ) -> None:
         self.state = state
         self.reader = reader
@@ -204,6 +205,7 @@ class ResumableResponse(Response):
         self.status_code = 200
         self.background = None
         self.retry = format_sse_event(retry=state.settings.resume.resume_retry_ms)
+        self.join_retry = join_retry  # the first reader: `retry:` leaves with the first event
         self.raw_headers = [
             (b"content-type", b"text/event-stream"),
             (b"cache-control", b"no-cache"),
@@ -215,6 +217,7 @@ class ResumableResponse(Response):
             (b"x-gateway-provider", reader.provider.encode()),
         ]
         self.next_seq = 0
+        self.deltas = 0  # sent to this reader
         self.bytes_out = 0
         self.result = "complete"
 
@@ -237,19 +240,28 @@ class ResumableResponse(Response):
 
     async def _send_all(self, send: Send) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
-        await send({"type": "http.response.body", "body": self.retry, "more_body": True})
-        self.bytes_out += len(self.retry)
         prefix = self.stream_id.encode() + b":"
-        async for seq, payload in self.reader:
-            if isinstance(payload, str):
-                frame = b"data: %b\nid: %b%d\n\n" % (orjson.dumps(payload), prefix, seq)
-            else:
-                frame = self._terminal(seq, payload)
-                if isinstance(payload, Failure):
-                    self.result = _outcome(payload)
-            self.next_seq = seq + 1
-            self.bytes_out += len(frame)
-            await send({"type": "http.response.body", "body": frame, "more_body": True})
+        frames = [self.retry]
+        if not self.join_retry:  # a reconnection may wait for its next event: send it now
+            await send({"type": "http.response.body", "body": self.retry, "more_body": True})
+            self.bytes_out += len(self.retry)
+            frames = []
+        async for batch in self.reader.batches():
+            for seq, payload in batch:
+                if isinstance(payload, str):
+                    frames.append(b"data: %b\nid: %b%d\n\n" % (orjson.dumps(payload), prefix, seq))
+                    self.deltas += 1
+                else:
+                    frames.append(self._terminal(seq, payload))
+                    if isinstance(payload, Failure):
+                        self.result = _outcome(payload)
+                self.next_seq = seq + 1
+            body = frames[0] if len(frames) == 1 else b"".join(frames)
+            frames = []
+            self.bytes_out += len(body)
+            await send({"type": "http.response.body", "body": body, "more_body": True})
+        if frames:  # no event at all (cannot happen for a first reader; kept for safety)
+            await send({"type": "http.response.body", "body": frames[0], "more_body": True})
         self.guard.close()
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
@@ -268,6 +280,7 @@ class ResumableResponse(Response):
         if (record := self.record) is not None:
             record.model, record.provider = reader.model, reader.provider
             record.outcome, record.bytes_out = self.result, self.bytes_out
+            record.deltas = self.deltas
 
 
 def _outcome(failure: Failure) -> str:

@@ -63,29 +63,37 @@ class Accounting(Protocol):
 
 
 class Reader:
-    """One reader of a generation: its events after a position, and where it came from."""
+    """One reader of a generation: its events after a position, and where it came from.
+
+    Iterate it for one event at a time, or `batches()` for the events in hand together (one
+    write for several)."""
 
     def __init__(
         self,
         model: str,
         provider: str,
-        events: AsyncIterator[Event],
+        batches: AsyncIterator[list[Event]],
         replayed: int,
         source: str,
         detach: Callable[[], None] | None = None,
     ) -> None:
         self.model = model
         self.provider = provider
-        self.events = events
+        self._batches = batches
         self.replayed = replayed  # events already in the log after the reader's position
         self.source = source  # "memory" (this replica) or "redis"
         self._detach = detach
 
-    def __aiter__(self) -> AsyncIterator[Event]:
-        return self.events
+    def batches(self) -> AsyncIterator[list[Event]]:
+        return self._batches
+
+    async def __aiter__(self) -> AsyncIterator[Event]:
+        async for batch in self._batches:
+            for event in batch:
+                yield event
 
     async def aclose(self) -> None:
-        aclose = getattr(self.events, "aclose", None)
+        aclose = getattr(self._batches, "aclose", None)
         if aclose is not None:
             await aclose()
         if self._detach is not None:
@@ -327,8 +335,11 @@ class Generations:
         if generation is not None:
             if generation.owner != owner:
                 raise NotFound("no such stream")
-            if generation.log.truncated or (
-                generation.ended and after >= generation.log.last_seq()
+            last_seq = generation.log.last_seq()
+            if (
+                generation.log.truncated
+                or after > last_seq
+                or (generation.ended and after == last_seq)
             ):
                 return None
             return generation.reader(after)
@@ -343,7 +354,11 @@ class Generations:
             return None
         if meta.owner != owner:
             raise NotFound("no such stream")
-        if meta.state == "gone" or (meta.state == "ended" and after >= meta.last_seq):
+        if (
+            meta.state == "gone"
+            or after > meta.last_seq  # ahead of anything ever sent
+            or (meta.state == "ended" and after == meta.last_seq)
+        ):
             return None
         events = self.store.follow(stream_id, after, meta.idle_s)
         return Reader(meta.model, meta.provider, events, max(0, meta.last_seq - after), "redis")

@@ -66,20 +66,28 @@ class MemoryLog:
     def last_seq(self) -> int:
         return self.next_seq - 1
 
-    async def follow(self, after: int) -> AsyncIterator[Event]:
-        """Every event after `after`, in order, exactly once; then the live ones to the end."""
+    async def follow(self, after: int) -> AsyncIterator[list[Event]]:
+        """Every event after `after`, in order, exactly once; then the live ones to the end.
+
+        Yields the events in hand together as one list (a reader may send them in one write).
+        """
         cursor = after + 1
         while True:
-            while cursor < self.next_seq:
+            if cursor < self.next_seq:
                 if cursor < self.base:
-                    yield cursor, FELL_BEHIND
+                    yield [(cursor, FELL_BEHIND)]
                     return
-                payload = self._events[self._start + cursor - self.base]
-                assert payload is not None
-                yield cursor, payload
-                if is_terminal(payload):
-                    return
-                cursor += 1
+                start = self._start + cursor - self.base
+                batch: list[Event] = []
+                for payload in self._events[start : start + self.next_seq - cursor]:
+                    assert payload is not None
+                    batch.append((cursor, payload))
+                    cursor += 1
+                    if is_terminal(payload):
+                        yield batch
+                        return
+                yield batch
+                continue
             if self.ended:
                 return
             await self._changed.wait()

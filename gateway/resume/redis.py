@@ -78,6 +78,10 @@ return 1
 """
 
 
+LOST = Failure("unavailable", "the stream's log lost events")
+UNREACHABLE = Failure("unavailable", "the resume store is unreachable")
+
+
 def _keys(stream_id: str) -> list[str]:
     return [f"gw:s:{{{stream_id}}}:log", f"gw:s:{{{stream_id}}}:meta"]
 
@@ -134,7 +138,7 @@ class RedisLog:
     async def cancel(self, stream_id: str, owner: str) -> int:
         return int(await self._call(self._cancel, _keys(stream_id)[1:], [owner]))
 
-    async def follow(self, stream_id: str, after: int, idle_s: float) -> AsyncIterator[Event]:
+    async def follow(self, stream_id: str, after: int, idle_s: float) -> AsyncIterator[list[Event]]:
         """Replay after `after`, then follow live, from the last delivered id; in-band error
         when the producer's heartbeat stops, the stream expires or Redis fails."""
         log, meta = _keys(stream_id)
@@ -150,32 +154,36 @@ class RedisLog:
                         {log: last_id}, count=256, block=max(1, int(block_s * 1000))
                     )
                 for _, entries in reply or ():
+                    batch: list[Event] = []
                     for entry_id, fields in entries:
                         seq = int(entry_id.split(b"-")[1])
                         if seq != expected:
-                            yield expected, Failure("unavailable", "the stream's log lost events")
+                            batch.append((expected, LOST))
+                            yield batch
                             return
                         payload = decode(fields)
-                        yield seq, payload
+                        batch.append((seq, payload))
                         if is_terminal(payload):
+                            yield batch
                             return
                         last_id, expected = entry_id, seq + 1
+                    yield batch
                 now = loop.time()
                 if now < next_check:
                     continue
                 next_check = now + block_s
                 state = await self._call(self._reader_beat, [meta], [])
             except Exception:
-                yield expected, Failure("unavailable", "the resume store is unreachable")
+                yield [(expected, UNREACHABLE)]
                 return
             if not state or state[0] == b"gone":
-                yield expected, Failure("unavailable", "the stream is no longer resumable")
+                yield [(expected, Failure("unavailable", "the stream is no longer resumable"))]
                 return
             if state[1] != beat:
                 beat, beat_at = state[1], now
             elif now - beat_at > idle_s:
                 message = f"the replica running this stream stopped (no heartbeat for {idle_s:g} s)"
-                yield expected, Failure("upstream_unavailable", message)
+                yield [(expected, Failure("upstream_unavailable", message))]
                 return
 
 

@@ -106,6 +106,16 @@ async def test_tokens_work_on_every_replica_with_a_shared_secret(
         assert elsewhere.status_code == 401
 
 
+async def test_an_open_gateway_issues_tokens_and_ignores_them() -> None:
+    async with serve(create_app(settings_from(FAST_FAKE))) as url, httpx.AsyncClient() as http:
+        issued = await http.post(f"{url}/stream/tokens")
+        token = issued.json()["token"]
+        started = await http.get(f"{url}/stream", params={**START, "token": token})
+        garbage = await http.get(f"{url}/stream", params={**START, "token": "x"})
+    assert issued.status_code == 200 and token
+    assert started.status_code == 200 and garbage.status_code == 200
+
+
 async def test_cancel_routes_refuse_what_is_not_running() -> None:
     gated = GatedProvider()
     app = create_app(settings_from(FAST_FAKE), {"fake": gated})

@@ -164,10 +164,10 @@ async def test_a_dead_replicas_slot_comes_back_when_its_lease_expires(redis_url:
     now_ms = int(time.time() * 1000)
     app = create_app(settings)
     async with serve(app) as url, httpx.AsyncClient(base_url=url) as http:
-        await client.zadd("gw:slots:frontend", {"lease-of-a-live-replica": now_ms + 60_000})
+        await client.zadd("gw:{frontend}:slots", {"lease-of-a-live-replica": now_ms + 60_000})
         held = await http.post("/stream", json={"prompt": "x"}, headers=bearer())
         assert held.status_code == 429
-        await client.zadd("gw:slots:frontend", {"lease-of-a-live-replica": now_ms - 1})  # expired
+        await client.zadd("gw:{frontend}:slots", {"lease-of-a-live-replica": now_ms - 1})  # expired
         freed = await http.post("/stream", json={"prompt": "x"}, headers=bearer())
         assert freed.status_code == 200
     await client.aclose()

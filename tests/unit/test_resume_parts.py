@@ -18,7 +18,7 @@ def key(name: str, digest: bytes = b"d" * 32) -> GatewayKey:
 
 async def collect(log: MemoryLog, after: int) -> list[tuple[int, object]]:
     async with asyncio.timeout(5):
-        return [event async for event in log.follow(after)]
+        return [event async for batch in log.follow(after) for event in batch]
 
 
 async def test_readers_replay_then_follow_live_exactly_once() -> None:
@@ -31,6 +31,8 @@ async def test_readers_replay_then_follow_live_exactly_once() -> None:
     end = End("stop", None, "m", "p")
     log.append(end, 10)
     assert await reader == [(1, "b"), (2, "c"), (3, end)]
+    batches = [batch async for batch in log.follow(0)]
+    assert batches == [[(1, "b"), (2, "c"), (3, end)]]  # what is in hand comes together
     assert await collect(log, -1) == [(0, "a"), (1, "b"), (2, "c"), (3, end)]
     assert log.last_seq() == 3 and log.ended and not log.truncated
 
@@ -40,7 +42,7 @@ async def test_the_ring_drops_the_oldest_and_stops_being_resumable() -> None:
     for text in ("aaaa", "bbbb", "cccc"):
         log.append(text, 4)
     assert log.truncated and log.base == 1 and log.size == 8
-    assert (await anext(log.follow(-1))) == (0, FELL_BEHIND)  # fell out of the ring
+    assert (await anext(log.follow(-1))) == [(0, FELL_BEHIND)]  # fell out of the ring
     failure = Failure("upstream_unavailable", "x")
     log.append(failure, 100)  # the last event is always kept, whatever its size
     assert await collect(log, 2) == [(3, failure)]
