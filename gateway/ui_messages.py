@@ -339,17 +339,18 @@ class UIReaderResponse(Response):
 
     async def _send_all(self, send: Send) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
-        frame = opening_frames(self.message_id)
-        self.bytes_out += len(frame)
-        await send({"type": "http.response.body", "body": frame, "more_body": True})
-        async for _, payload in self.reader:
-            if isinstance(payload, str):
-                frame = _DELTA_HEAD + orjson.dumps(payload) + b"}\n\n"
-                self.deltas += 1
-            else:
-                frame = self._terminal(payload)
-            self.bytes_out += len(frame)
-            await send({"type": "http.response.body", "body": frame, "more_body": True})
+        frames = [opening_frames(self.message_id)]  # they leave with the first events
+        async for batch in self.reader.batches():  # the events in hand: one write
+            for _, payload in batch:
+                if isinstance(payload, str):
+                    frames.append(_DELTA_HEAD + orjson.dumps(payload) + b"}\n\n")
+                    self.deltas += 1
+                else:
+                    frames.append(self._terminal(payload))
+            body = frames[0] if len(frames) == 1 else b"".join(frames)
+            frames = []
+            self.bytes_out += len(body)
+            await send({"type": "http.response.body", "body": body, "more_body": True})
         self.guard.close()
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
