@@ -20,6 +20,7 @@ import pytest
 
 from gateway.app import create_app
 from gateway.providers.fake import load_story
+from gateway.ui_messages import KEEP_ALIVE, UIReaderResponse
 from tests.conftest import CANARY_KEY, settings_from
 from tests.e2e.conftest import GatedProvider, wait_for
 from tests.e2e.servers import serve
@@ -241,3 +242,29 @@ async def test_stop_ends_every_reader_with_abort() -> None:
     assert len(ids) == 1
     assert result["afterStop"] is None
     assert not provider.gates[1].is_set()  # the second delta was never released: cancelled
+
+
+async def test_recorded_stop_and_keep_alive_parse_with_ai_5_0_0(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stream with a keep-alive comment and a stop (`abort`), as ai@5.0.0 reads it."""
+    monkeypatch.setattr(UIReaderResponse, "keep_alive_s", 0.03)
+    provider = GatedProvider(("one ", "two"))
+    provider.gates[0].set()
+    body = {"id": "c1", "messages": [user("hi")]}
+    async with (
+        serve(create_app(settings_from(FAKES), {"fake": provider})) as url,
+        httpx.AsyncClient(base_url=url) as http,
+        http.stream("POST", "/ui/chat", json=body) as response,
+    ):
+        chunks, recorded = response.aiter_raw(), b""
+        while KEEP_ALIVE not in recorded:
+            recorded += await anext(chunks)
+        assert (await http.post("/ui/chat/c1/stop")).status_code == 204
+        recorded += b"".join([chunk async for chunk in chunks])
+    path = tmp_path / "stopped.sse"
+    path.write_bytes(recorded)
+    result = await run_sdk(scenario="replay", file=str(path))
+    assert result["threw"] is None and result["errors"] == []
+    assert chunk_types(result) == [*CHUNK_ORDER[:4], "abort"]
+    assert text_of(result["message"]) == "one "
