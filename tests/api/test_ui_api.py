@@ -300,7 +300,7 @@ async def test_routes_need_the_key_when_keys_are_configured() -> None:
         assert (await http.get("/ui/chat/chat-1/stream")).status_code == 401
 
 
-async def test_resume_route_answers_204_when_nothing_is_resumable(
+async def test_resume_after_the_end_is_204(
     client: httpx.AsyncClient,
 ) -> None:
     await client.post("/ui/chat", json=chat_body())
