@@ -28,7 +28,7 @@ from gateway.models import to_chat_request
 from gateway.observability import record_of
 from gateway.relay import Relay
 from gateway.responses import new_stream_id
-from gateway.resume import Reader
+from gateway.resume import Generation, Reader
 from gateway.schemas import StreamRequest
 from gateway.state import GatewayState, state_of
 from gateway.ui_chats import ChatStreams
@@ -60,11 +60,14 @@ async def ui_chat(request: Request) -> Response:
     guard, relay = await _prime(request, state, stream_request)
     stream_id = new_stream_id()
     accounting = ChatAccounting(state, guard.lease, chats, owner, chat.id, stream_id)
-    generation = await state.generations.start(stream_id, owner, relay, accounting)
+    try:
+        generation = await guard.run(_start(state, accounting, relay))
+    except BaseException:  # the client left (or shutdown) while Redis answered
+        await _abandon(state, guard, relay)
+        raise
     if generation is None:
         return _plain(request, state, guard, relay, stream_id, resumable=False)
     guard.lease = None  # the generation holds it now
-    await chats.remember(owner, chat.id, stream_id)
     reader = generation.reader(-1)
     return _reader_response(request, state, reader, guard, stream_id)
 
@@ -139,6 +142,25 @@ class ChatAccounting(LeaseAccounting):
             await self.chats.forget(self.owner, self.chat_id, self.stream_id)
         finally:
             await super().ended(relay, deltas, outcome, error)
+
+
+async def _start(state: GatewayState, chat: ChatAccounting, relay: Relay) -> Generation | None:
+    """The chat's generation, registered before it starts (so that its end always finds the
+    entry to drop); None when it cannot be resumable."""
+    chats, owner, chat_id, stream_id = chat.chats, chat.owner, chat.chat_id, chat.stream_id
+    await chats.remember(owner, chat_id, stream_id)
+    generation = await state.generations.start(stream_id, owner, relay, chat)
+    if generation is None:
+        await chats.forget(owner, chat_id, stream_id)
+    return generation
+
+
+async def _abandon(state: GatewayState, guard: StreamGuard, relay: Relay) -> None:
+    """Undo an admitted, primed stream that no response will serve."""
+    guard.close()
+    state.metrics.active_streams.dec()
+    await relay.aclose()
+    await state.limiter.finish(guard.lease, 0)
 
 
 async def _cancel_running(

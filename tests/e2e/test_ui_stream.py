@@ -3,6 +3,7 @@ comments during silence, and what a client leaving, a resume and a stop do (SPEC
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 from collections.abc import AsyncIterator
@@ -12,9 +13,10 @@ import httpx
 import pytest
 
 from gateway.app import create_app
+from gateway.ui_chats import ChatStreams
 from gateway.ui_messages import KEEP_ALIVE, UIMessageResponse, UIReaderResponse
 from tests.conftest import CANARY_KEY, FAST_FAKE, settings_from, wire
-from tests.e2e.conftest import GatedProvider, wait_for
+from tests.e2e.conftest import GatedProvider, RequestsLogged, wait_for
 from tests.e2e.servers import Reply, UpstreamStub, serve
 from tests.e2e.test_providers import CAPTURES, gateway_settings, pieces
 
@@ -252,3 +254,34 @@ async def test_resume_on_another_replica_through_redis(redis_url: str) -> None:
     assert deltas(body.decode()) == ["one ", "two"]
     assert body.endswith(b'data: {"type":"finish"}\n\ndata: [DONE]\n\n')
     assert ended.status_code == 204
+
+
+async def test_a_client_leaving_while_its_chat_registers_releases_everything() -> None:
+    """The slot, the upstream and the metrics come back when the client leaves between the
+    commit point and the generation's start (a Redis round trip)."""
+    entered = asyncio.Event()
+
+    class StuckChats(ChatStreams):
+        async def remember(self, owner: str, chat_id: str, stream_id: str) -> None:
+            entered.set()
+            await asyncio.Event().wait()  # Redis never answers
+
+    digest = hashlib.sha256(CANARY_KEY.encode()).hexdigest()
+    toml = FAST_FAKE + f"[keys.app]\nsha256 = '{digest}'\nmax_concurrent_streams = 1\n"
+    provider = GatedProvider(("one ",))
+    provider.gates[0].set()
+    app = create_app(settings_from(toml), {"fake": provider})
+    key = {"Authorization": f"Bearer {CANARY_KEY}"}
+    with RequestsLogged() as logged:
+        async with serve(app) as url, httpx.AsyncClient(base_url=url, headers=key) as http:
+            app.state.ui_chats = StuckChats(None, 0.25, lambda: None)
+            leaving = asyncio.ensure_future(http.post("/ui/chat", json=CHAT))
+            await wait_for(entered)
+            leaving.cancel()  # the client goes away
+            await wait_for(provider.closed)
+            await logged.reach(1)  # that request has fully ended
+            app.state.ui_chats = ChatStreams(None, 0.25, lambda: None)
+            again = await http.post("/ui/chat", json=CHAT)
+            gauge = await http.get("/metrics")
+    assert again.status_code == 200  # the key's one stream slot was given back
+    assert "gateway_active_streams 0.0" in gauge.text
