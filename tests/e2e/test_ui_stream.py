@@ -285,3 +285,20 @@ async def test_a_client_leaving_while_its_chat_registers_releases_everything() -
             gauge = await http.get("/metrics")
     assert again.status_code == 200  # the key's one stream slot was given back
     assert "gateway_active_streams 0.0" in gauge.text
+
+
+@pytest.mark.parametrize("path", list(ROUTES))
+async def test_shutdown_ends_the_stream_with_an_error_never_a_finish(path: str) -> None:
+    provider = GatedProvider(("one ", "two"))
+    app = create_app(settings_from(FAST_FAKE), {"fake": provider})
+    async with serve(app) as url, httpx.AsyncClient(base_url=url) as http:
+        provider.gates[0].set()
+        async with http.stream("POST", path, json=ROUTES[path]) as response:
+            chunks = response.aiter_raw()
+            body = await read_until(chunks, b"text-delta")
+            app.state.drain.begin(0)  # the grace period is over at once
+            body += b"".join([chunk async for chunk in chunks])
+    found = chunks_of(body.decode())
+    assert [c["type"] for c in found][-2:] == ["text-delta", "error"]
+    assert found[-1]["errorText"].startswith("unavailable: ")
+    assert body.endswith(b"data: [DONE]\n\n")
