@@ -122,11 +122,7 @@ async def reconnect(request: Request, stream_id: str, after: int) -> Response:
         if record is not None:
             record.status, record.outcome = 204, "rejected"
         return Response(status_code=204, headers={"X-Request-ID": request_id(request)})
-    try:
-        guard = StreamGuard(state.drain, request.receive, admit=False)
-    except BaseException:
-        await reader.aclose()
-        raise
+    guard = StreamGuard(state.drain, request.receive, admit=False)
     metrics.reconnections.labels("resumed").inc()
     metrics.replayed_events.inc(reader.replayed)
     if log.isEnabledFor(logging.INFO):

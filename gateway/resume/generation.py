@@ -148,7 +148,22 @@ class Generation:
 
     async def _run(self) -> None:
         relay, error = self.relay, None
-        terminal: Payload | None = None
+        try:
+            terminal, error = await self._produce()
+            self.finishing = True
+            await self._append(terminal)
+        finally:
+            self.ticker.cancel()
+            if not self.log.ended:  # ended by something unforeseen: readers still get an end
+                self.log.append(Stop.SHUTDOWN.value, 0)
+            result = "complete" if error is None else outcome_of(error.type)
+            if self.stopped is not None:
+                result = self.stopped.name.lower()
+            await self.accounting.ended(relay, self.deltas, result, error)
+
+    async def _produce(self) -> tuple[Payload, GatewayError | None]:
+        """Relay every delta into the log; the terminal event that follows, and the error."""
+        relay = self.relay
         try:
             try:
                 if relay.first:
@@ -157,30 +172,18 @@ class Generation:
                     await self._append(text)
             finally:
                 await relay.aclose()  # the upstream is closed before anything else happens
-            outcome = relay.outcome
-            usage = outcome.usage.as_dict() if outcome.usage else None
-            terminal = End(outcome.finish_reason, usage, relay.model, relay.provider)
         except GatewayError as exc:
-            error, terminal = exc, Failure(exc.type, exc.message)
+            return Failure(exc.type, exc.message), exc
         except asyncio.CancelledError:
             if self.stopped is None:
                 raise
             task = asyncio.current_task()
             assert task is not None
             task.uncancel()
-            terminal = self.stopped.value
-        finally:
-            self.ticker.cancel()
-            if terminal is None:  # cancelled by someone else: readers still get an end
-                self.log.append(Stop.SHUTDOWN.value, 0)
-        self.finishing = True
-        try:
-            await self._append(terminal)
-        finally:
-            result = "complete" if error is None else outcome_of(error.type)
-            if self.stopped is not None:
-                result = self.stopped.name.lower()
-            await self.accounting.ended(relay, self.deltas, result, error)
+            return self.stopped.value, None
+        outcome = relay.outcome
+        usage = outcome.usage.as_dict() if outcome.usage else None
+        return End(outcome.finish_reason, usage, relay.model, relay.provider), None
 
     async def _append(self, payload: Payload) -> None:
         field, data = encode(payload)
@@ -207,7 +210,10 @@ class Generation:
             if self.mirror is not None:
                 self.mirror = None
                 self.on_store_failure()
-                log.warning("resume store failed mid-stream (%s): local readers only", type(exc))
+                log.warning(
+                    "resume store failed mid-stream (%s): local readers only",
+                    type(exc).__name__,
+                )
             return False
         finally:
             if self.bytes > self.config.resume_max_bytes:

@@ -3,6 +3,7 @@ byte cap, `enabled = false`, tokens across replicas, and the log's own counters.
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import httpx
@@ -51,11 +52,16 @@ async def test_past_the_byte_cap_a_stream_stays_live_but_is_not_resumable(
 ) -> None:
     extra = f"redis_url = '{request.getfixturevalue('redis_url')}'\n" if store == "redis" else ""
     settings = settings_from(extra + FAST_FAKE + "[resume]\nresume_max_bytes = 200\n")
-    async with serve(create_app(settings)) as url, httpx.AsyncClient(base_url=url) as http:
+    async with (
+        serve(create_app(settings)) as url,
+        serve(create_app(settings)) as other,  # a replica that only knows what Redis says
+        httpx.AsyncClient(base_url=url) as http,
+    ):
         whole = await http.get("/stream", params=START)
         plain = await http.get("/stream", params={**START, "resumable": "false"})
         stream_id = whole.headers["x-stream-id"]
         again = await http.get("/stream", headers={"Last-Event-ID": f"{stream_id}:3"})
+        elsewhere = await http.get(f"{other}/stream", headers={"Last-Event-ID": f"{stream_id}:3"})
     assert whole.headers["x-stream-resumable"] == "true"
     texts = [json.loads(f.split("\n")[0][6:]) for f in frames(whole.text)[1:-1]]
     assert "".join(texts) == "".join(
@@ -63,6 +69,7 @@ async def test_past_the_byte_cap_a_stream_stays_live_but_is_not_resumable(
     )
     assert frames(whole.text)[-1].startswith("event: done")
     assert again.status_code == 204
+    assert elsewhere.status_code == 204
 
 
 async def test_disabled_resumption_serves_plain_streams() -> None:
@@ -133,3 +140,23 @@ async def test_cancel_routes_refuse_what_is_not_running() -> None:
     assert bad_after.status_code == 400 and bad_after.json()["error"]["type"] == "invalid_request"
     assert extra.status_code == 422
     assert gone.status_code == 204
+
+
+async def test_a_running_generation_charges_its_keys_tokens() -> None:
+    gated = GatedProvider(tuple(f"t{i} " for i in range(40)))
+    for gate in gated.gates[:35]:
+        gate.set()
+    toml = FAST_FAKE + f"[keys.web]\nsha256 = '{hash_key(KEY)}'\ntpm = 30\n"
+    app = create_app(settings_from(toml), {"fake": gated})
+    headers = {"X-API-Key": KEY}
+    async with serve(app) as url, httpx.AsyncClient(base_url=url) as http:
+        async with http.stream("GET", "/stream", params=START, headers=headers) as response:
+            lines = response.aiter_lines()
+            async with asyncio.timeout(10):
+                while f"id: {response.headers['x-stream-id']}:34" != await anext(lines):
+                    pass
+            # 35 deltas relayed and still running: 32 estimated tokens already charged.
+            refused = await http.get("/stream", params=START, headers=headers)
+            gated.open_all()
+    assert refused.status_code == 429
+    assert refused.json()["error"]["type"] == "rate_limited"

@@ -168,3 +168,22 @@ def test_check_config_error_exits_1_with_message(
         main(["check-config", "--config", str(path)])
     assert exited.value.code == 1
     assert f"{path}: prot: Extra inputs are not permitted" in capsys.readouterr().err
+
+
+def test_resume_settings_layer_and_the_token_secret_must_exist(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write_config(
+        tmp_path, "token_secret_env = 'GW_SECRET'\n[resume]\norphan_timeout_s = 2\n"
+    )
+    with pytest.raises(ConfigError, match=r"token_secret_env: \$GW_SECRET must hold at least 16"):
+        load_settings(path)
+    monkeypatch.setenv("GW_SECRET", "sixteen-chars-ok")
+    monkeypatch.setenv("GATEWAY_RESUME__RESUME_RETRY_MS", "250")
+    settings = load_settings(path)
+    assert (settings.resume.orphan_timeout_s, settings.resume.resume_retry_ms) == (2, 250)
+    assert settings.resume.enabled and settings.resume.resume_max_bytes == 4 * 1024 * 1024
+    assert "sixteen-chars-ok" in settings.secrets()  # redacted from every log line
+    bad = write_config(tmp_path, "[resume]\nresume_max_bytes = 0\n")
+    with pytest.raises(ConfigError, match="resume.resume_max_bytes"):
+        load_settings(bad)
