@@ -39,7 +39,18 @@ tools:
 	@.ci/tools install
 	@.ci/tools check
 
-pytest: $(VENV)/.dev-installed tools
+# The AI SDK tests run the `ai` package's own client code in Node, with the versions pinned in
+# tests/ui_sdk/package-lock.json. Without Node they fail (never skip): install it first.
+UI_SDK := tests/ui_sdk
+
+$(UI_SDK)/node_modules/.installed: $(UI_SDK)/package.json $(UI_SDK)/package-lock.json
+	@command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || { \
+	  echo "error: the AI SDK tests need Node.js and npm (apt-get install nodejs npm)" >&2; \
+	  exit 1; }
+	npm ci --prefix $(UI_SDK) --no-audit --no-fund --loglevel=error
+	touch $@
+
+pytest: $(VENV)/.dev-installed tools $(UI_SDK)/node_modules/.installed
 	rm -f .coverage .coverage.*
 	$(BIN)/coverage run -m pytest $(ARGS)
 	$(BIN)/coverage combine --quiet
@@ -64,3 +75,4 @@ bench-peers: $(VENV)/.dev-installed bench/peers/node_modules/.installed
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage .coverage.* *.egg-info
+	rm -rf $(UI_SDK)/node_modules

@@ -3,7 +3,7 @@
 The gateway runs as users run it (`gateway serve`, one worker) pinned to core 0; the mock
 upstream and the load client run on core 1. Every phase measures the direct connection first
 and then the same traffic through the gateway's /v1/chat/completions, /stream?format=sse and
-/v1/messages.
+/v1/messages, /ui/chat (the AI SDK's UI message stream) and resumable SSE.
 Any error, short stream or missing terminator fails the run.
 """
 
@@ -105,6 +105,8 @@ def targets(
         {"model": f"mock/{model}", "max_tokens": 1024, "messages": messages, "stream": True}
     ).encode()
     resumable = json.dumps({"model": f"mock/{model}", "prompt": "hi", "resumable": True}).encode()
+    ui_message = {"id": "u", "role": "user", "parts": [{"type": "text", "text": "hi"}]}
+    ui = json.dumps({"model": f"mock/{model}", "id": "bench", "messages": [ui_message]}).encode()
     return [
         Target("direct", mock, "/v1/chat/completions", direct, b"[DONE]", chunks + 3),
         Target(
@@ -143,6 +145,8 @@ def targets(
             b"event: done",
             chunks + 2,
         ),
+        # start, start-step, text-start, the deltas, text-end, finish-step, finish, [DONE]
+        Target("gateway /ui/chat", gateway, "/ui/chat", ui, b"data: [DONE]", chunks + 7),
         *(
             Target(
                 peer.name,

@@ -30,6 +30,7 @@ from gateway.providers import open_registry
 from gateway.providers.base import Provider
 from gateway.redis_client import connect
 from gateway.resume import Generations, RedisLog, TokenSigner
+from gateway.resume.chats import ChatStreams
 from gateway.settings import Settings, load_settings
 from gateway.state import GatewayState
 
@@ -56,6 +57,10 @@ def create_app(
         store = build_store(redis, settings.redis_timeout_s, clock)
         limiter = Limiter(store, settings.redis_failure, settings.lease_ttl_s, metrics)
         generations = Generations(settings.resume, _resume_log(settings, redis), drain, metrics)
+        chat_store = redis if generations.store is not None else None
+        app.state.ui_chats = ChatStreams(
+            chat_store, settings.redis_timeout_s, generations.store_failed
+        )
         limiter.start()
         try:
             async with open_registry(settings.providers, providers) as registry:

@@ -14,7 +14,7 @@ from gateway.settings import ModelEntry, Settings
 
 __all__ = ["Attempt", "ModelTable", "to_chat_request"]
 
-_KNOWN_PARAMS = ("max_tokens", "temperature", "top_p", "stop")
+_KNOWN_PARAMS = ("max_tokens", "temperature", "top_p", "stop", "system")
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +100,9 @@ def to_chat_request(attempt: Attempt, *, request: StreamRequest) -> ChatRequest:
                 systems.append(message.content)
             else:
                 messages.append(ChatMessage(message.role, message.content))
+    default_system = params.get("system")
+    if not systems and isinstance(default_system, str) and default_system:
+        systems.append(default_system)  # the entry's system prompt, when the client sent none
     stop = request.stop if request.stop is not None else params.get("stop")
     return ChatRequest(
         model=attempt.upstream_model,

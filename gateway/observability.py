@@ -38,7 +38,9 @@ __all__ = [
 log = logging.getLogger("gateway.access")
 RECORD_KEY = "gateway.record"
 REQUEST_ID_KEY = "gateway.request_id"
-RELAY_ROUTES = frozenset({"/stream", "/v1/chat/completions", "/v1/messages"})
+RELAY_ROUTES = frozenset(
+    {"/stream", "/v1/chat/completions", "/v1/messages", "/ui/chat", "/ui/completion"}
+)
 _SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
 
 

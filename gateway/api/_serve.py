@@ -54,11 +54,13 @@ def respond(
     encoder: Encoder,
     guard: StreamGuard,
     extra_headers: Sequence[tuple[bytes, bytes]] = (),
+    response_class: type[RelayResponse] | None = None,
 ) -> Response:
     """The committed response, with the headers every stream carries (SPEC §4.1)."""
     relay, stream_id = encoder.relay, encoder.stream_id
-    sse = encoder.media_type == SSEEncoder.media_type
-    response_class = RelayEventSourceResponse if sse else RelayResponse
+    if response_class is None:
+        sse = encoder.media_type == SSEEncoder.media_type
+        response_class = RelayEventSourceResponse if sse else RelayResponse
     headers = [
         (b"cache-control", b"no-cache"),
         (b"x-accel-buffering", b"no"),
