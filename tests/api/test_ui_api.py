@@ -45,10 +45,12 @@ class RecordingProvider:
     def __init__(self) -> None:
         self.requests: list[ChatRequest] = []
 
-    async def stream(self, request: ChatRequest, outcome: StreamOutcome) -> AsyncIterator[str]:
+    async def stream(
+        self, request: ChatRequest, outcome: StreamOutcome
+    ) -> AsyncIterator[list[str]]:
         self.requests.append(request)
-        yield "Hello"
-        yield " there"
+        yield ["Hello"]
+        yield [" there"]
         outcome.finish_reason = "stop"
 
     async def aclose(self) -> None:

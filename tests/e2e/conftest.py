@@ -31,13 +31,15 @@ class GatedProvider:
         for gate in self.gates:
             gate.set()
 
-    async def stream(self, request: ChatRequest, outcome: StreamOutcome) -> AsyncIterator[str]:
+    async def stream(
+        self, request: ChatRequest, outcome: StreamOutcome
+    ) -> AsyncIterator[list[str]]:
         self.calls += 1
         try:
             for gate, chunk in zip(self.gates, self.chunks, strict=True):
                 self.started.set()
                 await gate.wait()
-                yield chunk
+                yield [chunk]
             outcome.finish_reason = "stop"
         finally:
             self.closed.set()
@@ -51,10 +53,12 @@ class CountingFake(FakeProvider):
 
     calls = 0
 
-    async def stream(self, request: ChatRequest, outcome: StreamOutcome) -> AsyncIterator[str]:
+    async def stream(
+        self, request: ChatRequest, outcome: StreamOutcome
+    ) -> AsyncIterator[list[str]]:
         self.calls += 1
-        async for delta in super().stream(request, outcome):
-            yield delta
+        async for batch in super().stream(request, outcome):
+            yield batch
 
 
 async def wait_for(event: asyncio.Event) -> None:

@@ -119,9 +119,11 @@ class BreaksWhenTold:
         self.chunks = chunks
         self.go = asyncio.Event()
 
-    async def stream(self, request: ChatRequest, outcome: StreamOutcome) -> AsyncIterator[str]:
+    async def stream(
+        self, request: ChatRequest, outcome: StreamOutcome
+    ) -> AsyncIterator[list[str]]:
         for chunk in self.chunks:
-            yield chunk
+            yield [chunk]
         await self.go.wait()
         raise UpstreamUnavailable("the upstream broke")
 

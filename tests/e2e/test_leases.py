@@ -51,15 +51,17 @@ class Held:
         self.release = asyncio.Event()
         self.closed = asyncio.Event()
 
-    async def stream(self, request: ChatRequest, outcome: StreamOutcome) -> AsyncIterator[str]:
+    async def stream(
+        self, request: ChatRequest, outcome: StreamOutcome
+    ) -> AsyncIterator[list[str]]:
         try:
             if self.first is not None:
-                yield self.first
+                yield [self.first]
             if self.crash:
                 raise RuntimeError("a bug in the adapter")
             self.waiting.set()
             await self.release.wait()
-            yield "two "
+            yield ["two "]
             outcome.finish_reason = "stop"
         finally:
             self.closed.set()

@@ -193,10 +193,12 @@ class HeldFake(FakeProvider):
         if index >= self.hold_at:
             await self.gate.wait()
 
-    async def stream(self, request: ChatRequest, outcome: StreamOutcome) -> AsyncIterator[str]:
+    async def stream(
+        self, request: ChatRequest, outcome: StreamOutcome
+    ) -> AsyncIterator[list[str]]:
         try:
-            async for delta in super().stream(request, outcome):
-                yield delta
+            async for batch in super().stream(request, outcome):
+                yield batch
             self.completed = True
         except (GeneratorExit, asyncio.CancelledError):
             self.cancelled.set()

@@ -262,7 +262,9 @@ async def test_big_answers_through_small_buffers_and_mss_reuse_one_connection(
         try:
             for _ in range(3):
                 outcome = StreamOutcome()
-                text = "".join([delta async for delta in adapter.stream(request_, outcome)])
+                text = "".join(
+                    [d async for batch in adapter.stream(request_, outcome) for d in batch]
+                )
                 assert text == expected
                 assert outcome.finish_reason == "stop"
         finally:

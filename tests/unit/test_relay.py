@@ -29,7 +29,9 @@ class Scripted:
         self.calls = 0
         self.closed = 0
 
-    async def stream(self, request: ChatRequest, outcome: StreamOutcome) -> AsyncIterator[str]:
+    async def stream(
+        self, request: ChatRequest, outcome: StreamOutcome
+    ) -> AsyncIterator[list[str]]:
         step = self.script[min(self.calls, len(self.script) - 1)]
         self.calls += 1
         try:
@@ -51,7 +53,7 @@ class Scripted:
                     raise UpstreamUnavailable("the stream broke")
                 if delta == "bug":
                     raise KeyError("choices")
-                yield delta
+                yield [delta]
             outcome.finish_reason = "stop"
         finally:
             self.closed += 1
@@ -68,14 +70,15 @@ def attempt(adapter: Scripted, name: str = "m", **config: float) -> Attempt:
 REQUEST = partial(to_chat_request, request=StreamRequest(prompt="hi"))
 
 
-async def drain(relay_rest: AsyncIterator[str]) -> list[str]:
-    return [delta async for delta in relay_rest]
+async def drain(relay_rest: AsyncIterator[list[str]]) -> list[str]:
+    """The rest's deltas, flattened from the batches it yields (here one delta each)."""
+    return [delta async for batch in relay_rest for delta in batch]
 
 
 async def test_relay_primes_the_first_delta_and_hands_back_the_rest() -> None:
     adapter = Scripted(["a", "b", "c"])
     relay = await open_relay([attempt(adapter)], REQUEST)
-    assert relay.first == "a"
+    assert relay.first == ["a"]
     assert await drain(relay.rest) == ["b", "c"]
     assert (relay.model, relay.provider, relay.outcome.finish_reason) == ("m", "m", "stop")
 
@@ -83,7 +86,7 @@ async def test_relay_primes_the_first_delta_and_hands_back_the_rest() -> None:
 async def test_relay_retryable_errors_move_to_the_next_fallback() -> None:
     first, second = Scripted(UpstreamUnavailable("down")), Scripted(["ok"])
     relay = await open_relay([attempt(first, "a"), attempt(second, "b")], REQUEST)
-    assert (relay.first, relay.model) == ("ok", "b")
+    assert (relay.first, relay.model) == (["ok"], "b")
     assert first.closed == 1
 
 
@@ -91,10 +94,10 @@ async def test_relay_failure_after_the_first_delta_never_switches_to_a_fallback(
     # A fallback's text after a partial answer would be a second answer glued to the first.
     first, fallback = Scripted(["a", "b", "break"]), Scripted(["from the fallback"])
     relay = await open_relay([attempt(first, "a"), attempt(fallback, "b")], REQUEST)
-    received = [relay.first]
+    received = [*relay.first]
     with pytest.raises(UpstreamUnavailable, match="broke"):
-        async for delta in relay.rest:
-            received.append(delta)
+        async for batch in relay.rest:
+            received += batch
     assert received == ["a", "b"]
     assert (relay.model, fallback.calls, first.closed) == ("a", 0, 1)
 
@@ -131,7 +134,7 @@ async def test_relay_retries_the_same_entry_when_the_provider_allows(
         UpstreamRateLimited("slow", retry_after=30), UpstreamUnavailable("x"), ["ok"]
     )
     relay = await open_relay([attempt(adapter, retries=2, retry_after_max_s=2)], REQUEST)
-    assert relay.first == "ok"
+    assert relay.first == ["ok"]
     assert adapter.calls == 3
     assert waits == [2, 0]  # Retry-After honoured up to retry_after_max_s
 
@@ -146,7 +149,7 @@ async def test_relay_first_token_timeout_is_504_and_closes_the_attempt() -> None
 async def test_relay_total_timeout_ends_the_stream_after_the_commit() -> None:
     adapter = Scripted(["a", "hang"])
     relay = await open_relay([attempt(adapter, total_timeout=0.05)], REQUEST)
-    assert relay.first == "a"
+    assert relay.first == ["a"]
     with pytest.raises(UpstreamTimeout, match="total time-out"):
         await drain(relay.rest)
     assert adapter.closed == 1
@@ -165,7 +168,7 @@ async def test_relay_stream_with_no_text_and_no_finish_is_a_protocol_error() -> 
 
 async def test_relay_stream_with_no_text_but_a_finish_is_an_empty_answer() -> None:
     relay = await open_relay([attempt(Scripted("finish-empty"))], REQUEST)
-    assert relay.first == ""
+    assert relay.first == []
     assert await drain(relay.rest) == []
     assert relay.outcome.finish_reason == "refusal"
 
@@ -179,7 +182,7 @@ async def test_relay_adapter_bug_before_the_first_delta_is_a_protocol_error_and_
     assert caught.value.type == "upstream_protocol"
     assert "ValueError" in caplog.text  # the bug is logged with its traceback, for a fix
     relay = await open_relay([attempt(broken, "a"), attempt(healthy, "b")], REQUEST)
-    assert (relay.first, relay.model) == ("ok", "b")
+    assert (relay.first, relay.model) == (["ok"], "b")
     assert broken.closed == 2
 
 
@@ -190,10 +193,10 @@ async def test_relay_adapter_bug_after_the_first_delta_is_a_protocol_error_in_th
     adapter = Scripted(["a", "b", "bug", "never"])
     config = {} if total_timeout is None else {"total_timeout": total_timeout}
     relay = await open_relay([attempt(adapter, **config)], REQUEST)
-    deltas = [relay.first]
+    deltas = [*relay.first]
     with pytest.raises(UpstreamProtocolError):
-        async for delta in relay.rest:
-            deltas.append(delta)
+        async for batch in relay.rest:
+            deltas += batch
     assert deltas == ["a", "b"]
     assert adapter.closed == 1
 

@@ -69,12 +69,18 @@ def reply(
 async def collect(
     adapter: Provider, request: ChatRequest | None = None
 ) -> tuple[list[str], StreamOutcome, GatewayError | None]:
-    """Every delta the adapter yields, its outcome, and the error it ended with (if any)."""
+    """Every delta the adapter yields, its outcome, and the error it ended with (if any).
+
+    The adapter yields batches (the deltas of one network read); each is checked against the
+    contract (never empty, no empty delta) and flattened here.
+    """
     outcome = StreamOutcome()
     deltas: list[str] = []
     try:
-        async for delta in adapter.stream(request or chat(), outcome):
-            deltas.append(delta)
+        async for batch in adapter.stream(request or chat(), outcome):
+            assert batch, "an adapter yielded an empty batch"
+            assert all(batch), "an adapter yielded an empty delta"
+            deltas += batch
     except GatewayError as exc:
         return deltas, outcome, exc
     return deltas, outcome, None

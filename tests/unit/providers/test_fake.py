@@ -57,7 +57,7 @@ def test_fake_word_chunking_keeps_leading_whitespace() -> None:
 async def test_fake_streams_the_story_and_reports_outcome() -> None:
     provider = FakeProvider(FakeConfig(chunk_delay_ms=0))
     outcome = StreamOutcome()
-    text = "".join([d async for d in provider.stream(request(), outcome)])
+    text = "".join([d async for batch in provider.stream(request(), outcome) for d in batch])
     assert text == STORY
     assert outcome.finish_reason == "stop"
     assert outcome.usage is not None and outcome.usage.prompt_tokens == 2
@@ -67,7 +67,10 @@ async def test_fake_script_file_replaces_the_story(tmp_path: Path) -> None:
     script = tmp_path / "s.txt"
     script.write_text("one two\nthree")
     provider = FakeProvider(FakeConfig(chunk_delay_ms=0, chunking="line", script=script))
-    assert [d async for d in provider.stream(request(), StreamOutcome())] == ["one two\n", "three"]
+    assert [b async for b in provider.stream(request(), StreamOutcome())] == [
+        ["one two\n"],
+        ["three"],
+    ]
 
 
 async def test_fake_fail_status_raises_the_real_adapters_error() -> None:
@@ -108,5 +111,5 @@ async def test_fake_pace_hook_controls_release() -> None:
         await asyncio.sleep(0)
 
     provider = FakeProvider(FakeConfig(chunking="line"), pace=pace)
-    chunks = [d async for d in provider.stream(request(), StreamOutcome())]
+    chunks = [d async for batch in provider.stream(request(), StreamOutcome()) for d in batch]
     assert released == list(range(len(chunks)))
