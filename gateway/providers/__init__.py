@@ -7,10 +7,9 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-import httpx
 from pydantic import Field
 
-from gateway.providers._http import build_client
+from gateway.providers._http import UpstreamClient, build_client
 from gateway.providers.anthropic import AnthropicConfig, AnthropicProvider
 from gateway.providers.base import Provider, ProviderSettings
 from gateway.providers.fake import FakeConfig, FakeProvider
@@ -26,7 +25,7 @@ ProviderConfig = Annotated[
 ]
 
 # type -> factory(config, shared client or None); one line per provider.
-PROVIDERS: dict[str, Callable[[Any, httpx.AsyncClient], Provider]] = {
+PROVIDERS: dict[str, Callable[[Any, UpstreamClient], Provider]] = {
     "fake": lambda config, _client: FakeProvider(config),
     "openai": OpenAIProvider,
     "anthropic": AnthropicProvider,
@@ -52,7 +51,7 @@ async def open_registry(
     `overrides` replaces adapters by provider name (tests inject gated fakes this way).
     """
     overrides = overrides or {}
-    clients: list[httpx.AsyncClient] = []
+    clients: list[UpstreamClient] = []
     registry: dict[str, RegisteredProvider] = {}
     try:
         for name, config in configs.items():

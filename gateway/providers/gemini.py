@@ -20,6 +20,8 @@ import httpx
 from gateway.errors import UpstreamProtocolError
 from gateway.providers._http import (
     HTTPProviderConfig,
+    UpstreamClient,
+    body_chunks,
     drain_after_end,
     in_stream_error,
     open_stream,
@@ -39,7 +41,7 @@ class GeminiConfig(HTTPProviderConfig):
 
 
 class GeminiProvider:
-    def __init__(self, config: GeminiConfig, client: httpx.AsyncClient) -> None:
+    def __init__(self, config: GeminiConfig, client: UpstreamClient) -> None:
         self.config = config
         self._client = client
 
@@ -54,13 +56,13 @@ class GeminiProvider:
             "Accept-Encoding": "identity",
             **self.config.headers,
         }
-        return self._client.build_request("POST", url, json=_body(request), headers=headers)
+        return self._client.post_json(url, _body(request), headers)
 
     async def stream(self, request: ChatRequest, outcome: StreamOutcome) -> AsyncIterator[Batch]:
         http_request = self.build_request(request)
         async with open_stream(self._client, http_request, content_type="event-stream") as response:
             decoder = SSEDecoder(self.config.max_event_bytes)
-            chunks = response.aiter_bytes()
+            chunks = body_chunks(response)
             async for chunk in chunks:
                 batch, ended, error = read_batch(decoder.feed(chunk), _on_event, outcome)
                 if batch:

@@ -15,6 +15,8 @@ import httpx
 from gateway.errors import UpstreamProtocolError
 from gateway.providers._http import (
     HTTPProviderConfig,
+    UpstreamClient,
+    body_chunks,
     drain_after_end,
     in_stream_error,
     open_stream,
@@ -34,7 +36,7 @@ class OllamaConfig(HTTPProviderConfig):
 
 
 class OllamaProvider:
-    def __init__(self, config: OllamaConfig, client: httpx.AsyncClient) -> None:
+    def __init__(self, config: OllamaConfig, client: UpstreamClient) -> None:
         self.config = config
         self._client = client
         self._url = f"{config.base_url}/api/chat"
@@ -44,13 +46,13 @@ class OllamaProvider:
         headers.update(self.config.headers)
         if (key := self.config.optional_key()) is not None:  # ollama.com cloud models
             headers["Authorization"] = f"Bearer {key}"
-        return self._client.build_request("POST", self._url, json=_body(request), headers=headers)
+        return self._client.post_json(self._url, _body(request), headers)
 
     async def stream(self, request: ChatRequest, outcome: StreamOutcome) -> AsyncIterator[Batch]:
         http_request = self.build_request(request)
         async with open_stream(self._client, http_request, content_type="json") as response:
             decoder = NDJSONDecoder(self.config.max_event_bytes)
-            chunks = response.aiter_bytes()
+            chunks = body_chunks(response)
             broken: httpx.TransportError | None = None
             try:
                 async for chunk in chunks:

@@ -22,6 +22,8 @@ import httpx
 from gateway.errors import UpstreamProtocolError, UpstreamUnavailable
 from gateway.providers._http import (
     HTTPProviderConfig,
+    UpstreamClient,
+    body_chunks,
     drain_after_end,
     in_stream_error,
     open_stream,
@@ -42,7 +44,7 @@ class OpenAIConfig(HTTPProviderConfig):
 
 
 class OpenAIProvider:
-    def __init__(self, config: OpenAIConfig, client: httpx.AsyncClient) -> None:
+    def __init__(self, config: OpenAIConfig, client: UpstreamClient) -> None:
         self.config = config
         self._client = client
         self._url = f"{config.base_url}/chat/completions"
@@ -52,13 +54,13 @@ class OpenAIProvider:
         headers.update(self.config.headers)
         if (key := self.config.optional_key()) is not None:
             headers["Authorization"] = f"Bearer {key}"
-        return self._client.build_request("POST", self._url, json=_body(request), headers=headers)
+        return self._client.post_json(self._url, _body(request), headers)
 
     async def stream(self, request: ChatRequest, outcome: StreamOutcome) -> AsyncIterator[Batch]:
         http_request = self.build_request(request)
         async with open_stream(self._client, http_request, content_type="event-stream") as response:
             decoder = SSEDecoder(self.config.max_event_bytes)
-            chunks = response.aiter_bytes()
+            chunks = body_chunks(response)
             async for chunk in chunks:
                 batch, ended, error = read_batch(decoder.feed(chunk), _on_event, outcome)
                 if batch:
