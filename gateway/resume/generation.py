@@ -122,6 +122,7 @@ class Generation:
         self.log = MemoryLog(config.resume_max_bytes)
         self.readers = 0
         self.stopped: Stop | None = None
+        self.running = False  # the task has started: a stop interrupts it where it waits
         self.finishing = False  # the terminal event is being written: nothing can stop it now
         self.deltas = 0
         self.bytes = 0
@@ -148,6 +149,7 @@ class Generation:
 
     async def _run(self) -> None:
         relay, error = self.relay, None
+        self.running = True
         try:
             terminal, error = await self._produce()
             self.finishing = True
@@ -166,6 +168,8 @@ class Generation:
         relay = self.relay
         try:
             try:
+                if self.stopped is not None:  # stopped before it started: read nothing
+                    return self.stopped.value, None
                 for text in relay.first:
                     await self._append(text)
                 async for batch in relay.rest:
@@ -249,7 +253,11 @@ class Generation:
     def stop(self, reason: Stop) -> None:
         if self.stopped is None and not self.finishing and not self.task.done():
             self.stopped = reason
-            self.task.cancel()
+            # A task cancelled before its first step never runs its body, and so would never
+            # end its log (readers would wait forever) nor settle its accounting: one that
+            # has not started sees `stopped` as it starts instead.
+            if self.running:
+                self.task.cancel()
 
     def interrupt(self, reason: Interrupt) -> None:
         """The drain's deadline passed: end it for every reader (SPEC §6)."""

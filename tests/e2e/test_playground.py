@@ -9,10 +9,12 @@ the per-request log lines. A screenshot of the finished page is written to tests
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from gateway.app import create_app
@@ -28,7 +30,8 @@ pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
 STORY = load_story(None)
 STORY_CHUNKS = len(split_chunks(STORY, "word"))
-FORMATS = ("text", "sse", "ndjson", "openai")
+FORMATS = ("text", "sse", "ndjson", "openai", "ui", "anthropic")
+FRAMED = FORMATS[1:]
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 FAST = "[providers.fake]\ntype='fake'\nchunk_delay_ms=0\n"
 BLANK = "\u2013"  # what the page shows in a stat that has no value yet
@@ -41,11 +44,17 @@ class Playground:
     def __init__(self, page: Page) -> None:
         self.page = page
         self.requests: list[str] = []
+        self.bodies: dict[str, str | None] = {}  # what the page POSTed, by URL
         self.console_errors: list[str] = []
         self.dialogs: list[str] = []
-        page.on("request", lambda request: self.requests.append(request.url))
+        page.on("request", self._request)
         page.on("console", self._console)
         page.on("dialog", self._dialog)
+
+    def _request(self, request: Any) -> None:
+        self.requests.append(request.url)
+        if request.method == "POST":
+            self.bodies[request.url] = request.post_data
 
     def _console(self, message: Any) -> None:
         if message.type == "error":
@@ -62,6 +71,14 @@ class Playground:
             await self.page.wait_for_function(
                 "() => document.querySelector('#model').options.length > 0", timeout=GUARD_MS
             )
+
+    async def unlock(self, key: str) -> None:
+        """Type the gateway key in, as a user would, and wait for the models it unlocks."""
+        await self.page.fill("#key", key)
+        await self.page.press("#key", "Enter")
+        await self.page.wait_for_function(
+            "() => document.querySelector('#model').options.length > 0", timeout=GUARD_MS
+        )
 
     async def send(self, fmt: str, model: str | None = "story", prompt: str = "hi") -> None:
         if model is not None:
@@ -164,11 +181,17 @@ async def test_playground_every_format_shows_the_whole_story_timings_and_usage(
         assert summary["total"].endswith("ms") or summary["total"].endswith(" s"), fmt
         assert summary["served"] == "story (fake)", fmt
         assert summary["verdict"].startswith("Done"), fmt
-    for fmt in ("sse", "ndjson", "openai"):
-        assert summaries[fmt]["deltas"] == str(STORY_CHUNKS)
+    for fmt in FRAMED:
+        assert summaries[fmt]["deltas"] == str(STORY_CHUNKS), fmt
         assert summaries[fmt]["deltas-label"] == "Deltas"
+    for fmt in ("sse", "ndjson", "openai", "anthropic"):
         assert f"{STORY_CHUNKS} out" in summaries[fmt]["usage"], fmt
+    for fmt in ("sse", "ndjson", "openai"):
         assert summaries[fmt]["finish"] == "stop"
+    assert summaries["anthropic"]["finish"] == "end_turn"  # Anthropic's words for it
+    # ai 5's `finish` chunk is a strict object with no usage and no reason: nothing to show.
+    assert summaries["ui"]["usage"] == "not sent in this format"
+    assert summaries["ui"]["finish"] == BLANK
     # Text has no frames: the count is of what the browser read, and no usage travels with it.
     assert 1 <= int(summaries["text"]["deltas"]) <= STORY_CHUNKS
     assert summaries["text"]["deltas-label"] == "Reads"
@@ -210,6 +233,7 @@ FAILING = (
     "[models.flaky]\nprovider='fake'\nparams={fail_after_chunks=5}\n"
 )
 PREFIX = "".join(split_chunks(STORY, "word")[:5])
+ERROR_TYPE = "upstream_unavailable"
 
 
 async def test_playground_failures_are_errors_or_interruptions_never_done(
@@ -246,10 +270,12 @@ async def test_playground_failures_are_errors_or_interruptions_never_done(
             if fmt == "text":
                 await playground.page.screenshot(path=artifact("playground-interrupted.png"))
     for fmt in FORMATS:
+        # Anthropic's dialect has its own statuses and types: an upstream 503 is its 529.
+        before = "overloaded_error: 529" if fmt == "anthropic" else f"{ERROR_TYPE}: 502"
+        kind = "api_error" if fmt == "anthropic" else ERROR_TYPE
         state, verdict, output = seen["broken", fmt]
         assert state == "error", fmt
-        assert "upstream_unavailable" in verdict and "502" in verdict, fmt
-        assert "scripted failure" in verdict, fmt
+        assert verdict == f"Error {before} scripted failure: HTTP 503", fmt
         assert output == ""
         state, verdict, output = seen["flaky", fmt]
         assert output == PREFIX, fmt
@@ -258,35 +284,141 @@ async def test_playground_failures_are_errors_or_interruptions_never_done(
             assert "incomplete" in verdict
         else:  # the in-band error event, with its type and message
             assert state == "error", fmt
-            assert "upstream_unavailable" in verdict and "the stream broke" in verdict, fmt
+            assert verdict == f"Error {kind}: scripted failure: the stream broke", fmt
 
 
 HELD_TEXT = "".join(split_chunks(STORY, "word")[:2])
+# An orphaned UI chat answer would run on for this long: only a stop by name ends it in time.
+NO_ORPHAN_TIMEOUT = "[resume]\norphan_timeout_s = 600\n"
+STOP_CASES = [*((fmt, False) for fmt in FORMATS), ("ui", True)]  # the UI chat with a key too
 
 
+def stops(playground: Playground) -> list[str]:
+    return [seen for seen in playground.requests if seen.endswith("/stop")]
+
+
+@pytest.mark.parametrize(("fmt", "keyed"), STOP_CASES)
 async def test_playground_stop_aborts_and_the_gateway_cancels_the_upstream(
+    playground: Playground, fmt: str, keyed: bool
+) -> None:
+    fake = HeldFake(hold_at=2)
+    keys = f"[keys.web]\nsha256 = '{hash_key(KEY)}'\n" if keyed else ""
+    app = create_app(settings_from(NO_ORPHAN_TIMEOUT + keys), {"fake": fake})
+    async with serve(app) as url:
+        try:
+            await playground.open(url, expect_models=not keyed)
+            if keyed:
+                await playground.unlock(KEY)
+            await playground.send(fmt)
+            await playground.page.wait_for_function(
+                "(text) => document.querySelector('#output').textContent === text",
+                arg=HELD_TEXT,
+                timeout=GUARD_MS,
+            )
+            await playground.page.click("#stop")
+            assert await playground.ended() == "stopped", fmt
+            await wait_for(fake.cancelled)  # the gateway closed the upstream stream
+        finally:
+            fake.gate.set()  # also on failure, so that the server can stop
+        chats = [seen for seen in playground.bodies if seen.endswith("/ui/chat")]
+    assert not fake.completed
+    assert await playground.output() == HELD_TEXT
+    assert "Stopped" in await playground.text("#verdict")
+    assert await playground.page.is_disabled("#stop")
+    if fmt == "ui":  # its answer outlives the request: the page stopped it by name
+        (chat,) = chats
+        chat_id = json.loads(playground.bodies[chat] or "")["id"]
+        assert stops(playground) == [f"{url}/ui/chat/{chat_id}/stop"]
+    else:
+        assert stops(playground) == []
+
+
+async def test_playground_shows_a_ui_chat_stopped_elsewhere_as_stopped(
     playground: Playground,
 ) -> None:
-    for fmt in FORMATS:
-        fake = HeldFake(hold_at=2)
-        async with serve(create_app(settings_from(), {"fake": fake})) as url:
-            try:
-                await playground.open(url)
-                await playground.send(fmt)
-                await playground.page.wait_for_function(
-                    "(text) => document.querySelector('#output').textContent === text",
-                    arg=HELD_TEXT,
-                    timeout=GUARD_MS,
-                )
-                await playground.page.click("#stop")
-                assert await playground.ended() == "stopped", fmt
-                await wait_for(fake.cancelled)  # the gateway closed the upstream stream
-            finally:
-                fake.gate.set()  # also on failure, so that the server can stop
-        assert not fake.completed
-        assert await playground.output() == HELD_TEXT
-        assert "Stopped" in await playground.text("#verdict")
-        assert await playground.page.is_disabled("#stop")
+    fake = HeldFake(hold_at=2)
+    app = create_app(settings_from(NO_ORPHAN_TIMEOUT), {"fake": fake})
+    async with serve(app) as url, httpx.AsyncClient(base_url=url) as http:
+        try:
+            await playground.open(url)
+            await playground.send("ui")
+            await playground.page.wait_for_function(
+                "(text) => document.querySelector('#output').textContent === text",
+                arg=HELD_TEXT,
+                timeout=GUARD_MS,
+            )
+            chat_id = json.loads(playground.bodies[f"{url}/ui/chat"] or "")["id"]
+            stopped = await http.post(f"/ui/chat/{chat_id}/stop")  # another tab, say
+            state = await playground.ended()
+            await wait_for(fake.cancelled)
+        finally:
+            fake.gate.set()
+    assert stopped.status_code == 204
+    assert state == "stopped"  # the stream's `abort`: neither done nor an error
+    assert "Stopped at the gateway" in await playground.text("#verdict")
+    assert await playground.output() == HELD_TEXT
+    assert stops(playground) == []  # the page did not stop it itself
+
+
+# What each framed format's reader makes of event sequences, [event type, data] each: only the
+# format's own end marker is done; a `[DONE]` that follows an error or an abort is not.
+END_MARKERS = [
+    ("ui", [["message", "[DONE]"]], []),
+    ("ui", [["message", '{"type":"finish"}']], ["done"]),
+    (
+        "ui",
+        [
+            ["message", '{"type":"error","errorText":"upstream_timeout: a: b"}'],
+            ["message", "[DONE]"],
+        ],
+        ["error upstream_timeout: a: b"],
+    ),
+    (
+        "ui",
+        [["message", '{"type":"error","errorText":"no type here"}']],
+        ["error error: no type here"],
+    ),
+    ("ui", [["message", '{"type":"abort"}'], ["message", "[DONE]"]], ["stopped"]),
+    ("anthropic", [["message_stop", '{"type":"message_stop"}']], ["done"]),
+    ("anthropic", [["ping", '{"type":"ping"}']], []),
+    (
+        "anthropic",
+        [["error", '{"type":"error","error":{"type":"overloaded_error","message":"busy"}}']],
+        ["error overloaded_error: busy"],
+    ),
+    (
+        "anthropic",
+        [
+            [
+                "content_block_delta",
+                '{"type":"content_block_delta","delta":{"type":"x","text":"no"}}',
+            ]
+        ],
+        [],
+    ),
+    ("openai", [["message", "[DONE]"]], ["done"]),  # OpenAI's own end marker
+]
+READ_EVENTS = """([name, events]) => {
+  const seen = [];
+  const sink = {
+    summary: { finish_reason: null, usage: null },
+    delta: (text) => seen.push("delta " + text),
+    done: () => seen.push("done"),
+    error: (type, message) => seen.push("error " + type + ": " + message),
+    stopped: () => seen.push("stopped"),
+  };
+  for (const [type, data] of events) FORMATS[name].onEvent({ type, data }, sink);
+  return seen;
+}"""
+
+
+async def test_playground_formats_are_done_only_on_their_own_end_marker(
+    playground: Playground,
+) -> None:
+    async with serve(create_app(settings_from(FAST))) as url:
+        await playground.open(url)
+        for name, events, expected in END_MARKERS:
+            assert await playground.page.evaluate(READ_EVENTS, [name, events]) == expected, events
 
 
 class Payload:
@@ -324,7 +456,7 @@ async def test_playground_shows_html_in_the_output_as_literal_text(
             outputs.append(await playground.output())
             assert await playground.page.eval_on_selector("#output", "e => e.children.length") == 0
         executed = await playground.page.evaluate("() => window.__xss === undefined")
-    assert outputs == [Payload.TEXT] * 5
+    assert outputs == [Payload.TEXT] * (len(FORMATS) + 1)
     assert executed is True  # nothing set window.__xss
     assert playground.dialogs == []
     assert not [seen for seen in playground.requests if seen.endswith(("/x", "/y"))]
@@ -347,11 +479,7 @@ async def test_playground_with_keys_shows_401_until_the_key_is_typed_in(
         await playground.send("sse", model=None)
         assert await playground.ended() == "error"
         before = await playground.text("#verdict")
-        await playground.page.fill("#key", KEY)
-        await playground.page.press("#key", "Enter")
-        await playground.page.wait_for_function(
-            "() => document.querySelector('#model').options.length > 0", timeout=GUARD_MS
-        )
+        await playground.unlock(KEY)
         await playground.send("sse")
         assert await playground.ended() == "done"
         stored = await playground.page.evaluate(

@@ -102,3 +102,50 @@ def test_mangled_tokens_are_refused(mangle: object) -> None:
     alice = key("alice")
     token = signer.issue(alice, now=1000)
     assert signer.verify(mangle(token), [alice], True, now=1000) is None  # type: ignore[operator]
+
+
+class Settled:
+    """An accounting that records how the generation ended."""
+
+    next_charge = 10**9
+
+    def __init__(self) -> None:
+        self.outcomes: list[str] = []
+
+    async def running(self, deltas: int) -> None:
+        return None
+
+    async def ended(self, relay: object, deltas: int, outcome: str, error: object) -> None:
+        self.outcomes.append(outcome)
+
+
+async def test_a_generation_stopped_before_its_task_started_still_ends_and_settles() -> None:
+    # Regression: a chat's new message cancels its running answer; when that came before
+    # the answer's task had taken its first step, the task never ran its body, so its log
+    # never ended (its reader hung) and its stream slot was never given back.
+    from gateway.models import Attempt
+    from gateway.providers import RegisteredProvider
+    from gateway.providers.base import ProviderSettings, StreamOutcome
+    from gateway.relay import Relay
+    from gateway.resume.generation import Generation, Stop
+    from gateway.settings import ResumeConfig
+
+    closed = asyncio.Event()
+
+    async def rest():  # type: ignore[no-untyped-def]
+        try:
+            yield ["never read"]
+        finally:
+            closed.set()
+
+    provider = RegisteredProvider("p", ProviderSettings(), None)  # type: ignore[arg-type]
+    relay = Relay(Attempt("m", provider, "u"), ["first"], rest(), StreamOutcome())
+    accounting = Settled()
+    generation = Generation("S", "", relay, ResumeConfig(), None, accounting, lambda: None)
+    generation.stop(Stop.CANCELLED)  # before the event loop ran the task at all
+    async with asyncio.timeout(5):
+        await generation.task
+        events = await collect(generation.log, -1)
+    assert generation.ended
+    assert [payload for _, payload in events] == [Stop.CANCELLED.value]
+    assert accounting.outcomes == ["cancelled"]
