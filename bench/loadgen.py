@@ -9,6 +9,7 @@ terminators are counted, never assumed away.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from dataclasses import dataclass, field
 
@@ -25,11 +26,22 @@ class Target:
     headers: bytes = b""  # extra request header lines, each ending in CRLF
 
     def request(self) -> bytes:
+        # `@ID@` in a body becomes a number of its own per request (a chat id: one user's
+        # chat each, as real traffic has, not every client writing to the same chat).
+        body = self.body.replace(b"@ID@", b"%d" % next(_ids)) if FRESH in self.body else self.body
         return (
             b"POST %b HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\n"
             b"accept: text/event-stream\r\n%bcontent-length: %d\r\n\r\n%b"
-            % (self.path.encode(), self.headers, len(self.body), self.body)
+            % (self.path.encode(), self.headers, len(body), body)
         )
+
+    @property
+    def fresh(self) -> bool:
+        return FRESH in self.body
+
+
+FRESH = b"@ID@"
+_ids = itertools.count()
 
 
 @dataclass
@@ -163,7 +175,7 @@ async def closed_loop(target: Target, concurrency: int, seconds: float) -> Resul
         try:
             while time.perf_counter() < deadline:
                 try:
-                    await stream.start(request)
+                    await stream.start(target.request() if target.fresh else request)
                 except ConnectionError:
                     results.errors += 1
                     stream = await _connect(target.port)
@@ -183,7 +195,7 @@ async def sequential(target: Target, samples: int) -> Results:
     stream = await _connect(target.port)
     request = target.request()
     for _ in range(samples):
-        await stream.start(request)
+        await stream.start(target.request() if target.fresh else request)
         _check(stream, target, results)
     assert stream.transport is not None
     stream.transport.close()

@@ -106,7 +106,7 @@ def targets(
     ).encode()
     resumable = json.dumps({"model": f"mock/{model}", "prompt": "hi", "resumable": True}).encode()
     ui_message = {"id": "u", "role": "user", "parts": [{"type": "text", "text": "hi"}]}
-    ui = json.dumps({"model": f"mock/{model}", "id": "bench", "messages": [ui_message]}).encode()
+    ui = json.dumps({"model": f"mock/{model}", "id": "@ID@", "messages": [ui_message]}).encode()
     return [
         Target("direct", mock, "/v1/chat/completions", direct, b"[DONE]", chunks + 3),
         Target(
