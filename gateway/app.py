@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from gateway import __version__
-from gateway.api import playground, router
+from gateway.api import ROUTERS, playground
 from gateway.api._common import request_id
 from gateway.auth import KeyRing
 from gateway.cors import SDKFriendlyCORS
@@ -98,7 +98,8 @@ def create_app(
     if settings.cors.allow_origins:
         # Outermost, so preflights are answered without a key.
         app.add_middleware(SDKFriendlyCORS, allow_origins=settings.cors.allow_origins)
-    app.include_router(router)
+    for router in ROUTERS:
+        app.include_router(router)
     if settings.playground:
         app.include_router(playground.router)
     _install_error_handlers(app)

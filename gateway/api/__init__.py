@@ -1,13 +1,14 @@
-from fastapi import APIRouter
-
 from gateway.api import anthropic, docs, models, openai, ops, resume, stream, ui
 
-router = APIRouter()
-router.include_router(stream.router)
-router.include_router(resume.router)
-router.include_router(openai.router)
-router.include_router(anthropic.router)
-router.include_router(models.router)
-router.include_router(ui.router)
-router.include_router(ops.router)
-router.include_router(docs.router)
+# Included into the app one by one: a router of routers is one more level of matching that
+# every request walks through.
+ROUTERS = (
+    stream.router,
+    resume.router,
+    openai.router,
+    anthropic.router,
+    models.router,
+    ui.router,
+    ops.router,
+    docs.router,
+)

@@ -88,6 +88,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         # The environment is read once, at start-up, like every other setting.
         self._environment = {} if options.proxy else urllib.request.getproxies_environment()
         self._proxies: dict[Origin, str | None] = {}
+        self._urls: dict[str, URL] = {}
         self._open_responses = 0
 
     def _open(self) -> aiohttp.ClientSession:
@@ -150,7 +151,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         self, session: aiohttp.ClientSession, request: httpx.Request
     ) -> aiohttp.ClientResponse:
         body = await request.aread()
-        url = URL(str(request.url), encoded=True)
+        url = self._yarl_url(request.url)
         headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers.raw]
         proxy = self._proxy_for(request.url)
         retried = False
@@ -170,6 +171,17 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 if retried or not attempt.reused or not _nothing_came_back(exc):
                     raise
                 retried = True
+
+    def _yarl_url(self, url: httpx.URL) -> URL:
+        # Parsed once per upstream URL (a provider has one, Gemini one per model), not per
+        # request; bounded in case a provider's URLs vary without end.
+        key = str(url)
+        found = self._urls.get(key)
+        if found is None:
+            if len(self._urls) >= 1024:
+                self._urls.clear()
+            found = self._urls[key] = URL(key, encoded=True)
+        return found
 
     def _proxy_for(self, url: httpx.URL) -> str | None:
         if self._options.proxy:

@@ -150,7 +150,7 @@ class UpstreamClient(httpx.AsyncClient):
         self.transport = transport
         self._timeouts = timeout.as_dict()
 
-    def post_json(self, url: str, body: Any, headers: dict[str, str]) -> httpx.Request:
+    def post_json(self, url: str | httpx.URL, body: Any, headers: dict[str, str]) -> httpx.Request:
         headers["Content-Type"] = "application/json"
         headers.setdefault("User-Agent", USER_AGENT)
         return httpx.Request(

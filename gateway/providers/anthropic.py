@@ -44,7 +44,7 @@ class AnthropicProvider:
     def __init__(self, config: AnthropicConfig, client: UpstreamClient) -> None:
         self.config = config
         self._client = client
-        self._url = f"{config.base_url}/v1/messages"
+        self._url = httpx.URL(f"{config.base_url}/v1/messages")  # parsed once, not per request
 
     def build_request(self, request: ChatRequest) -> httpx.Request:
         headers = {

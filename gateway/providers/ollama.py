@@ -39,7 +39,7 @@ class OllamaProvider:
     def __init__(self, config: OllamaConfig, client: UpstreamClient) -> None:
         self.config = config
         self._client = client
-        self._url = f"{config.base_url}/api/chat"
+        self._url = httpx.URL(f"{config.base_url}/api/chat")  # parsed once, not per request
 
     def build_request(self, request: ChatRequest) -> httpx.Request:
         headers = {"Accept": "application/x-ndjson", "Accept-Encoding": "identity"}

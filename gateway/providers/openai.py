@@ -47,7 +47,7 @@ class OpenAIProvider:
     def __init__(self, config: OpenAIConfig, client: UpstreamClient) -> None:
         self.config = config
         self._client = client
-        self._url = f"{config.base_url}/chat/completions"
+        self._url = httpx.URL(f"{config.base_url}/chat/completions")  # parsed once, not per request
 
     def build_request(self, request: ChatRequest) -> httpx.Request:
         headers = {"Accept": "text/event-stream", "Accept-Encoding": "identity"}
