@@ -29,7 +29,7 @@ from gateway.lifecycle import Drain
 from gateway.limits import Limiter
 from gateway.providers.base import ChatRequest, StreamOutcome
 from gateway.providers.fake import load_story
-from tests.conftest import CANARY_KEY, ManualClock, settings_from
+from tests.conftest import CANARY_KEY, REDIS_SLACK, ManualClock, settings_from
 from tests.e2e.conftest import RequestsLogged, wait_for
 from tests.e2e.servers import Gate, Reply, UpstreamStub, serve
 
@@ -73,7 +73,7 @@ class Held:
 def config(upstream: str, redis_url: str | None) -> str:
     openai = f"type = 'openai'\nbase_url = '{upstream}/v1'\napi_key = '{CANARY_KEY}'\n"
     return (
-        (f"redis_url = '{redis_url}'\n" if redis_url else "")
+        (f"redis_url = '{redis_url}'\n{REDIS_SLACK}" if redis_url else "")
         + "[providers.fake]\ntype = 'fake'\nchunk_delay_ms = 0\n"
         + "[providers.before]\ntype = 'fake'\n"
         + "[providers.after]\ntype = 'fake'\n"

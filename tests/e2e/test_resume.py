@@ -16,7 +16,7 @@ import pytest
 from httpx_sse import EventSource, ServerSentEvent
 
 from gateway.auth import hash_key
-from tests.conftest import CANARY_KEY, write_config
+from tests.conftest import CANARY_KEY, REDIS_SLACK, write_config
 from tests.e2e.conftest import wait_for
 from tests.e2e.process import GatewayProcess, gateway_process
 from tests.e2e.servers import Gate, Reply, UpstreamStub, serve
@@ -58,7 +58,7 @@ def config(
     orphan_s: float = 15,
     idle_s: float = 5,
 ) -> Path:
-    text = f"redis_url = '{redis_url}'\n" if redis_url else ""
+    text = f"redis_url = '{redis_url}'\n{REDIS_SLACK}" if redis_url else ""
     text += extra
     text += (
         f"[providers.up]\ntype = 'openai'\nbase_url = '{upstream}/v1'\napi_key = '{CANARY_KEY}'\n"

@@ -11,7 +11,7 @@ import pytest
 
 from gateway.app import create_app
 from gateway.auth import hash_key
-from tests.conftest import FAST_FAKE, settings_from
+from tests.conftest import FAST_FAKE, REDIS_SLACK, settings_from
 from tests.e2e.conftest import GatedProvider, wait_for
 from tests.e2e.servers import serve
 
@@ -50,7 +50,8 @@ async def test_shutdown_ends_a_generation_for_its_readers() -> None:
 async def test_past_the_byte_cap_a_stream_stays_live_but_is_not_resumable(
     store: str, request: pytest.FixtureRequest
 ) -> None:
-    extra = f"redis_url = '{request.getfixturevalue('redis_url')}'\n" if store == "redis" else ""
+    url = request.getfixturevalue("redis_url") if store == "redis" else None
+    extra = f"redis_url = '{url}'\n{REDIS_SLACK}" if url else ""
     settings = settings_from(extra + FAST_FAKE + "[resume]\nresume_max_bytes = 200\n")
     async with (
         serve(create_app(settings)) as url,
@@ -89,7 +90,11 @@ async def test_tokens_work_on_every_replica_with_a_shared_secret(
     shared_secret: bool, redis_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("GW_TOKEN_SECRET", "the-replicas-shared-secret")
-    toml = f"redis_url = '{redis_url}'\n" + FAST_FAKE + f"[keys.web]\nsha256 = '{hash_key(KEY)}'\n"
+    toml = (
+        f"redis_url = '{redis_url}'\n{REDIS_SLACK}"
+        + FAST_FAKE
+        + f"[keys.web]\nsha256 = '{hash_key(KEY)}'\n"
+    )
     if shared_secret:
         toml = "token_secret_env = 'GW_TOKEN_SECRET'\n" + toml
     one, two = create_app(settings_from(toml)), create_app(settings_from(toml))

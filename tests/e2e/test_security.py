@@ -16,7 +16,7 @@ from gateway.app import create_app
 from gateway.auth import hash_key
 from gateway.providers.fake import FakeConfig
 from gateway.settings import ConfigError
-from tests.conftest import FAST_FAKE, ManualClock, settings_from, write_config
+from tests.conftest import FAST_FAKE, REDIS_SLACK, ManualClock, settings_from, write_config
 from tests.e2e.conftest import CountingFake, GatedProvider, RequestsLogged, wait_for
 from tests.e2e.process import gateway_process
 from tests.e2e.servers import serve
@@ -89,7 +89,8 @@ async def test_models_outside_the_keys_list_are_forbidden() -> None:
 
 
 def store_config(store: str, request: pytest.FixtureRequest) -> str:
-    return f"redis_url = '{request.getfixturevalue('redis_url')}'\n" if store == "redis" else ""
+    url = request.getfixturevalue("redis_url") if store == "redis" else None
+    return f"redis_url = '{url}'\n{REDIS_SLACK}" if url else ""
 
 
 @pytest.mark.parametrize("store", ["memory", "redis"])
@@ -183,7 +184,9 @@ async def _slots_come_back(
 
 
 async def test_a_dead_replicas_slot_comes_back_when_its_lease_expires(redis_url: str) -> None:
-    settings = settings_from(f"redis_url = '{redis_url}'\n" + keys(max_concurrent_streams=1))
+    settings = settings_from(
+        f"redis_url = '{redis_url}'\n{REDIS_SLACK}" + keys(max_concurrent_streams=1)
+    )
     client = aioredis.Redis.from_url(redis_url)
     now_ms = int(time.time() * 1000)
     app = create_app(settings)
@@ -198,7 +201,7 @@ async def test_a_dead_replicas_slot_comes_back_when_its_lease_expires(redis_url:
 
 
 async def test_two_gateways_sharing_redis_enforce_one_limit(redis_url: str, tmp_path: Path) -> None:
-    config = write_config(tmp_path, f"redis_url = '{redis_url}'\n" + keys(rpm=10))
+    config = write_config(tmp_path, f"redis_url = '{redis_url}'\n{REDIS_SLACK}" + keys(rpm=10))
     async with (
         gateway_process(config=config) as first,
         gateway_process(config=config) as second,

@@ -15,7 +15,7 @@ import pytest
 from gateway.app import create_app
 from gateway.dialects.ui_messages import KEEP_ALIVE, UIMessageResponse, UIReaderResponse
 from gateway.resume.chats import ChatStreams
-from tests.conftest import CANARY_KEY, FAST_FAKE, settings_from, wire
+from tests.conftest import CANARY_KEY, FAST_FAKE, REDIS_SLACK, settings_from, wire
 from tests.e2e.conftest import GatedProvider, RequestsLogged, wait_for
 from tests.e2e.servers import Reply, UpstreamStub, serve
 from tests.e2e.test_providers import CAPTURES, gateway_settings, pieces
@@ -232,7 +232,7 @@ async def test_only_the_key_that_started_a_chat_can_resume_or_stop_it() -> None:
 
 async def test_resume_on_another_replica_through_redis(redis_url: str) -> None:
     provider = GatedProvider(("one ", "two"))
-    settings = settings_from(f"redis_url = '{redis_url}'\n" + FAST_FAKE)
+    settings = settings_from(f"redis_url = '{redis_url}'\n{REDIS_SLACK}" + FAST_FAKE)
     first_app = create_app(settings, {"fake": provider})
     second_app = create_app(settings)
     async with (
