@@ -11,7 +11,7 @@ from contextlib import asynccontextmanager, contextmanager
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import certifi
 import httpx
@@ -45,6 +45,7 @@ __all__ = [
     "body_chunks",
     "build_client",
     "drain_after_end",
+    "event_stream",
     "find_message",
     "in_stream_error",
     "open_stream",
@@ -425,6 +426,7 @@ def parse_event(data: bytes) -> Any:
 
 
 E = TypeVar("E")
+E_co = TypeVar("E_co", covariant=True)
 # Handles one decoded event: appends its text deltas to the batch; True at the end marker.
 EventHandler = Callable[[E, StreamOutcome, Batch], bool]
 
@@ -446,6 +448,46 @@ def read_batch(
     except Exception as exc:  # a GatewayError, or a bug the relay names upstream_protocol
         return batch, False, exc
     return batch, False, None
+
+
+class Decoder(Protocol[E_co]):
+    def feed(self, data: bytes) -> Iterable[E_co]: ...
+
+
+Unfinished = Callable[[StreamOutcome], UpstreamError | None]
+
+
+async def event_stream(
+    client: UpstreamClient,
+    request_for: Callable[[], httpx.Request],
+    decoder: Decoder[E],
+    handle: EventHandler[E],
+    outcome: StreamOutcome,
+    *,
+    content_type: str,
+    unfinished: Unfinished,
+) -> AsyncIterator[Batch]:
+    """A streaming adapter's whole exchange: one batch of deltas per network read.
+
+    The adapter's `stream()` returns this generator itself (no generator of its own around
+    it: one hop less per read) and supplies only its provider's knowledge: the request
+    (built lazily, so that its errors come from the first `anext`), how to decode the body,
+    what each event means (`handle`) and what a stream that just stops lacks
+    (`unfinished`). After the end marker, what follows is drained and never an error.
+    """
+    async with open_stream(client, request_for(), content_type=content_type) as response:
+        chunks = body_chunks(response)
+        async for chunk in chunks:
+            batch, ended, error = read_batch(decoder.feed(chunk), handle, outcome)
+            if batch:
+                yield batch
+            if error is not None:
+                raise error
+            if ended:
+                await drain_after_end(chunks)
+                return
+        if (error := unfinished(outcome)) is not None:
+            raise error
 
 
 async def drain_after_end(chunks: AsyncIterator[bytes]) -> None:

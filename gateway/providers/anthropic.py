@@ -10,6 +10,7 @@ example `overloaded_error`) raises.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from functools import partial
 from typing import Any, Literal
 
 import httpx
@@ -18,12 +19,9 @@ from gateway.errors import UpstreamProtocolError
 from gateway.providers._http import (
     HTTPProviderConfig,
     UpstreamClient,
-    body_chunks,
-    drain_after_end,
+    event_stream,
     in_stream_error,
-    open_stream,
     parse_event,
-    read_batch,
 )
 from gateway.providers._shapes import count, obj, object_at, text
 from gateway.providers._sse import SSEDecoder, SSEEvent
@@ -57,24 +55,23 @@ class AnthropicProvider:
         }
         return self._client.post_json(self._url, _body(request), headers)
 
-    async def stream(self, request: ChatRequest, outcome: StreamOutcome) -> AsyncIterator[Batch]:
-        http_request = self.build_request(request)
-        async with open_stream(self._client, http_request, content_type="event-stream") as response:
-            decoder = SSEDecoder(self.config.max_event_bytes)
-            chunks = body_chunks(response)
-            async for chunk in chunks:
-                batch, ended, error = read_batch(decoder.feed(chunk), _on_event, outcome)
-                if batch:
-                    yield batch
-                if error is not None:
-                    raise error
-                if ended:
-                    await drain_after_end(chunks)
-                    return
-            raise UpstreamProtocolError("the upstream stream ended before message_stop")
+    def stream(self, request: ChatRequest, outcome: StreamOutcome) -> AsyncIterator[Batch]:
+        return event_stream(
+            self._client,
+            partial(self.build_request, request),
+            SSEDecoder(self.config.max_event_bytes),
+            _on_event,
+            outcome,
+            content_type="event-stream",
+            unfinished=_unfinished,
+        )
 
     async def aclose(self) -> None:
         return None
+
+
+def _unfinished(outcome: StreamOutcome) -> UpstreamProtocolError:
+    return UpstreamProtocolError("the upstream stream ended before message_stop")
 
 
 def _on_event(event: SSEEvent, outcome: StreamOutcome, batch: Batch) -> bool:

@@ -13,7 +13,8 @@ frame, so the per-delta cost (a generator hop, an ASGI `send`, a socket write) i
 network read; a delta is never held back to wait for another, since a batch is yielded as
 soon as its read has been decoded.
 
-Obligations of `stream()` (an async generator):
+Obligations of `stream()` (an async generator, or a function returning one, as the HTTP
+adapters return `_http.event_stream(...)`; either way nothing runs before the first `anext`):
 - It raises only `gateway.errors.UpstreamError` subclasses, before or after its first yield;
   it does not care which side of the commit point it is on. Deltas that came before an error
   in the same read are yielded first: the text a client saw is all the upstream sent.

@@ -12,6 +12,7 @@ inside the stream come as `{"error": {code, message, status}}`.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from functools import partial
 from typing import Any, Literal
 from urllib.parse import quote
 
@@ -21,12 +22,9 @@ from gateway.errors import UpstreamProtocolError
 from gateway.providers._http import (
     HTTPProviderConfig,
     UpstreamClient,
-    body_chunks,
-    drain_after_end,
+    event_stream,
     in_stream_error,
-    open_stream,
     parse_event,
-    read_batch,
 )
 from gateway.providers._shapes import count, items, obj, object_at, text
 from gateway.providers._sse import SSEDecoder, SSEEvent
@@ -58,22 +56,16 @@ class GeminiProvider:
         }
         return self._client.post_json(url, _body(request), headers)
 
-    async def stream(self, request: ChatRequest, outcome: StreamOutcome) -> AsyncIterator[Batch]:
-        http_request = self.build_request(request)
-        async with open_stream(self._client, http_request, content_type="event-stream") as response:
-            decoder = SSEDecoder(self.config.max_event_bytes)
-            chunks = body_chunks(response)
-            async for chunk in chunks:
-                batch, ended, error = read_batch(decoder.feed(chunk), _on_event, outcome)
-                if batch:
-                    yield batch
-                if error is not None:
-                    raise error
-                if ended:
-                    await drain_after_end(chunks)
-                    return
-            if outcome.finish_reason is None:
-                raise UpstreamProtocolError("the upstream stream ended without a finishReason")
+    def stream(self, request: ChatRequest, outcome: StreamOutcome) -> AsyncIterator[Batch]:
+        return event_stream(
+            self._client,
+            partial(self.build_request, request),
+            SSEDecoder(self.config.max_event_bytes),
+            _on_event,
+            outcome,
+            content_type="event-stream",
+            unfinished=_unfinished,
+        )
 
     async def aclose(self) -> None:
         return None
@@ -102,6 +94,12 @@ def _body(request: ChatRequest) -> dict[str, Any]:
         body["generationConfig"] = config
     body.update(request.extra)
     return body
+
+
+def _unfinished(outcome: StreamOutcome) -> UpstreamProtocolError | None:
+    if outcome.finish_reason is None:
+        return UpstreamProtocolError("the upstream stream ended without a finishReason")
+    return None
 
 
 def _on_event(event: SSEEvent, outcome: StreamOutcome, batch: Batch) -> bool:

@@ -15,6 +15,7 @@ send it); one that ends with neither is truncated. Only choice 0 is relayed; rea
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from functools import partial
 from typing import Any, Literal
 
 import httpx
@@ -23,12 +24,9 @@ from gateway.errors import UpstreamProtocolError, UpstreamUnavailable
 from gateway.providers._http import (
     HTTPProviderConfig,
     UpstreamClient,
-    body_chunks,
-    drain_after_end,
+    event_stream,
     in_stream_error,
-    open_stream,
     parse_event,
-    read_batch,
     sanitise,
 )
 from gateway.providers._shapes import count, items, obj, object_at, text, wrong_shape
@@ -56,22 +54,16 @@ class OpenAIProvider:
             headers["Authorization"] = f"Bearer {key}"
         return self._client.post_json(self._url, _body(request), headers)
 
-    async def stream(self, request: ChatRequest, outcome: StreamOutcome) -> AsyncIterator[Batch]:
-        http_request = self.build_request(request)
-        async with open_stream(self._client, http_request, content_type="event-stream") as response:
-            decoder = SSEDecoder(self.config.max_event_bytes)
-            chunks = body_chunks(response)
-            async for chunk in chunks:
-                batch, ended, error = read_batch(decoder.feed(chunk), _on_event, outcome)
-                if batch:
-                    yield batch
-                if error is not None:
-                    raise error
-                if ended:
-                    await drain_after_end(chunks)
-                    return
-            if outcome.finish_reason is None:
-                raise UpstreamProtocolError("the upstream stream ended before [DONE]")
+    def stream(self, request: ChatRequest, outcome: StreamOutcome) -> AsyncIterator[Batch]:
+        return event_stream(
+            self._client,
+            partial(self.build_request, request),
+            SSEDecoder(self.config.max_event_bytes),
+            _on_event,
+            outcome,
+            content_type="event-stream",
+            unfinished=_unfinished,
+        )
 
     async def aclose(self) -> None:
         return None
@@ -96,6 +88,13 @@ def _body(request: ChatRequest) -> dict[str, Any]:
     body.update(request.openai_params)
     body.update(request.extra)
     return body
+
+
+def _unfinished(outcome: StreamOutcome) -> UpstreamProtocolError | None:
+    # A finish without [DONE] is complete: some compatible gateways never send it.
+    if outcome.finish_reason is None:
+        return UpstreamProtocolError("the upstream stream ended before [DONE]")
+    return None
 
 
 def _on_event(event: SSEEvent, outcome: StreamOutcome, batch: Batch) -> bool:
