@@ -31,6 +31,7 @@ from gateway.errors import GatewayError, NotFound, Unavailable
 from gateway.lifecycle import Drain, Interrupt
 from gateway.metrics import Metrics
 from gateway.observability import outcome_of
+from gateway.providers.base import Batch
 from gateway.relay import Relay
 from gateway.resume.events import End, Event, Failure, Payload, encode
 from gateway.resume.memory import MemoryLog
@@ -170,11 +171,10 @@ class Generation:
             try:
                 if self.stopped is not None:  # stopped before it started: read nothing
                     return self.stopped.value, None
-                for text in relay.first:
-                    await self._append(text)
+                if relay.first:
+                    await self._append_deltas(relay.first)
                 async for batch in relay.rest:
-                    for text in batch:  # one log event per delta: ids stay per delta
-                        await self._append(text)
+                    await self._append_deltas(batch)
             finally:
                 await relay.aclose()  # the upstream is closed before anything else happens
         except GatewayError as exc:
@@ -189,6 +189,21 @@ class Generation:
         outcome = relay.outcome
         usage = outcome.usage.as_dict() if outcome.usage else None
         return End(outcome.finish_reason, usage, relay.model, relay.provider), None
+
+    async def _append_deltas(self, batch: Batch) -> None:
+        """One read's deltas, one log event each (ids stay per delta). Without a Redis mirror
+        they go into the log together, waking its readers once (the per-delta path was the
+        resumable streams' main cost over plain ones)."""
+        if self.mirror is not None:
+            for text in batch:
+                await self._append(text)
+            return
+        sizes = [len(text.encode()) for text in batch]
+        self.bytes += sum(sizes)
+        self.log.extend(batch, sizes)
+        self.deltas += len(batch)
+        if self.deltas >= self.accounting.next_charge:
+            await self.accounting.running(self.deltas)
 
     async def _append(self, payload: Payload) -> None:
         field, data = encode(payload)

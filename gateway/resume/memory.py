@@ -54,6 +54,16 @@ class MemoryLog:
         changed.set()
         return seq
 
+    def extend(self, deltas: list[str], sizes: list[int]) -> None:
+        """Add the deltas of one upstream read (never a terminal event), waking readers once."""
+        self._events += deltas
+        self._sizes += sizes
+        self.size += sum(sizes)
+        while self.size > self.max_bytes and len(self._events) - self._start > 1:
+            self._drop_oldest()
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
+
     def _drop_oldest(self) -> None:
         self.size -= self._sizes[self._start]
         self._events[self._start] = None

@@ -149,3 +149,15 @@ async def test_a_generation_stopped_before_its_task_started_still_ends_and_settl
     assert generation.ended
     assert [payload for _, payload in events] == [Stop.CANCELLED.value]
     assert accounting.outcomes == ["cancelled"]
+
+
+async def test_one_reads_deltas_extend_the_log_as_one_batch_with_an_id_each() -> None:
+    log = MemoryLog(9)
+    follower = log.follow(-1)
+    waiting = asyncio.ensure_future(anext(follower))
+    await asyncio.sleep(0)  # the follower is now waiting for the log to change
+    log.extend(["ab", "cd", "ef"], [2, 2, 2])
+    assert await waiting == [(0, "ab"), (1, "cd"), (2, "ef")]  # one wake; an id each
+    await follower.aclose()
+    log.extend(["gh", "ij"], [2, 2])  # over the 9-byte cap: the oldest is dropped
+    assert (log.base, log.next_seq, log.size, log.ended) == (1, 5, 8, False)
