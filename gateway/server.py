@@ -9,7 +9,7 @@ from typing import Any
 import uvicorn
 from uvicorn.supervisors import Multiprocess
 
-from gateway.app import create_app
+from gateway.app import create_app, settle_heap
 from gateway.lifecycle import BACKSTOP_S
 from gateway.settings import Settings
 
@@ -45,7 +45,9 @@ def uvicorn_config(settings: Settings, app: Any, **extra: Any) -> uvicorn.Config
 def serve(settings: Settings, config_path: str | None) -> None:
     """Serve until a signal: in this process, or with `workers` processes sharing a socket."""
     if settings.workers == 1:
-        uvicorn.Server(uvicorn_config(settings, create_app(settings))).run()
+        app = create_app(settings)
+        settle_heap()
+        uvicorn.Server(uvicorn_config(settings, app)).run()
         return
     # Each worker builds its own app from the same layers: pass the CLI's choices on, and
     # give prometheus-client a directory where every worker's metrics meet.

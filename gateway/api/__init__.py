@@ -1,14 +1,15 @@
 from gateway.api import anthropic, docs, models, openai, ops, resume, stream, ui
 
 # Included into the app one by one: a router of routers is one more level of matching that
-# every request walks through.
+# every request walks through. Routes are matched in this order, so the streaming routes, the
+# ones under load, come first (no two routers share a path).
 ROUTERS = (
     stream.router,
-    resume.router,
     openai.router,
     anthropic.router,
-    models.router,
     ui.router,
+    resume.router,
+    models.router,
     ops.router,
     docs.router,
 )

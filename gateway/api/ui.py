@@ -178,7 +178,7 @@ async def _has_ended(state: GatewayState, stream_id: str) -> bool:
     generations = state.generations
     if (generation := generations.local.get(stream_id)) is not None:
         return generation.ended
-    if generations.store is None:
+    if generations.store is None or stream_id in generations.finished:
         return True
     try:
         meta = await generations.store.lookup(stream_id)

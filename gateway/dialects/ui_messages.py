@@ -28,10 +28,10 @@ from typing import Annotated, Any, Literal, Protocol
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from starlette.responses import Response
-from starlette.types import Message as ASGIMessage
 from starlette.types import Receive, Scope, Send
 
 from gateway.errors import GatewayError, InvalidRequest
+from gateway.keepalive import Keepalive
 from gateway.lifecycle import Interrupt, StreamGuard
 from gateway.observability import outcome_of
 from gateway.redaction import KEY_SHAPED
@@ -225,54 +225,24 @@ class UIMessageEncoder(Encoder):
 # ---- keep-alive --------------------------------------------------------------------------------
 
 KEEP_ALIVE = b": keep-alive\n\n"
-_KEEP_ALIVE_MESSAGE: ASGIMessage = {
-    "type": "http.response.body",
-    "body": KEEP_ALIVE,
-    "more_body": True,
-}
 
 
-class _Counting(Protocol):
+class _Paced(Protocol):
     keep_alive_s: float
-    bytes_out: int
 
 
 async def keeping_alive(
-    response: _Counting, send: Send, send_all: Callable[[Send], Awaitable[None]]
+    response: _Paced, send: Send, send_all: Callable[[Send], Awaitable[None]]
 ) -> None:
     """Run `send_all(send)`, writing an SSE comment whenever nothing was written for
     `keep_alive_s` (proxies and browsers drop idle connections; every SSE parser ignores
-    comments). A watcher polls the response's byte count a few times per period, so the
-    per-chunk path pays nothing for it; it never writes after the response's last message."""
-    ending = False
-
-    async def tracked(message: ASGIMessage) -> None:
-        nonlocal ending
-        if message["type"] == "http.response.body" and not message.get("more_body", False):
-            ending = True
-        await send(message)
-
-    async def keep_alive() -> None:
-        loop = asyncio.get_running_loop()
-        period = response.keep_alive_s
-        seen, quiet_since = response.bytes_out, loop.time()
-        while True:
-            await asyncio.sleep(period / 3)
-            now = loop.time()
-            if response.bytes_out != seen:
-                seen, quiet_since = response.bytes_out, now
-            elif now - quiet_since >= period and not ending:
-                try:
-                    await send(_KEEP_ALIVE_MESSAGE)
-                except Exception:  # the client left or the response ended meanwhile:
-                    return  # the main send loop sees and reports that itself
-                quiet_since = now
-
-    watcher = asyncio.ensure_future(keep_alive())
+    comments). One loop timer per stream (`Keepalive`), never a task, and never a write after
+    the response's last message."""
+    keepalive = Keepalive(send, KEEP_ALIVE, response.keep_alive_s)
     try:
-        await send_all(tracked)
+        await send_all(keepalive.send)
     finally:
-        watcher.cancel()
+        keepalive.close()
 
 
 # ---- responses ---------------------------------------------------------------------------------
@@ -341,12 +311,14 @@ class UIReaderResponse(Response):
         await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
         frames = [opening_frames(self.message_id)]  # they leave with the first events
         async for batch in self.reader.batches():  # the events in hand: one write
-            for _, payload in batch:
-                if isinstance(payload, str):
-                    frames.append(_DELTA_HEAD + orjson.dumps(payload) + b"}\n\n")
-                    self.deltas += 1
-                else:
-                    frames.append(self._terminal(payload))
+            if not batch:
+                continue
+            last = batch[-1][1]  # only a batch's last event can be terminal
+            deltas = batch if isinstance(last, str) else batch[:-1]
+            frames += [_DELTA_HEAD + orjson.dumps(text) + b"}\n\n" for _, text in deltas]
+            self.deltas += len(deltas)
+            if not isinstance(last, str):
+                frames.append(self._terminal(last))
             body = frames[0] if len(frames) == 1 else b"".join(frames)
             frames = []
             self.bytes_out += len(body)

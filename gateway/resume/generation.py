@@ -38,7 +38,7 @@ from gateway.resume.memory import MemoryLog
 from gateway.resume.redis import Mirror, RedisLog, tick_for
 from gateway.settings import ResumeConfig
 
-__all__ = ["Accounting", "Generation", "Generations", "Reader", "Stop"]
+__all__ = ["Accounting", "Finished", "Generation", "Generations", "Reader", "Stop"]
 
 log = logging.getLogger("gateway.resume")
 
@@ -131,8 +131,11 @@ class Generation:
         self.tick_s = tick_for(idle_s, config.orphan_timeout_s)
         loop = asyncio.get_running_loop()
         self.reader_seen = loop.time()
+        self.beating: asyncio.Task[None] | None = None  # a Redis heartbeat under way
         self.task = asyncio.ensure_future(self._run())
-        self.ticker = asyncio.ensure_future(self._tick())
+        # A loop timer, not a task: most generations end before their first tick, and a
+        # task per generation was a measurable part of a short stream's cost.
+        self.ticker = loop.call_later(self.tick_s, self._tick)
 
     @property
     def model(self) -> str:
@@ -157,6 +160,8 @@ class Generation:
             await self._append(terminal)
         finally:
             self.ticker.cancel()
+            if self.beating is not None:
+                self.beating.cancel()
             if not self.log.ended:  # ended by something unforeseen: readers still get an end
                 self.log.append(Stop.SHUTDOWN.value, 0)
             result = "complete" if error is None else outcome_of(error.type)
@@ -239,21 +244,31 @@ class Generation:
             if self.bytes > self.config.resume_max_bytes:
                 self.mirror = None
 
-    async def _tick(self) -> None:
-        """Heartbeat (Redis), remote cancel, and the orphan time-out."""
-        loop = asyncio.get_running_loop()
-        while True:
-            await asyncio.sleep(self.tick_s)
-            if self.mirror is not None:
-                beat = await self._mirror_beat(self.mirror)
-                if beat is not None and beat[0]:
-                    self.stop(Stop.CANCELLED)
-                if beat is not None and beat[1]:
-                    self.reader_seen = loop.time()
-            if self.readers:
-                self.reader_seen = loop.time()
-            elif loop.time() - self.reader_seen >= self.config.orphan_timeout_s:
-                self.stop(Stop.ORPHANED)
+    def _tick(self) -> None:
+        """Every `tick_s`: the heartbeat and remote cancel (Redis), and the orphan time-out."""
+        self.ticker = asyncio.get_running_loop().call_later(self.tick_s, self._tick)
+        if self.mirror is None:
+            self._check_orphaned()
+        elif self.beating is None:  # the orphan check waits for the beat's reader count
+            self.beating = asyncio.ensure_future(self._beat(self.mirror))
+
+    async def _beat(self, mirror: Mirror) -> None:
+        try:
+            beat = await self._mirror_beat(mirror)
+        finally:
+            self.beating = None
+        if beat is not None and beat[0]:
+            self.stop(Stop.CANCELLED)
+        if beat is not None and beat[1]:
+            self.reader_seen = asyncio.get_running_loop().time()
+        self._check_orphaned()
+
+    def _check_orphaned(self) -> None:
+        now = asyncio.get_running_loop().time()
+        if self.readers:
+            self.reader_seen = now
+        elif now - self.reader_seen >= self.config.orphan_timeout_s:
+            self.stop(Stop.ORPHANED)
 
     async def _mirror_beat(self, mirror: Mirror) -> tuple[bool, bool] | None:
         try:
@@ -290,6 +305,26 @@ class Generation:
         return Reader(self.model, self.provider, self.log.follow(after), replayed, "memory", detach)
 
 
+class Finished:
+    """What an ended generation leaves behind in memory (no Redis mirror) for the readers of
+    its retention time: the log and who may read it. The generation itself (relay, upstream
+    response, accounting, task) goes: a busy process keeps thousands of these, and they were
+    most of what its garbage collector walked."""
+
+    __slots__ = ("log", "model", "owner", "provider")
+    ended = True
+
+    def __init__(self, generation: Generation) -> None:
+        self.owner = generation.owner
+        self.log = generation.log
+        self.model = generation.model
+        self.provider = generation.provider
+
+    def reader(self, after: int) -> Reader:
+        replayed = max(0, self.log.last_seq() - after)
+        return Reader(self.model, self.provider, self.log.follow(after), replayed, "memory")
+
+
 StoreFailed = Callable[[], None]
 
 
@@ -308,7 +343,8 @@ class Generations:
         self.store = store
         self.drain = drain
         self.metrics = metrics
-        self.local: dict[str, Generation] = {}
+        self.local: dict[str, Generation] = {}  # running here
+        self.finished: dict[str, Finished] = {}  # ended here, kept for resume_retention_s
         self._forget: dict[str, asyncio.TimerHandle] = {}
 
     def store_failed(self) -> None:
@@ -347,32 +383,29 @@ class Generations:
         self.drain.leave(generation)
         if generation.stopped is Stop.ORPHANED:
             self.metrics.orphan_cancellations.inc()
+        self.local.pop(generation.id, None)
         if generation.mirror is not None:  # Redis holds it for everyone
-            self.local.pop(generation.id, None)
             return
+        self.finished[generation.id] = Finished(generation)
         loop = asyncio.get_running_loop()
         self._forget[generation.id] = loop.call_later(
             self.config.resume_retention_s, self._drop, generation.id
         )
 
     def _drop(self, stream_id: str) -> None:
-        self.local.pop(stream_id, None)
+        self.finished.pop(stream_id, None)
         self._forget.pop(stream_id, None)
 
     async def attach(self, stream_id: str, owner: str, after: int) -> Reader | None:
         """A reader after `after`; None when there is nothing to resume (204)."""
-        generation = self.local.get(stream_id)
-        if generation is not None:
-            if generation.owner != owner:
+        here = self.local.get(stream_id) or self.finished.get(stream_id)
+        if here is not None:
+            if here.owner != owner:
                 raise NotFound("no such stream")
-            last_seq = generation.log.last_seq()
-            if (
-                generation.log.truncated
-                or after > last_seq
-                or (generation.ended and after == last_seq)
-            ):
+            last_seq = here.log.last_seq()
+            if here.log.truncated or after > last_seq or (here.ended and after == last_seq):
                 return None
-            return generation.reader(after)
+            return here.reader(after)
         if self.store is None:
             return None
         try:
@@ -401,7 +434,7 @@ class Generations:
             generation.stop(Stop.CANCELLED)
             await asyncio.wait({generation.task})
             return
-        if self.store is None:
+        if self.store is None or stream_id in self.finished:
             raise NotFound("no such running stream")
         try:
             done = await self.store.cancel(stream_id, owner)

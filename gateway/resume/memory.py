@@ -20,7 +20,7 @@ FELL_BEHIND = Failure("unavailable", "the reader fell behind the stream by more 
 
 
 class MemoryLog:
-    __slots__ = ("_changed", "_events", "_sizes", "_start", "base", "ended", "max_bytes", "size")
+    __slots__ = ("_events", "_sizes", "_start", "_waiters", "base", "ended", "max_bytes", "size")
 
     def __init__(self, max_bytes: int) -> None:
         self.max_bytes = max_bytes
@@ -30,7 +30,7 @@ class MemoryLog:
         self.base = 0  # seq of the oldest event held
         self.size = 0
         self.ended = False
-        self._changed = asyncio.Event()
+        self._waiters: list[asyncio.Future[None]] = []  # readers waiting for the next append
 
     @property
     def next_seq(self) -> int:
@@ -50,8 +50,7 @@ class MemoryLog:
             self._drop_oldest()
         if is_terminal(payload):
             self.ended = True
-        changed, self._changed = self._changed, asyncio.Event()
-        changed.set()
+        self._wake()
         return seq
 
     def extend(self, deltas: list[str], sizes: list[int]) -> None:
@@ -61,8 +60,16 @@ class MemoryLog:
         self.size += sum(sizes)
         while self.size > self.max_bytes and len(self._events) - self._start > 1:
             self._drop_oldest()
-        changed, self._changed = self._changed, asyncio.Event()
-        changed.set()
+        self._wake()
+
+    def _wake(self) -> None:
+        # A future per waiting reader, woken once per append (an asyncio.Event per append
+        # cost more than the append itself).
+        if self._waiters:
+            waiters, self._waiters = self._waiters, []
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
 
     def _drop_oldest(self) -> None:
         self.size -= self._sizes[self._start]
@@ -88,16 +95,22 @@ class MemoryLog:
                     yield [(cursor, FELL_BEHIND)]
                     return
                 start = self._start + cursor - self.base
-                batch: list[Event] = []
-                for payload in self._events[start : start + self.next_seq - cursor]:
-                    assert payload is not None
-                    batch.append((cursor, payload))
-                    cursor += 1
-                    if is_terminal(payload):
-                        yield batch
-                        return
-                yield batch
+                payloads = self._events[start : start + self.next_seq - cursor]
+                # Only the log's last event can be terminal: one check per batch, and the
+                # (seq, payload) pairs built in C.
+                batch = list(zip(range(cursor, cursor + len(payloads)), payloads, strict=True))
+                cursor += len(payloads)
+                yield batch  # type: ignore[misc]  # held events are never None
+                if is_terminal(payloads[-1]):  # type: ignore[arg-type]
+                    return
                 continue
             if self.ended:
                 return
-            await self._changed.wait()
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiters.append(waiter)
+            try:
+                await waiter
+            except asyncio.CancelledError:  # the reader left: it no longer waits
+                if waiter in self._waiters:
+                    self._waiters.remove(waiter)
+                raise
