@@ -100,9 +100,10 @@ def _unfinished(outcome: StreamOutcome) -> UpstreamProtocolError | None:
 def _on_event(event: SSEEvent, outcome: StreamOutcome, batch: Batch) -> bool:
     if event.event == "error":
         raise in_stream_error(parse_event(event.data))
-    if event.data.strip() == b"[DONE]":
+    data = event.data
+    if data[:1] != b"{" and data.strip() == b"[DONE]":  # a chunk is an object: skip the strip
         return True
-    batch += _deltas(parse_event(event.data), outcome)
+    batch += _deltas(parse_event(data), outcome)
     return False
 
 
@@ -110,7 +111,8 @@ def _deltas(data: Any, outcome: StreamOutcome) -> list[str]:
     chunk = object_at(data, "a chunk")
     if chunk.get("error"):
         raise in_stream_error(chunk)
-    _usage(chunk, outcome)
+    if "usage" in chunk or "x_groq" in chunk:  # most chunks have neither
+        _usage(chunk, outcome)
     if outcome.model is None:
         outcome.model = text(chunk, "model")
     texts: list[str] = []
@@ -120,7 +122,8 @@ def _deltas(data: Any, outcome: StreamOutcome) -> list[str]:
             continue
         delta = obj(choice, "delta")
         _texts(delta, "content", texts)
-        _texts(delta, "refusal", texts)
+        if "refusal" in delta:
+            _texts(delta, "refusal", texts)
         finish = text(choice, "finish_reason")
         if finish == "error":
             raise UpstreamUnavailable(sanitise("the upstream stopped with finish_reason error"))

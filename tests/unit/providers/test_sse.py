@@ -183,3 +183,40 @@ def test_sse_any_cutting_with_empty_reads_gives_the_same_events(
     points = sorted(min(cut, len(body)) for cut in cuts)  # repeated points make empty reads
     pieces = [body[a:b] for a, b in zip([0, *points], [*points, len(body)], strict=True)]
     assert decode(pieces) == decode([body])
+
+
+@given(
+    body=st.lists(
+        st.sampled_from(
+            [
+                b"data: a",
+                b"data:  b ",
+                b"data: {}",
+                b"data:",
+                b"event: x",
+                b": c",
+                b"\n",
+                b"\n\n",
+                b"\r\n",
+                b"\xef",
+            ]
+        ),
+        max_size=40,
+    ).map(b"".join)
+)
+def test_sse_whole_reads_at_event_boundaries_decode_like_byte_by_byte(body: bytes) -> None:
+    # After the first line, a read that starts at an event boundary takes the block path;
+    # byte-by-byte reads never do (each read holds at most one newline).
+    prime = b": start\n\n"
+    assert decode([prime, body, body]) == decode(list(_bytes(prime + body + body)))
+
+
+def _bytes(body: bytes) -> list[bytes]:
+    return [body[i : i + 1] for i in range(len(body))]
+
+
+def test_sse_one_data_line_over_the_limit_fails_on_the_block_path() -> None:
+    decoder = SSEDecoder(8)
+    assert decoder.feed(b"data: ok\n\n") == [SSEEvent("message", b"ok")]
+    with pytest.raises(UpstreamProtocolError, match="max_event_bytes"):
+        decoder.feed(b"data: 123456789\n\n")
