@@ -9,6 +9,7 @@ right whichever worker answers the scrape.
 from __future__ import annotations
 
 import os
+from functools import partial
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -21,7 +22,7 @@ from prometheus_client import (
 )
 from prometheus_client.multiprocess import MultiProcessCollector
 
-__all__ = ["CONTENT_TYPE_LATEST", "Metrics"]
+__all__ = ["CONTENT_TYPE_LATEST", "Metrics", "ModelMetrics"]
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 DURATION_BUCKETS = (0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
@@ -30,8 +31,40 @@ DURATION_BUCKETS = (0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
 disable_created_metrics()  # type: ignore[no-untyped-call]
 
 
+class ModelMetrics:
+    """One served model's series, bound once: `labels()` is a lock, a tuple and a dict lookup
+    per call, and a stream made about seven of them."""
+
+    __slots__ = (
+        "_duration",
+        "bytes_out",
+        "completion_tokens",
+        "deltas",
+        "durations",
+        "prompt_tokens",
+        "time_to_first_delta",
+    )
+
+    def __init__(self, metrics: Metrics, model: str, provider: str) -> None:
+        self.time_to_first_delta = metrics.time_to_first_delta.labels(model, provider)
+        self.deltas = metrics.deltas.labels(model, provider)
+        self.bytes_out = metrics.bytes_out.labels(model, provider)
+        self.prompt_tokens = metrics.tokens.labels(model, provider, "prompt")
+        self.completion_tokens = metrics.tokens.labels(model, provider, "completion")
+        self.durations: dict[str, Histogram] = {}  # by outcome, bound when first seen
+        self._duration = partial(metrics.stream_duration.labels, model, provider)
+
+    def stream_duration(self, outcome: str) -> Histogram:
+        found = self.durations.get(outcome)
+        if found is None:
+            found = self.durations[outcome] = self._duration(outcome)
+        return found
+
+
 class Metrics:
     def __init__(self) -> None:
+        self._models: dict[tuple[str, str], ModelMetrics] = {}
+        self._requests: dict[tuple[str, str, str, str, str], Counter] = {}
         self.registry = registry = CollectorRegistry(auto_describe=True)
         self.requests = Counter(
             "gateway_requests_total",
@@ -135,6 +168,20 @@ class Metrics:
             "Calls to the resumable-stream store (Redis) that failed or timed out.",
             registry=registry,
         )
+
+    def of_model(self, model: str, provider: str) -> ModelMetrics:
+        """A served model's series (one entry per label pair: no more than the series)."""
+        found = self._models.get((model, provider))
+        if found is None:
+            found = self._models[(model, provider)] = ModelMetrics(self, model, provider)
+        return found
+
+    def request_counter(self, labels: tuple[str, str, str, str, str]) -> Counter:
+        """`requests` for (route, model, provider, outcome, type), bound once per series."""
+        found = self._requests.get(labels)
+        if found is None:
+            found = self._requests[labels] = self.requests.labels(*labels)
+        return found
 
     def exposition(self) -> bytes:
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):

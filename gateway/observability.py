@@ -129,13 +129,14 @@ class AccessLog:
     def finish(self, record: RequestRecord) -> None:
         record.duration_ms = round((time.perf_counter() - record.started) * 1000, 3)
         if record.route in RELAY_ROUTES:
-            self.metrics.requests.labels(
+            labels = (
                 record.route,
                 record.model or "",
                 record.provider or "",
                 record.outcome,
                 record.error_type or "",
-            ).inc()
+            )
+            self.metrics.request_counter(labels).inc()
         if log.isEnabledFor(logging.INFO):
             fields = asdict(record)
             del fields["started"]

@@ -63,7 +63,7 @@ class GatewayState:
             record.model, record.provider = relay.model, relay.provider
             elapsed = time.perf_counter() - record.started
             record.time_to_first_delta_ms = round(elapsed * 1000, 3)
-            self.metrics.time_to_first_delta.labels(relay.model, relay.provider).observe(elapsed)
+            self.metrics.of_model(relay.model, relay.provider).time_to_first_delta.observe(elapsed)
 
     def ended(
         self,
@@ -75,14 +75,15 @@ class GatewayState:
         error: GatewayError | None,
     ) -> None:
         """Called once per admitted stream that committed, whatever ended it."""
-        metrics, model, provider = self.metrics, relay.model, relay.provider
+        metrics, provider = self.metrics, relay.provider
+        series = metrics.of_model(relay.model, provider)
         metrics.active_streams.dec()
-        metrics.deltas.labels(model, provider).inc(deltas)
-        metrics.bytes_out.labels(model, provider).inc(sent)
+        series.deltas.inc(deltas)
+        series.bytes_out.inc(sent)
         usage = relay.outcome.usage
         if usage is not None:
-            metrics.tokens.labels(model, provider, "prompt").inc(usage.prompt_tokens or 0)
-            metrics.tokens.labels(model, provider, "completion").inc(usage.completion_tokens or 0)
+            series.prompt_tokens.inc(usage.prompt_tokens or 0)
+            series.completion_tokens.inc(usage.completion_tokens or 0)
         if error is not None:
             metrics.upstream_errors.labels(provider, error.type).inc()
         if outcome == "client_disconnect" and record is not None:
@@ -93,7 +94,7 @@ class GatewayState:
         record.error_type = error.type if error is not None else record.error_type
         record.set_usage(usage)
         duration = time.perf_counter() - record.started
-        metrics.stream_duration.labels(model, provider, outcome).observe(duration)
+        series.stream_duration(outcome).observe(duration)
 
     async def finished(self, response: RelayResponse) -> None:
         encoder = response.encoder

@@ -31,11 +31,12 @@ from gateway.responses import SSEEncoder
 from gateway.resume import Reader
 from gateway.resume.events import End, Failure
 from gateway.resume.tokens import TOKEN_TTL_S
+from gateway.routing import DirectRoute
 from gateway.state import GatewayState, state_of
 
 __all__ = ["owner_of", "parse_last_event_id", "reconnect", "router", "start_resumable"]
 
-router = APIRouter(dependencies=[Depends(authenticate)])
+router = APIRouter(dependencies=[Depends(authenticate)], route_class=DirectRoute)
 log = logging.getLogger("gateway.resume")
 
 STREAM_ID = re.compile(r"[A-Za-z0-9_\-]{1,64}")
@@ -272,7 +273,7 @@ class ResumableResponse(Response):
 
     def _record(self) -> None:
         reader = self.reader
-        self.state.metrics.bytes_out.labels(reader.model, reader.provider).inc(self.bytes_out)
+        self.state.metrics.of_model(reader.model, reader.provider).bytes_out.inc(self.bytes_out)
         if (record := self.record) is not None:
             record.model, record.provider = reader.model, reader.provider
             record.outcome, record.bytes_out = self.result, self.bytes_out

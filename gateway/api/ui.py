@@ -39,12 +39,13 @@ from gateway.relay import Relay
 from gateway.responses import new_stream_id
 from gateway.resume import Generation, Reader
 from gateway.resume.chats import ChatStreams
+from gateway.routing import DirectRoute
 from gateway.schemas import StreamRequest
 from gateway.state import GatewayState, state_of
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/ui", dependencies=[Depends(authenticate)])
+router = APIRouter(prefix="/ui", dependencies=[Depends(authenticate)], route_class=DirectRoute)
 
 
 @router.post("/chat", openapi_extra=json_body(UIChatRequest), response_class=Response)
@@ -227,7 +228,7 @@ def _reader_response(
     metrics = state.metrics
 
     def recorded(response: UIReaderResponse) -> None:
-        metrics.bytes_out.labels(reader.model, reader.provider).inc(response.bytes_out)
+        metrics.of_model(reader.model, reader.provider).bytes_out.inc(response.bytes_out)
         if record is not None:
             record.model, record.provider = reader.model, reader.provider
             record.outcome, record.bytes_out = response.result, response.bytes_out
