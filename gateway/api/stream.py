@@ -20,12 +20,13 @@ from gateway.auth import authenticate
 from gateway.errors import InvalidRequest
 from gateway.models import to_chat_request
 from gateway.responses import FORMATS, new_stream_id
+from gateway.routing import DirectRoute
 from gateway.schemas import StreamRequest
 from gateway.state import GatewayState, state_of
 
 __all__ = ["router"]
 
-router = APIRouter(dependencies=[Depends(authenticate)])
+router = APIRouter(dependencies=[Depends(authenticate)], route_class=DirectRoute)
 
 _STREAM_BODY = json_body(StreamRequest)
 _FORMAT = {"name": "format", "in": "query", "schema": {"enum": ["text", "sse", "ndjson"]}}

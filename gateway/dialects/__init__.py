@@ -25,11 +25,11 @@ import enum
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from fastapi.routing import APIRoute
 from starlette.routing import Match
 from starlette.types import Scope
 
 from gateway.errors import GatewayError
+from gateway.routing import DirectRoute
 
 __all__ = [
     "DIALECT_KEY",
@@ -68,7 +68,7 @@ class Dialect:
 NATIVE = Dialect()
 
 
-class DialectRoute(APIRoute):
+class DialectRoute(DirectRoute):
     """A route that marks the request's scope with its dialect as soon as the path matches."""
 
     dialect: ClassVar[Dialect] = NATIVE
