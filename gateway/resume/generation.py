@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Protocol
 
@@ -33,7 +34,7 @@ from gateway.metrics import Metrics
 from gateway.observability import outcome_of
 from gateway.providers.base import Batch
 from gateway.relay import Relay
-from gateway.resume.events import End, Event, Failure, Payload, encode
+from gateway.resume.events import FAILURE, End, Event, Failure, Payload, decode, encode
 from gateway.resume.memory import MemoryLog
 from gateway.resume.redis import Mirror, RedisLog, tick_for
 from gateway.settings import ResumeConfig
@@ -148,6 +149,13 @@ class Generation:
     @property
     def ended(self) -> bool:
         return self.log.ended
+
+    @property
+    def truncated(self) -> bool:
+        return self.log.truncated
+
+    def last_seq(self) -> int:
+        return self.log.last_seq()
 
     # ---- producing ---------------------------------------------------------------------------
 
@@ -305,24 +313,48 @@ class Generation:
         return Reader(self.model, self.provider, self.log.follow(after), replayed, "memory", detach)
 
 
-class Finished:
-    """What an ended generation leaves behind in memory (no Redis mirror) for the readers of
-    its retention time: the log and who may read it. The generation itself (relay, upstream
-    response, accounting, task) goes: a busy process keeps thousands of these, and they were
-    most of what its garbage collector walked."""
+# (owner, model, provider, truncated, deltas, encoded terminal event): an exact tuple of
+# strings, bytes and tuples of them, which the garbage collector stops tracking altogether.
+FinishedRecord = tuple[str, str, str, bool, tuple[str, ...], tuple[bytes, bytes]]
 
-    __slots__ = ("log", "model", "owner", "provider")
+
+def finished_record(generation: Generation) -> FinishedRecord:
+    """What an ended generation leaves behind in memory (no Redis mirror) for the readers of
+    its retention time: who may read it and its events. The generation itself (relay, upstream
+    response, accounting, task) goes. A busy process keeps tens of thousands of these, and
+    each full collection walked them all while they held objects (100 ms each, at c=50)."""
+    log = generation.log
+    # A log that dropped its oldest events is never attached again: nothing to keep.
+    held = [] if log.truncated else log.held()
+    deltas = tuple(text for text in held if isinstance(text, str))
+    terminal = encode(held[-1]) if held else (FAILURE, b"")
+    owner, model, provider = generation.owner, generation.model, generation.provider
+    return (owner, model, provider, log.truncated, deltas, terminal)
+
+
+class Finished:
+    """A finished record, read: the registry's view for `attach`."""
+
+    __slots__ = ("deltas", "model", "owner", "provider", "terminal", "truncated")
     ended = True
 
-    def __init__(self, generation: Generation) -> None:
-        self.owner = generation.owner
-        self.log = generation.log
-        self.model = generation.model
-        self.provider = generation.provider
+    def __init__(self, record: FinishedRecord) -> None:
+        self.owner, self.model, self.provider, self.truncated, self.deltas, self.terminal = record
+
+    def last_seq(self) -> int:
+        """The terminal event's seq (only meaningful for a log that was not truncated)."""
+        return len(self.deltas)
 
     def reader(self, after: int) -> Reader:
-        replayed = max(0, self.log.last_seq() - after)
-        return Reader(self.model, self.provider, self.log.follow(after), replayed, "memory")
+        start = after + 1
+        deltas = self.deltas[start:]
+        events: list[Event] = list(zip(range(start, start + len(deltas)), deltas, strict=True))
+        events.append((len(self.deltas), decode({self.terminal[0]: self.terminal[1]})))
+        return Reader(self.model, self.provider, _once(events), len(events), "memory")
+
+
+async def _once(events: list[Event]) -> AsyncIterator[list[Event]]:
+    yield events
 
 
 StoreFailed = Callable[[], None]
@@ -344,8 +376,11 @@ class Generations:
         self.drain = drain
         self.metrics = metrics
         self.local: dict[str, Generation] = {}  # running here
-        self.finished: dict[str, Finished] = {}  # ended here, kept for resume_retention_s
-        self._forget: dict[str, asyncio.TimerHandle] = {}
+        self.finished: dict[str, FinishedRecord] = {}  # ended here, for resume_retention_s
+        # (when, stream id) in the order they ended, and one timer for the oldest: a timer per
+        # finished stream was tens of thousands of handles for the collector to walk.
+        self._expiring: deque[tuple[float, str]] = deque()
+        self._sweeper: asyncio.TimerHandle | None = None
 
     def store_failed(self) -> None:
         self.metrics.resume_store_failures.inc()
@@ -386,24 +421,29 @@ class Generations:
         self.local.pop(generation.id, None)
         if generation.mirror is not None:  # Redis holds it for everyone
             return
-        self.finished[generation.id] = Finished(generation)
+        self.finished[generation.id] = finished_record(generation)
         loop = asyncio.get_running_loop()
-        self._forget[generation.id] = loop.call_later(
-            self.config.resume_retention_s, self._drop, generation.id
-        )
+        self._expiring.append((loop.time() + self.config.resume_retention_s, generation.id))
+        if self._sweeper is None:
+            self._sweeper = loop.call_later(self.config.resume_retention_s, self._sweep)
 
-    def _drop(self, stream_id: str) -> None:
-        self.finished.pop(stream_id, None)
-        self._forget.pop(stream_id, None)
+    def _sweep(self) -> None:
+        """Forget the finished streams whose retention is over; come back for the next one."""
+        loop = asyncio.get_running_loop()
+        now, expiring = loop.time(), self._expiring
+        while expiring and expiring[0][0] <= now:
+            self.finished.pop(expiring.popleft()[1], None)
+        self._sweeper = loop.call_at(expiring[0][0], self._sweep) if expiring else None
 
     async def attach(self, stream_id: str, owner: str, after: int) -> Reader | None:
         """A reader after `after`; None when there is nothing to resume (204)."""
-        here = self.local.get(stream_id) or self.finished.get(stream_id)
+        record = self.finished.get(stream_id)
+        here = self.local.get(stream_id) or (Finished(record) if record is not None else None)
         if here is not None:
             if here.owner != owner:
                 raise NotFound("no such stream")
-            last_seq = here.log.last_seq()
-            if here.log.truncated or after > last_seq or (here.ended and after == last_seq):
+            last_seq = here.last_seq()
+            if here.truncated or after > last_seq or (here.ended and after == last_seq):
                 return None
             return here.reader(after)
         if self.store is None:
@@ -446,8 +486,8 @@ class Generations:
 
     async def close(self) -> None:
         """Shutdown: generations end (the drain's deadline stops the slow ones)."""
-        for handle in self._forget.values():
-            handle.cancel()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
         running = [g.task for g in self.local.values() if not g.task.done()]
         if not self.drain.draining:
             for generation in self.local.values():

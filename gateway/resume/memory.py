@@ -80,6 +80,10 @@ class MemoryLog:
             del self._events[: self._start], self._sizes[: self._start]
             self._start = 0
 
+    def held(self) -> list[Payload]:
+        """The events still held, oldest first (all of them unless `truncated`)."""
+        return self._events[self._start :]  # type: ignore[return-value]  # never None here
+
     def last_seq(self) -> int:
         return self.next_seq - 1
 

@@ -161,3 +161,61 @@ async def test_one_reads_deltas_extend_the_log_as_one_batch_with_an_id_each() ->
     await follower.aclose()
     log.extend(["gh", "ij"], [2, 2])  # over the 9-byte cap: the oldest is dropped
     assert (log.base, log.next_seq, log.size, log.ended) == (1, 5, 8, False)
+
+
+def _relay(texts: list[str]):  # type: ignore[no-untyped-def]
+    from gateway.models import Attempt
+    from gateway.providers import RegisteredProvider
+    from gateway.providers.base import ProviderSettings, StreamOutcome
+    from gateway.relay import Relay
+
+    async def rest():  # type: ignore[no-untyped-def]
+        for text in texts[1:]:
+            yield [text]
+
+    outcome = StreamOutcome()
+    outcome.finish_reason = "stop"
+    provider = RegisteredProvider("p", ProviderSettings(), None)  # type: ignore[arg-type]
+    return Relay(Attempt("m", provider, "u"), texts[:1], rest(), outcome)
+
+
+async def test_an_ended_generation_is_kept_as_plain_data_and_forgotten_after_retention() -> None:
+    import gc
+
+    from gateway.errors import NotFound
+    from gateway.lifecycle import Drain
+    from gateway.metrics import Metrics
+    from gateway.resume.generation import Generations
+    from gateway.settings import ResumeConfig
+
+    generations = Generations(ResumeConfig(), None, Drain(), Metrics())
+    generation = await generations.start("S", "me", _relay(["a", "b", "c"]), Settled())
+    assert generation is not None
+    async with asyncio.timeout(5):
+        await generation.task  # the registry's done-callback ran before this await returned
+    assert "S" not in generations.local and "S" in generations.finished
+    record = generations.finished["S"]
+    gc.collect()
+    gc.collect()  # a tuple is untracked once what it holds is
+    assert not gc.is_tracked(record)  # nothing a full collection has to walk
+
+    async def events_after(after: int) -> list[tuple[int, object]]:
+        reader = await generations.attach("S", "me", after)
+        assert reader is not None
+        return [event async for event in reader]
+
+    everything = await events_after(-1)
+    assert everything[:3] == [(0, "a"), (1, "b"), (2, "c")]
+    assert isinstance(everything[3][1], End) and everything[3][0] == 3
+    assert everything[3][1].finish_reason == "stop" and everything[3][1].model == "m"
+    assert await events_after(1) == everything[2:]
+    assert await generations.attach("S", "me", 3) is None  # ended where the reader stopped
+    with pytest.raises(NotFound):
+        await generations.attach("S", "someone else", -1)
+    with pytest.raises(NotFound):
+        await generations.cancel("S", "me")  # ended: nothing to cancel
+    generations._expiring[0] = (0.0, "S")  # its retention is over: the sweep forgets it
+    generations._sweep()
+    assert "S" not in generations.finished
+    assert await generations.attach("S", "me", -1) is None
+    await generations.close()
