@@ -244,15 +244,18 @@ class ResumableResponse(Response):
             self.bytes_out += len(self.retry)
             frames = []
         async for batch in self.reader.batches():
-            for seq, payload in batch:
-                if isinstance(payload, str):
-                    frames.append(b"data: %b\nid: %b%d\n\n" % (orjson.dumps(payload), prefix, seq))
-                    self.deltas += 1
-                else:
-                    frames.append(self._terminal(seq, payload))
-                    if isinstance(payload, Failure):
-                        self.result = _outcome(payload)
-                self.next_seq = seq + 1
+            if not batch:
+                continue
+            last_seq, last = batch[-1]  # only a batch's last event can be terminal
+            deltas = batch if isinstance(last, str) else batch[:-1]
+            frame = b"data: %b\nid: %b%d\n\n"
+            frames += [frame % (orjson.dumps(text), prefix, seq) for seq, text in deltas]
+            self.deltas += len(deltas)
+            if not isinstance(last, str):
+                frames.append(self._terminal(last_seq, last))
+                if isinstance(last, Failure):
+                    self.result = _outcome(last)
+            self.next_seq = last_seq + 1
             body = frames[0] if len(frames) == 1 else b"".join(frames)
             frames = []
             self.bytes_out += len(body)

@@ -35,7 +35,7 @@ from gateway.errors import (
     error_for_status,
 )
 from gateway.providers._client import AiohttpTransport, ClientOptions, MalformedResponse
-from gateway.providers._sse import DEFAULT_MAX_EVENT_BYTES
+from gateway.providers._sse import DEFAULT_MAX_EVENT_BYTES, SSEDecoder, SSEEvent
 from gateway.providers.base import Batch, ProviderSettings, StreamOutcome
 from gateway.redaction import KEY_SHAPED
 
@@ -488,6 +488,27 @@ async def event_stream(
                 return
         if (error := unfinished(outcome)) is not None:
             raise error
+
+
+def sse_stream(
+    client: UpstreamClient,
+    request_for: Callable[[], httpx.Request],
+    max_event_bytes: int,
+    handle: EventHandler[SSEEvent],
+    outcome: StreamOutcome,
+    unfinished: Unfinished,
+) -> AsyncIterator[Batch]:
+    """`event_stream` for the providers that answer with Server-Sent Events (OpenAI,
+    Anthropic, Gemini): they differ only in the request and in what each event means."""
+    return event_stream(
+        client,
+        request_for,
+        SSEDecoder(max_event_bytes),
+        handle,
+        outcome,
+        content_type="event-stream",
+        unfinished=unfinished,
+    )
 
 
 async def drain_after_end(chunks: AsyncIterator[bytes]) -> None:

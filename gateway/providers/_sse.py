@@ -90,11 +90,7 @@ class SSEDecoder:
         events: list[SSEEvent] = []
         for line in lines:
             self._line(line, events)
-        if len(self._tail) > self._limit:
-            if not events:
-                raise event_too_large(self._limit)
-            self._overflow = True  # hand out the events this read completed; fail next time
-        return events
+        return self._checked(events)
 
     def _feed_blocks(self, chunk: bytes) -> list[SSEEvent]:
         """`feed` for a read that starts at an event boundary (the usual case): each complete
@@ -116,9 +112,14 @@ class SSEDecoder:
         self._tail = bytearray(lines.pop())
         for line in lines:
             self._line(line, events)
-        if len(self._tail) > limit:
+        return self._checked(events)
+
+    def _checked(self, events: list[SSEEvent]) -> list[SSEEvent]:
+        """A partial line past the limit fails the read, or, when the read completed events,
+        the next one: the events it completed are handed out first."""
+        if len(self._tail) > self._limit:
             if not events:
-                raise event_too_large(limit)
+                raise event_too_large(self._limit)
             self._overflow = True
         return events
 

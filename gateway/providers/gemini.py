@@ -22,12 +22,12 @@ from gateway.errors import UpstreamProtocolError
 from gateway.providers._http import (
     HTTPProviderConfig,
     UpstreamClient,
-    event_stream,
     in_stream_error,
     parse_event,
+    sse_stream,
 )
 from gateway.providers._shapes import count, items, obj, object_at, text
-from gateway.providers._sse import SSEDecoder, SSEEvent
+from gateway.providers._sse import SSEEvent
 from gateway.providers.base import Batch, ChatRequest, StreamOutcome, Usage
 
 __all__ = ["GeminiConfig", "GeminiProvider"]
@@ -57,15 +57,9 @@ class GeminiProvider:
         return self._client.post_json(url, _body(request), headers)
 
     def stream(self, request: ChatRequest, outcome: StreamOutcome) -> AsyncIterator[Batch]:
-        return event_stream(
-            self._client,
-            partial(self.build_request, request),
-            SSEDecoder(self.config.max_event_bytes),
-            _on_event,
-            outcome,
-            content_type="event-stream",
-            unfinished=_unfinished,
-        )
+        build = partial(self.build_request, request)
+        max_bytes = self.config.max_event_bytes
+        return sse_stream(self._client, build, max_bytes, _on_event, outcome, _unfinished)
 
     async def aclose(self) -> None:
         return None

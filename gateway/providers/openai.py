@@ -24,13 +24,13 @@ from gateway.errors import UpstreamProtocolError, UpstreamUnavailable
 from gateway.providers._http import (
     HTTPProviderConfig,
     UpstreamClient,
-    event_stream,
     in_stream_error,
     parse_event,
     sanitise,
+    sse_stream,
 )
 from gateway.providers._shapes import count, items, obj, object_at, text, wrong_shape
-from gateway.providers._sse import SSEDecoder, SSEEvent
+from gateway.providers._sse import SSEEvent
 from gateway.providers.base import Batch, ChatRequest, StreamOutcome, Usage
 
 __all__ = ["OpenAIConfig", "OpenAIProvider"]
@@ -55,15 +55,9 @@ class OpenAIProvider:
         return self._client.post_json(self._url, _body(request), headers)
 
     def stream(self, request: ChatRequest, outcome: StreamOutcome) -> AsyncIterator[Batch]:
-        return event_stream(
-            self._client,
-            partial(self.build_request, request),
-            SSEDecoder(self.config.max_event_bytes),
-            _on_event,
-            outcome,
-            content_type="event-stream",
-            unfinished=_unfinished,
-        )
+        build = partial(self.build_request, request)
+        max_bytes = self.config.max_event_bytes
+        return sse_stream(self._client, build, max_bytes, _on_event, outcome, _unfinished)
 
     async def aclose(self) -> None:
         return None
