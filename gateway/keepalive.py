@@ -2,8 +2,9 @@
 
 A stream waiting on a slow upstream sends nothing, and proxies, load balancers and clients
 close connections that stay silent for long. `Keepalive` wraps a response's ASGI `send`: one
-timer per stream, re-armed once per interval (never per chunk), sends the format's keep-alive
-frame when nothing was sent during a whole interval.
+timer per stream, ticking three times per interval (never per chunk), sends the format's
+keep-alive frame once three ticks in a row saw nothing sent: after between one interval and
+four thirds of one of silence (15 to 20 s for the default 15 s), never sooner.
 
 The frame is written by a small task while the response's own task waits on the upstream. The
 two never write at once: the timer does not fire a frame while the response is inside `send`,
@@ -20,18 +21,30 @@ from starlette.types import Message, Send
 
 __all__ = ["Keepalive"]
 
+TICKS = 3  # per interval: how finely silence is measured
+
 
 class Keepalive:
-    __slots__ = ("_busy", "_interval", "_message", "_pending", "_progress", "_send", "_timer")
+    __slots__ = (
+        "_busy",
+        "_message",
+        "_pending",
+        "_progress",
+        "_quiet",
+        "_send",
+        "_step",
+        "_timer",
+    )
 
     def __init__(self, send: Send, frame: bytes, interval: float) -> None:
         self._send = send
         self._message: Message = {"type": "http.response.body", "body": frame, "more_body": True}
-        self._interval = interval
+        self._step = interval / TICKS
         self._busy = False
         self._progress = False
+        self._quiet = 0  # ticks in a row that saw nothing sent
         self._pending: asyncio.Task[None] | None = None
-        self._timer = asyncio.get_running_loop().call_later(interval, self._tick)
+        self._timer = asyncio.get_running_loop().call_later(self._step, self._tick)
 
     async def send(self, message: Message) -> None:
         if self._pending is not None:  # a keep-alive is being written: it goes first
@@ -42,10 +55,15 @@ class Keepalive:
         self._progress = True
 
     def _tick(self) -> None:
-        if not (self._busy or self._progress or self._pending is not None):
-            self._pending = asyncio.ensure_future(self._write())
+        if self._busy or self._progress or self._pending is not None:
+            self._quiet = 0
+        else:
+            self._quiet += 1
+            if self._quiet == TICKS:
+                self._quiet = 0
+                self._pending = asyncio.ensure_future(self._write())
         self._progress = False
-        self._timer = asyncio.get_running_loop().call_later(self._interval, self._tick)
+        self._timer = asyncio.get_running_loop().call_later(self._step, self._tick)
 
     async def _write(self) -> None:
         # A failed write means the client is gone: the response's own next send, or its

@@ -8,7 +8,7 @@ import asyncio
 import pytest
 from starlette.types import Message
 
-from gateway.keepalive import Keepalive
+from gateway.keepalive import TICKS, Keepalive
 
 GUARD_S = 10  # a guard on event waits, never a timing assertion
 PING = b"ping"
@@ -53,7 +53,12 @@ async def test_a_silent_stream_gets_keepalives() -> None:
         keepalive.close()
 
 
-NEVER = 3600.0  # the timer never fires by itself: `_tick()` stands for an interval elapsing
+NEVER = 3600.0  # the timer never fires by itself: `elapse()` stands for an interval elapsing
+
+
+def elapse(keepalive: Keepalive) -> None:
+    for _ in range(TICKS):
+        keepalive._tick()
 
 
 async def test_no_keepalive_while_the_response_is_writing_or_just_wrote() -> None:
@@ -63,13 +68,13 @@ async def test_no_keepalive_while_the_response_is_writing_or_just_wrote() -> Non
     async with asyncio.timeout(GUARD_S):
         await send.holding.wait()
     for _ in range(3):  # intervals pass while the response's own write is stuck
-        keepalive._tick()
+        elapse(keepalive)
     send.release.set()
     await writing
-    keepalive._tick()  # the interval in which the write finished had progress
+    elapse(keepalive)  # the interval in which the write finished had progress
     await asyncio.sleep(0)
     assert send.sent == [b"slow"]
-    keepalive._tick()  # a whole silent interval: now a keep-alive
+    elapse(keepalive)  # a whole silent interval: now a keep-alive
     assert await send.nth(2) == PING
     keepalive.close()
 
@@ -77,10 +82,10 @@ async def test_no_keepalive_while_the_response_is_writing_or_just_wrote() -> Non
 async def test_a_keepalive_being_written_goes_before_the_next_frame() -> None:
     send = Recorder(hold=PING)
     keepalive = Keepalive(send, PING, NEVER)
-    keepalive._tick()
+    elapse(keepalive)
     async with asyncio.timeout(GUARD_S):
         await send.holding.wait()  # a keep-alive is on its way, stuck in the write
-    keepalive._tick()  # no second one while the first is pending
+    elapse(keepalive)  # no second one while the first is pending
     frame = asyncio.create_task(keepalive.send(body(b"delta")))
     await asyncio.sleep(0)
     assert send.sent == []  # the delta waits for the keep-alive
@@ -93,7 +98,7 @@ async def test_a_keepalive_being_written_goes_before_the_next_frame() -> None:
 async def test_close_stops_keepalives_and_abandons_one_in_flight() -> None:
     send = Recorder(hold=PING)
     keepalive = Keepalive(send, PING, NEVER)
-    keepalive._tick()
+    elapse(keepalive)
     async with asyncio.timeout(GUARD_S):
         await send.holding.wait()
     pending = keepalive._pending
@@ -113,9 +118,23 @@ async def test_a_failed_keepalive_write_is_left_to_the_response() -> None:
         raise OSError("client gone")
 
     keepalive = Keepalive(broken, PING, NEVER)
-    keepalive._tick()
+    elapse(keepalive)
     pending = keepalive._pending
     assert pending is not None
     await pending  # the error stays inside the keep-alive's task
     assert attempted.is_set() and keepalive._pending is None
+    keepalive.close()
+
+
+async def test_a_keepalive_comes_after_a_whole_interval_of_silence_never_sooner() -> None:
+    send = Recorder()
+    keepalive = Keepalive(send, PING, NEVER)
+    await keepalive.send(body(b"delta"))
+    keepalive._tick()  # the tick after the write saw it: silence is counted from here
+    for _ in range(TICKS - 1):
+        keepalive._tick()
+    await asyncio.sleep(0)
+    assert send.sent == [b"delta"]  # not yet a whole interval since the write
+    keepalive._tick()
+    assert await send.nth(2) == PING
     keepalive.close()
