@@ -1,26 +1,46 @@
 # The two commands the README opens with:
 #   make run    serve the gateway on 127.0.0.1:8000 with the fake provider (no keys, no network)
 #   make test   lint, type-check and run the whole test suite
-# Each creates .venv and installs what it needs on first use.
+# Each creates .venv and installs what it needs on first use, from the hashed locks in
+# requirements/ (run.txt for the gateway, dev.txt for it and its tests), so that a fresh machine
+# gets exactly the versions the suite passed with. pyproject.toml keeps open ranges for people
+# who install the package as a library; `make test-latest` tries the newest releases on purpose
+# and `make lock` refreshes the locks (a commit of its own that says what moved).
 
+SHELL  := /bin/bash
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 ARGS   ?=
+LOCK_RUN := requirements/run.txt
+LOCK_DEV := requirements/dev.txt
+# The one way the locks are written: every platform's markers, hashes for every file.
+COMPILE   = $(BIN)/uv pip compile pyproject.toml requirements/build.in --universal \
+            --generate-hashes --python-version 3.11 --quiet
 
-.PHONY: run test lint typecheck pytest bench bench-quick bench-peers clean tools
+.PHONY: run test lint typecheck pytest bench bench-quick bench-peers clean tools lock test-latest
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
 
-$(VENV)/.run-installed: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e .
+# Hash-checked and without resolving anything: the lock is the whole list. The project itself is
+# built with the locked setuptools (no build isolation, which would fetch the newest one).
+$(VENV)/.run-installed: $(LOCK_RUN) pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet --require-hashes --no-deps -r $(LOCK_RUN)
+	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
 	touch $@
 
-$(VENV)/.dev-installed: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[dev]'
+$(VENV)/.dev-installed: $(LOCK_DEV) pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet --require-hashes --no-deps -r $(LOCK_DEV)
+	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
 	touch $@ $(VENV)/.run-installed
+
+# Refresh both locks to the newest releases the ranges in pyproject.toml allow. The run lock is
+# constrained by the dev lock, so the gateway runs with the versions its tests ran with.
+lock: $(VENV)/.dev-installed
+	$(COMPILE) --upgrade --extra dev -o $(LOCK_DEV)
+	$(COMPILE) -c $(LOCK_DEV) -o $(LOCK_RUN)
+	@git diff --stat -- requirements/ || true
 
 run: $(VENV)/.run-installed
 	$(BIN)/gateway serve $(ARGS)
@@ -58,6 +78,22 @@ pytest: $(VENV)/.dev-installed tools $(UI_SDK)/node_modules/.installed
 
 test: tools lint typecheck pytest
 
+# Drift found on purpose: the newest releases of everything (in a venv of their own, so .venv
+# keeps the lock), what moved against the lock, then the whole suite. It reports what the newest
+# releases break; `make lock` then takes them in a commit of its own.
+LATEST := .venv-latest
+test-latest: $(VENV)/.dev-installed tools $(UI_SDK)/node_modules/.installed
+	rm -rf $(LATEST) && $(PYTHON) -m venv $(LATEST)
+	$(COMPILE) --upgrade --extra dev -o $(LATEST)/requirements.txt
+	@echo "what moved against $(LOCK_DEV):"
+	@diff <(grep -E '^[A-Za-z0-9]' $(LOCK_DEV)) <(grep -E '^[A-Za-z0-9]' $(LATEST)/requirements.txt) \
+	  | grep -E '^[<>]' || echo "  nothing: the lock has the newest releases"
+	$(LATEST)/bin/pip install --quiet --require-hashes --no-deps -r $(LATEST)/requirements.txt
+	$(LATEST)/bin/pip install --quiet --no-deps --no-build-isolation -e .
+	$(LATEST)/bin/ruff check gateway tests bench
+	$(LATEST)/bin/mypy gateway
+	PATH="$(CURDIR)/$(LATEST)/bin:$$PATH" $(LATEST)/bin/python -m pytest $(ARGS)
+
 bench: $(VENV)/.dev-installed
 	$(BIN)/python -m bench.run $(ARGS)
 
@@ -74,5 +110,5 @@ bench-peers: $(VENV)/.dev-installed bench/peers/node_modules/.installed
 	$(BIN)/python -m bench.run --peers $(ARGS)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage .coverage.* *.egg-info
+	rm -rf $(VENV) $(LATEST) .pytest_cache .mypy_cache .ruff_cache .coverage .coverage.* *.egg-info
 	rm -rf $(UI_SDK)/node_modules
