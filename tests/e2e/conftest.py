@@ -1,7 +1,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import gc
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
@@ -11,6 +12,16 @@ from gateway.providers.fake import FakeProvider
 pytestmark = pytest.mark.e2e
 
 GUARD_S = 10  # generous guard on event waits; never a timing assertion
+
+
+@pytest.fixture(autouse=True)
+def collect_garbage_in_teardown() -> Iterator[None]:
+    """Whatever a test left to the garbage collector (a socket, a transport, a client session)
+    is collected in that test's own teardown, so that its ResourceWarning fails that test.
+    Collected later, it warns at an arbitrary point: with warnings as errors, even inside
+    pytest's report-making, which turns one failure into an INTERNALERROR that stops the run."""
+    yield
+    gc.collect()
 
 
 class GatedProvider:

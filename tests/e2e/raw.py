@@ -95,11 +95,15 @@ async def raw_upstream(
     """Serve `script` on 127.0.0.1:<free port>; yields the upstream and its base URL."""
     upstream = RawUpstream(script)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    if prepare is not None:
-        prepare(sock)
-    sock.bind(("127.0.0.1", 0))
-    server = await asyncio.start_server(upstream._serve, sock=sock, ssl=tls)
+    try:  # closed here if the server never takes it over (the server closes it after that)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if prepare is not None:
+            prepare(sock)
+        sock.bind(("127.0.0.1", 0))
+        server = await asyncio.start_server(upstream._serve, sock=sock, ssl=tls)
+    except BaseException:
+        sock.close()
+        raise
     scheme = "https" if tls else "http"
     try:
         yield upstream, f"{scheme}://127.0.0.1:{sock.getsockname()[1]}"

@@ -22,23 +22,41 @@ def _bound_socket() -> socket.socket:
 
 @asynccontextmanager
 async def serve(app: Any, **config: Any) -> AsyncIterator[str]:
-    """Run `app` under uvicorn on a pre-bound 127.0.0.1 port, in this event loop."""
+    """Run `app` under uvicorn on a pre-bound 127.0.0.1 port, in this event loop.
+
+    The socket is closed however this ends, a failed start-up included: a socket left to the
+    garbage collector warns at some later, arbitrary point (with warnings as errors, inside
+    pytest's own reporting, which then stops the whole run with INTERNALERROR).
+    """
     sock = _bound_socket()
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(
-        uvicorn.Config(app, log_config=None, access_log=False, lifespan="on", **config)
-    )
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    while not server.started:  # a condition, polled: uvicorn exposes no event for it
-        if task.done():
-            task.result()
-        await asyncio.sleep(0.005)
     try:
-        yield f"http://127.0.0.1:{port}"
+        port = sock.getsockname()[1]
+        server = uvicorn.Server(
+            uvicorn.Config(app, log_config=None, access_log=False, lifespan="on", **config)
+        )
+        task = asyncio.create_task(_run(server, sock))
+        try:
+            while not server.started:  # a condition, polled: uvicorn exposes no event for it
+                if task.done():
+                    task.result()
+                await asyncio.sleep(0.005)
+            yield f"http://127.0.0.1:{port}"
+        finally:
+            server.should_exit = True
+            await task
     finally:
-        server.should_exit = True
-        await task
         sock.close()
+
+
+async def _run(server: uvicorn.Server, sock: socket.socket) -> None:
+    """uvicorn exits the process (SystemExit) when the app fails to start; in a test that
+    must be an ordinary failure of that test, not an exception escaping the event loop."""
+    try:
+        await server.serve(sockets=[sock])
+    except SystemExit as exit_:
+        raise RuntimeError(
+            f"the app under test failed to start (uvicorn exit {exit_.code}): see its log"
+        ) from None
 
 
 class Gate:
