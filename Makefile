@@ -5,7 +5,7 @@
 # requirements/ (run.txt for the gateway, dev.txt for it and its tests), so that a fresh machine
 # gets exactly the versions the suite passed with. pyproject.toml keeps open ranges for people
 # who install the package as a library; `make test-latest` tries the newest releases on purpose
-# and `make lock` refreshes the locks (a commit of its own that says what moved).
+# and `make lock-upgrade` refreshes the locks (a commit of its own that says what moved).
 
 SHELL  := /bin/bash
 PYTHON ?= python3
@@ -18,7 +18,8 @@ LOCK_DEV := requirements/dev.txt
 COMPILE   = $(BIN)/uv pip compile pyproject.toml requirements/build.in --universal \
             --generate-hashes --python-version 3.11 --quiet
 
-.PHONY: run test lint typecheck pytest bench bench-quick bench-peers clean tools lock test-latest
+.PHONY: run test lint typecheck pytest bench bench-quick bench-peers clean tools lock lock-upgrade \
+        test-latest test-lowest
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -35,12 +36,18 @@ $(VENV)/.dev-installed: $(LOCK_DEV) pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
 	touch $@ $(VENV)/.run-installed
 
-# Refresh both locks to the newest releases the ranges in pyproject.toml allow. The run lock is
+# Write both locks from pyproject.toml. `make lock` keeps every pin it can (after adding or
+# changing a dependency: only what must move, moves); `make lock-upgrade` takes the newest
+# releases the ranges allow (a commit of its own that says what moved). The run lock is
 # constrained by the dev lock, so the gateway runs with the versions its tests ran with.
+UPGRADE ?=
 lock: $(VENV)/.dev-installed
-	$(COMPILE) --upgrade --extra dev -o $(LOCK_DEV)
+	$(COMPILE) $(UPGRADE) --extra dev -o $(LOCK_DEV)
 	$(COMPILE) -c $(LOCK_DEV) -o $(LOCK_RUN)
 	@git diff --stat -- requirements/ || true
+
+lock-upgrade:
+	$(MAKE) lock UPGRADE=--upgrade
 
 run: $(VENV)/.run-installed
 	$(BIN)/gateway serve $(ARGS)
@@ -78,21 +85,27 @@ pytest: $(VENV)/.dev-installed tools $(UI_SDK)/node_modules/.installed
 
 test: tools lint typecheck pytest
 
-# Drift found on purpose: the newest releases of everything (in a venv of their own, so .venv
-# keeps the lock), what moved against the lock, then the whole suite. It reports what the newest
-# releases break; `make lock` then takes them in a commit of its own.
-LATEST := .venv-latest
-test-latest: $(VENV)/.dev-installed tools $(UI_SDK)/node_modules/.installed
-	rm -rf $(LATEST) && $(PYTHON) -m venv $(LATEST)
-	$(COMPILE) --upgrade --extra dev -o $(LATEST)/requirements.txt
-	@echo "what moved against $(LOCK_DEV):"
-	@diff <(grep -E '^[A-Za-z0-9]' $(LOCK_DEV)) <(grep -E '^[A-Za-z0-9]' $(LATEST)/requirements.txt) \
-	  | grep -E '^[<>]' || echo "  nothing: the lock has the newest releases"
-	$(LATEST)/bin/pip install --quiet --require-hashes --no-deps -r $(LATEST)/requirements.txt
-	$(LATEST)/bin/pip install --quiet --no-deps --no-build-isolation -e .
-	$(LATEST)/bin/ruff check gateway tests bench
-	$(LATEST)/bin/mypy gateway
-	PATH="$(CURDIR)/$(LATEST)/bin:$$PATH" $(LATEST)/bin/python -m pytest $(ARGS)
+# Drift found on purpose, in venvs of their own (.venv keeps the lock): `make test-latest` takes
+# the newest releases of everything, `make test-lowest` the lowest that pyproject.toml allows for
+# each direct dependency (so its lower bounds are tested bounds). Each prints what moved against
+# the lock, then runs the whole suite and reports what breaks; `make lock-upgrade` takes the
+# newest releases in a commit of its own. Lint and type-check run on the newest tools only.
+RESOLVE_latest := --upgrade
+RESOLVE_lowest := --resolution lowest-direct
+CHECKS_latest   = $(ENV_BIN)/ruff check gateway tests bench && $(ENV_BIN)/mypy gateway
+CHECKS_lowest   = true
+test-latest test-lowest: test-%: $(VENV)/.dev-installed tools $(UI_SDK)/node_modules/.installed
+	$(eval ENV_DIR := .venv-$*)
+	$(eval ENV_BIN := $(ENV_DIR)/bin)
+	rm -rf $(ENV_DIR) && $(PYTHON) -m venv $(ENV_DIR)
+	$(COMPILE) $(RESOLVE_$*) --extra dev -o $(ENV_DIR)/requirements.txt
+	@echo "what moves against $(LOCK_DEV):"
+	@diff <(grep -E '^[A-Za-z0-9]' $(LOCK_DEV)) <(grep -E '^[A-Za-z0-9]' $(ENV_DIR)/requirements.txt) \
+	  | grep -E '^[<>]' || echo "  nothing: the lock has exactly these versions"
+	$(ENV_BIN)/pip install --quiet --require-hashes --no-deps -r $(ENV_DIR)/requirements.txt
+	$(ENV_BIN)/pip install --quiet --no-deps --no-build-isolation -e .
+	$(CHECKS_$*)
+	PATH="$(CURDIR)/$(ENV_BIN):$$PATH" $(ENV_BIN)/python -m pytest $(ARGS)
 
 bench: $(VENV)/.dev-installed
 	$(BIN)/python -m bench.run $(ARGS)
@@ -110,5 +123,5 @@ bench-peers: $(VENV)/.dev-installed bench/peers/node_modules/.installed
 	$(BIN)/python -m bench.run --peers $(ARGS)
 
 clean:
-	rm -rf $(VENV) $(LATEST) .pytest_cache .mypy_cache .ruff_cache .coverage .coverage.* *.egg-info
+	rm -rf $(VENV) .venv-latest .venv-lowest .pytest_cache .mypy_cache .ruff_cache .coverage .coverage.* *.egg-info
 	rm -rf $(UI_SDK)/node_modules
