@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
+from tests.api.test_ui_api import RecordingProvider
 from tests.conftest import FAST_FAKE, app_client, settings_from
 
 
@@ -54,9 +55,14 @@ async def test_chat_completions_errors_use_openai_shape(
     assert openai_error(response)["type"] == type_
 
 
-async def test_developer_role_and_text_parts_are_accepted(client: httpx.AsyncClient) -> None:
+async def test_developer_role_and_text_parts_reach_the_upstream_as_system_and_text() -> None:
+    recording = RecordingProvider()
+    settings = settings_from(
+        FAST_FAKE
+        + "[providers.recording]\ntype = 'fake'\n[models.recorded]\nprovider = 'recording'\n"
+    )
     body = {
-        "model": "story",
+        "model": "recorded",
         "messages": [
             {"role": "developer", "content": "be brief"},
             {"role": "user", "content": [{"type": "text", "text": "hi"}]},
@@ -69,10 +75,19 @@ async def test_developer_role_and_text_parts_are_accepted(client: httpx.AsyncCli
         "tool_choice": "none",
         "response_format": {"type": "text"},
     }
-    response = await client.post("/v1/chat/completions", json=body)
+    async with app_client(settings, {"recording": recording}) as (client, _):
+        response = await client.post("/v1/chat/completions", json=body)
     assert response.status_code == 200
     assert response.json()["object"] == "chat.completion"
-    assert response.headers["x-gateway-model"] == "story"
+    assert response.headers["x-gateway-model"] == "recorded"
+    (sent,) = recording.requests
+    # The developer message is the system prompt the upstream receives; text parts are text.
+    assert sent.system == "be brief"
+    assert [(m.role, m.content) for m in sent.messages] == [
+        ("user", "hi"),
+        ("assistant", ""),
+        ("user", "again"),
+    ]
 
 
 async def test_models_list_shape(client: httpx.AsyncClient) -> None:

@@ -10,6 +10,7 @@ import orjson
 import pytest
 
 from gateway.providers.fake import FakeConfig, load_story
+from tests.api.test_ui_api import RecordingProvider
 from tests.conftest import FAST_FAKE, app_client, settings_from
 from tests.e2e.conftest import CountingFake
 
@@ -88,8 +89,14 @@ async def test_get_stream_with_query_parameters(client: httpx.AsyncClient) -> No
     assert (response.status_code, response.text) == (200, STORY)
 
 
-async def test_messages_and_system_are_accepted(client: httpx.AsyncClient) -> None:
+async def test_messages_system_and_sampling_reach_the_upstream() -> None:
+    recording = RecordingProvider()
+    settings = settings_from(
+        FAST_FAKE
+        + "[providers.recording]\ntype = 'fake'\n[models.recorded]\nprovider = 'recording'\n"
+    )
     body = {
+        "model": "recorded",
         "messages": [{"role": "system", "content": "s"}, {"role": "user", "content": "u"}],
         "system": "x",
         "max_tokens": 5,
@@ -97,7 +104,13 @@ async def test_messages_and_system_are_accepted(client: httpx.AsyncClient) -> No
         "top_p": 1,
         "stop": ["a", "b"],
     }
-    assert (await client.post("/stream", json=body)).status_code == 200
+    async with app_client(settings, {"recording": recording}) as (client, _):
+        response = await client.post("/stream", json=body)
+    assert (response.status_code, response.text) == (200, "Hello there")
+    (sent,) = recording.requests
+    assert [(m.role, m.content) for m in sent.messages] == [("user", "u")]
+    assert sent.system == "x\n\ns"  # the field first, then the conversation's system messages
+    assert (sent.max_tokens, sent.temperature, sent.top_p, sent.stop) == (5, 0.5, 1, ("a", "b"))
 
 
 async def test_sane_request_id_is_echoed_and_insane_replaced(client: httpx.AsyncClient) -> None:

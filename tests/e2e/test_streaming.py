@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
 
 from gateway.app import create_app
+from gateway.providers.base import ChatRequest, StreamOutcome
 from gateway.providers.fake import FakeConfig, FakeProvider, load_story, split_chunks
 from tests.conftest import FAST_FAKE, settings_from
 from tests.e2e.conftest import GatedProvider, wait_for
@@ -100,8 +102,22 @@ async def test_failure_after_commit_is_an_sse_error_event_and_ndjson_error_line(
         assert lines[-1]["error"]["type"] == "upstream_unavailable"
 
 
+class KeptGatedProvider(GatedProvider):
+    """Keeps every stream it hands out, so that nothing but the gateway can close one: a
+    dropped reference would otherwise let the garbage collector's finaliser close it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.handed_out: list[AsyncIterator[list[str]]] = []
+
+    def stream(self, request: ChatRequest, outcome: StreamOutcome) -> AsyncIterator[list[str]]:
+        stream = super().stream(request, outcome)
+        self.handed_out.append(stream)
+        return stream
+
+
 async def test_client_disconnect_mid_stream_closes_the_provider_stream() -> None:
-    provider = GatedProvider()
+    provider = KeptGatedProvider()
     app = create_app(settings_from(FAST_FAKE), {"fake": provider})
     provider.gates[0].set()
     async with serve(app) as url, httpx.AsyncClient(base_url=url) as http:

@@ -105,15 +105,28 @@ async def test_the_backstop_stops_the_server_even_if_a_stream_never_leaves(
 
 
 def test_outside_the_main_thread_signals_are_left_alone() -> None:
+    """An app served in a thread (a test client, an embedding server) has no signals of its
+    own: the handlers stay as they were, and entering the guard does not fail."""
     import threading
 
-    seen: list[bool] = []
+    exits = (signal.SIGTERM, signal.SIGINT)
+    before = {sig: signal.getsignal(sig) for sig in exits}
+    inside: dict[signal.Signals, object] = {}
+    failures: list[BaseException] = []
+
+    async def serve() -> None:
+        with drain_on_exit_signals(Drain(), 1):
+            inside.update({sig: signal.getsignal(sig) for sig in exits})
 
     def run() -> None:
-        with drain_on_exit_signals(Drain(), 1):
-            seen.append(True)
+        try:
+            asyncio.run(serve())
+        except BaseException as error:  # reported below, in the test's own thread
+            failures.append(error)
 
     thread = threading.Thread(target=run)
     thread.start()
     thread.join()
-    assert seen == [True]
+    assert failures == []
+    assert inside == before
+    assert {sig: signal.getsignal(sig) for sig in exits} == before

@@ -90,5 +90,16 @@ async def test_a_failure_is_the_last_chunk_after_the_text_already_in_hand(name: 
     if name == "text":
         with pytest.raises(StreamTruncated):  # no in-band error: the connection is cut
             encoder.ending()
-    else:
-        assert b"broke" in encoder.ending()
+    else:  # each dialect's own in-band error frame, and nothing that reads as a normal end
+        assert encoder.ending() == IN_BAND_ERRORS[name]
+
+
+IN_BAND_ERRORS = {
+    "sse": b'event: error\ndata: {"type":"upstream_unavailable","message":"broke"}\nid: S:3\n\n',
+    "ndjson": b'{"error":{"type":"upstream_unavailable","message":"broke"}}\n',
+    "openai": b'data: {"error":{"message":"broke","type":"upstream_unavailable","param":null,'
+    b'"code":"upstream_unavailable"}}\n\n',
+    "anthropic": b'event: error\ndata: {"type":"error","error":{"type":"api_error",'
+    b'"message":"broke"},"request_id":"req"}\n\n',
+    "ui": b'data: {"type":"error","errorText":"upstream_unavailable: broke"}\n\ndata: [DONE]\n\n',
+}
