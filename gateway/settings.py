@@ -129,7 +129,7 @@ class Settings(BaseSettings):
     log_format: Literal["text", "json"] = "text"
     default_model: str = "story"
     shutdown_grace_s: float = Field(30.0, ge=0)
-    max_body_bytes: int = Field(1024 * 1024, ge=1)
+    max_body_bytes: int = Field(32 * 1024 * 1024, ge=1)  # agents: long histories, screenshots
     # Silence after which streams whose format has a keep-alive send one (Anthropic's ping).
     sse_keepalive_s: float = Field(15.0, gt=0)
     providers: dict[str, ProviderConfig] = Field(default_factory=dict)

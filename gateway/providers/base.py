@@ -118,7 +118,7 @@ class ProviderSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     connect_timeout: float = Field(5.0, gt=0)
-    first_token_timeout: float = Field(60.0, gt=0)
+    first_token_timeout: float = Field(300.0, gt=0)  # reasoning models think for minutes
     idle_timeout: float = Field(60.0, gt=0)
     total_timeout: float | None = Field(None, gt=0)
     retries: int = Field(0, ge=0, le=10)

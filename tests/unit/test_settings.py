@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from gateway.cli import main
+from gateway.providers.base import ProviderSettings
 from gateway.providers.fake import FakeConfig
 from gateway.providers.openai import OpenAIConfig
 from gateway.settings import ConfigError, load_settings
@@ -205,3 +206,11 @@ def test_resume_settings_layer_and_the_token_secret_must_exist(
     bad = write_config(tmp_path, "[resume]\nresume_max_bytes = 0\n")
     with pytest.raises(ConfigError, match="resume.resume_max_bytes"):
         load_settings(bad)
+
+
+def test_defaults_fit_agents_and_reasoning_models() -> None:
+    # SPEC §6 and the error table: agents send long histories and screenshots, and reasoning
+    # models think for minutes before their first visible part.
+    settings = load_settings()
+    assert settings.max_body_bytes == 32 * 1024 * 1024
+    assert ProviderSettings().first_token_timeout == 300
