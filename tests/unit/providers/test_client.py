@@ -40,7 +40,11 @@ def test_environment_proxy(environment: dict[str, str], url: httpx.URL, proxy: s
     assert _environment_proxy(environment, url) == proxy
 
 
-KEY = ConnectionKey("api.example.com", 443, True, True, None, None, None, None)
+# By field name: aiohttp adds fields to this tuple between releases.
+KEY = ConnectionKey(
+    **dict.fromkeys(ConnectionKey._fields)
+    | {"host": "api.example.com", "port": 443, "is_ssl": True, "ssl": True}
+)
 INFO = aiohttp.RequestInfo(
     yarl.URL("https://api.example.com/"),
     "POST",
