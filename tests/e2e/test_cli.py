@@ -87,7 +87,7 @@ async def test_check_config_prints_everything_resolved_with_secrets_masked(
     assert shown["shutdown_grace_s"] == 12
     assert shown["providers"]["openai"]["api_key"] == "**********"
     assert shown["providers"]["openai"]["connect_timeout"] == 5
-    assert shown["max_body_bytes"] == 1024 * 1024
+    assert shown["max_body_bytes"] == 32 * 1024 * 1024
 
 
 async def test_check_config_reports_every_problem_each_blamed_on_its_source(

@@ -127,7 +127,8 @@ def test_the_shipped_configuration_passes_nginx_t(tmp_path: Path) -> None:
 
 async def test_streams_pass_unbuffered_and_prompts_stay_out_of_the_logs(tmp_path: Path) -> None:
     provider = GatedProvider()
-    app = create_app(settings_from(FAST_FAKE), {"fake": provider})
+    # A small body limit, so that the 413 below takes a small body to provoke.
+    app = create_app(settings_from(FAST_FAKE, max_body_bytes=1024 * 1024), {"fake": provider})
     async with serve(app) as gateway:
         port = int(gateway.rsplit(":", 1)[1])
         async with (
