@@ -163,6 +163,26 @@ class Metrics:
             "Resumable generations cancelled because no reader came back in time.",
             registry=registry,
         )
+        self.retained_bytes = Gauge(
+            "gateway_retained_bytes",
+            "Bytes kept after their streams ended (ended resumable streams' events, for "
+            "reconnections), under resume_retained_max_bytes.",
+            registry=registry,
+            multiprocess_mode="livesum",
+        )
+        self.retained_evictions = Counter(
+            "gateway_retained_evictions_total",
+            "Entries forgotten before their retention time was over, to stay under "
+            "resume_retained_max_bytes (the oldest first), by kind.",
+            ["kind"],
+            registry=registry,
+        )
+        self.asyncio_tasks = Gauge(
+            "gateway_asyncio_tasks",
+            "Tasks alive in the event loop, as of the scrape (a leak of tasks shows here).",
+            registry=registry,
+            multiprocess_mode="livesum",
+        )
         self.resume_store_failures = Counter(
             "gateway_resume_store_failures_total",
             "Calls to the resumable-stream store (Redis) that failed or timed out.",

@@ -18,6 +18,7 @@ from gateway.models import Attempt, ModelTable
 from gateway.observability import RequestRecord
 from gateway.providers import RegisteredProvider
 from gateway.resume import Generations
+from gateway.retention import Retained
 from gateway.settings import Settings
 
 if TYPE_CHECKING:
@@ -38,6 +39,7 @@ class GatewayState:
     metrics: Metrics
     limiter: Limiter
     generations: Generations
+    retained: Retained  # what is kept after streams end, under one byte budget (SPEC §6)
 
     def attempt_failed(self, attempt: Attempt, error: GatewayError) -> None:
         self.metrics.upstream_errors.labels(attempt.provider.name, error.type).inc()

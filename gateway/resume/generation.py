@@ -24,8 +24,10 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
+from array import array
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
+from itertools import accumulate
 from typing import Protocol
 
 from gateway.errors import GatewayError, NotFound, Unavailable
@@ -37,6 +39,7 @@ from gateway.relay import Relay
 from gateway.resume.events import FAILURE, End, Event, Failure, Payload, decode, encode
 from gateway.resume.memory import MemoryLog
 from gateway.resume.redis import Mirror, RedisLog, tick_for
+from gateway.retention import Retained
 from gateway.settings import ResumeConfig
 
 __all__ = ["Accounting", "Finished", "Generation", "Generations", "Reader", "Stop"]
@@ -313,9 +316,15 @@ class Generation:
         return Reader(self.model, self.provider, self.log.follow(after), replayed, "memory", detach)
 
 
-# (owner, model, provider, truncated, deltas, encoded terminal event): an exact tuple of
-# strings, bytes and tuples of them, which the garbage collector stops tracking altogether.
-FinishedRecord = tuple[str, str, str, bool, tuple[str, ...], tuple[bytes, bytes]]
+# (owner, model, provider, truncated, text, ends, encoded terminal event): the deltas as one
+# UTF-8 blob and the end offset of each (an array of uint32, as bytes). Strings, bytes and
+# tuples of them only, which the garbage collector stops tracking altogether; and compact, so
+# that the bytes the retention budget counts are about the bytes the process holds.
+FinishedRecord = tuple[str, str, str, bool, bytes, bytes, tuple[bytes, bytes]]
+# What a record costs beyond its events' bytes: the tuple, its entry in the registry, the
+# retention budget and the expiry queue (measured with tracemalloc, rounded up).
+RECORD_OVERHEAD = 512
+OFFSET = "I"  # each delta's end in the blob (a stream's log is capped far below 4 GiB)
 
 
 def finished_record(generation: Generation) -> FinishedRecord:
@@ -326,30 +335,44 @@ def finished_record(generation: Generation) -> FinishedRecord:
     log = generation.log
     # A log that dropped its oldest events is never attached again: nothing to keep.
     held = [] if log.truncated else log.held()
-    deltas = tuple(text for text in held if isinstance(text, str))
+    encoded = [text.encode() for text in held if isinstance(text, str)]
+    ends = array(OFFSET, accumulate(map(len, encoded))).tobytes()
     terminal = encode(held[-1]) if held else (FAILURE, b"")
     owner, model, provider = generation.owner, generation.model, generation.provider
-    return (owner, model, provider, log.truncated, deltas, terminal)
+    return (owner, model, provider, log.truncated, b"".join(encoded), ends, terminal)
+
+
+def retained_size(record: FinishedRecord) -> int:
+    """The bytes a record holds: its events, encoded, and their offsets, plus its overhead."""
+    return len(record[4]) + len(record[5]) + len(record[6][1]) + RECORD_OVERHEAD
 
 
 class Finished:
     """A finished record, read: the registry's view for `attach`."""
 
-    __slots__ = ("deltas", "model", "owner", "provider", "terminal", "truncated")
+    __slots__ = ("ends", "model", "owner", "provider", "terminal", "text", "truncated")
     ended = True
 
     def __init__(self, record: FinishedRecord) -> None:
-        self.owner, self.model, self.provider, self.truncated, self.deltas, self.terminal = record
+        self.owner, self.model, self.provider, self.truncated, self.text, ends, self.terminal = (
+            record
+        )
+        self.ends = array(OFFSET)
+        self.ends.frombytes(ends)
 
     def last_seq(self) -> int:
         """The terminal event's seq (only meaningful for a log that was not truncated)."""
-        return len(self.deltas)
+        return len(self.ends)
 
     def reader(self, after: int) -> Reader:
-        start = after + 1
-        deltas = self.deltas[start:]
-        events: list[Event] = list(zip(range(start, start + len(deltas)), deltas, strict=True))
-        events.append((len(self.deltas), decode({self.terminal[0]: self.terminal[1]})))
+        start, ends, text = after + 1, self.ends, self.text
+        begin = ends[start - 1] if start > 0 else 0
+        events: list[Event] = []
+        for seq in range(start, len(ends)):
+            end = ends[seq]
+            events.append((seq, text[begin:end].decode()))
+            begin = end
+        events.append((len(ends), decode({self.terminal[0]: self.terminal[1]})))
         return Reader(self.model, self.provider, _once(events), len(events), "memory")
 
 
@@ -358,6 +381,7 @@ async def _once(events: list[Event]) -> AsyncIterator[list[Event]]:
 
 
 StoreFailed = Callable[[], None]
+RETAINED_KIND = "stream"  # an ended stream's events, in the process's retention budget
 
 
 class Generations:
@@ -370,13 +394,21 @@ class Generations:
         store: RedisLog | None,
         drain: Drain,
         metrics: Metrics,
+        retained: Retained | None = None,
     ) -> None:
         self.config = config
         self.store = store
         self.drain = drain
         self.metrics = metrics
         self.local: dict[str, Generation] = {}  # running here
-        self.finished: dict[str, FinishedRecord] = {}  # ended here, for resume_retention_s
+        # Ended here, for resume_retention_s or until the process's retention budget
+        # (`resume_retained_max_bytes`, shared with whatever else is kept after its stream
+        # ended) evicts them, the oldest first: either way a reconnection then gets 204.
+        self.finished: dict[str, FinishedRecord] = {}
+        if retained is None:
+            retained = Retained(config.resume_retained_max_bytes, metrics)
+        self.retained = retained
+        retained.register(RETAINED_KIND, self._evicted)
         # (when, stream id) in the order they ended, and one timer for the oldest: a timer per
         # finished stream was tens of thousands of handles for the collector to walk.
         self._expiring: deque[tuple[float, str]] = deque()
@@ -421,7 +453,9 @@ class Generations:
         self.local.pop(generation.id, None)
         if generation.mirror is not None:  # Redis holds it for everyone
             return
-        self.finished[generation.id] = finished_record(generation)
+        record = finished_record(generation)
+        self.finished[generation.id] = record
+        self.retained.keep(RETAINED_KIND, generation.id, retained_size(record))
         loop = asyncio.get_running_loop()
         self._expiring.append((loop.time() + self.config.resume_retention_s, generation.id))
         if self._sweeper is None:
@@ -432,8 +466,15 @@ class Generations:
         loop = asyncio.get_running_loop()
         now, expiring = loop.time(), self._expiring
         while expiring and expiring[0][0] <= now:
-            self.finished.pop(expiring.popleft()[1], None)
+            stream_id = expiring.popleft()[1]
+            if self.finished.pop(stream_id, None) is not None:
+                self.retained.drop(RETAINED_KIND, stream_id)
         self._sweeper = loop.call_at(expiring[0][0], self._sweep) if expiring else None
+
+    def _evicted(self, stream_id: str) -> None:
+        """The retention budget forgot this ended stream (its expiry entry stays queued and
+        finds nothing when its time comes)."""
+        self.finished.pop(stream_id, None)
 
     async def attach(self, stream_id: str, owner: str, after: int) -> Reader | None:
         """A reader after `after`; None when there is nothing to resume (204)."""
