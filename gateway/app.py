@@ -97,7 +97,7 @@ def create_app(
         openapi_url=None,
     )
     app.state.drain = drain
-    app.state.metrics = metrics = Metrics()
+    app.state.metrics = metrics = Metrics(settings.models)
     app.state.keys = KeyRing(settings.keys)
     app.state.tokens = TokenSigner(settings.token_secret())
     app.add_middleware(AccessLog, metrics=metrics)

@@ -60,7 +60,8 @@ class GatewayState:
 
     def committed(self, record: RequestRecord | None, relay: Relay, requested: str) -> None:
         if relay.model != requested:
-            self.metrics.fallbacks.labels(requested, relay.model).inc()
+            label = self.metrics.model_label
+            self.metrics.fallbacks.labels(label(requested), label(relay.model)).inc()
         if record is not None:
             record.model, record.provider = relay.model, relay.provider
             elapsed = time.perf_counter() - record.started
