@@ -114,6 +114,7 @@ async def test_a_client_leaving_while_redis_answers_leaves_nothing_behind(
                     again = await http.post("/stream", json={"prompt": "x"}, headers=auth)
                 drain = app.state.gateway.drain
                 assert drain.active == set()  # SIGTERM would not wait for a ghost
+                assert app.state.ui_chats.local == {}  # no chat names a stream that never ran
                 assert active_streams(metrics) == 0
                 assert again.status_code == 200, again.text  # the key's slot came back
     assert lines[0]["outcome"] == "client_disconnect"
