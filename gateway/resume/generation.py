@@ -24,6 +24,8 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
+import math
+import time
 from array import array
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -45,6 +47,24 @@ from gateway.settings import ResumeConfig
 __all__ = ["Accounting", "Finished", "Generation", "Generations", "Reader", "Stop"]
 
 log = logging.getLogger("gateway.resume")
+
+
+class _Throttle:
+    """At most one log line per `every_s` (SPEC §7: an outage is logged once a minute)."""
+
+    def __init__(self, every_s: float = 60.0) -> None:
+        self.every_s = every_s
+        self.last = -math.inf
+
+    def due(self) -> bool:
+        now = time.monotonic()
+        if now - self.last < self.every_s:
+            return False
+        self.last = now
+        return True
+
+
+_outage_log = _Throttle()
 
 
 class Stop(enum.Enum):
@@ -246,10 +266,12 @@ class Generation:
             if self.mirror is not None:
                 self.mirror = None
                 self.on_store_failure()
-                log.warning(
-                    "resume store failed mid-stream (%s): local readers only",
-                    type(exc).__name__,
-                )
+                if _outage_log.due():  # every stream in flight fails at once in an outage
+                    log.warning(
+                        "resume store failed mid-stream (%s): its readers here carry on, "
+                        "from memory (logged once a minute at most)",
+                        type(exc).__name__,
+                    )
             return False
         finally:
             if self.bytes > self.config.resume_max_bytes:
