@@ -46,17 +46,21 @@ async def serve_stream(
     guard, relay = await _admit_and_prime(request, state, plan, build)
     try:
         return await guard.run(serve(guard, relay))
-    except BaseException:
+    except BaseException as exc:
         if not guard.handed_over:
-            await _give_back(state, guard, relay)
+            await _give_back(request, state, guard, relay, exc)
         raise
 
 
-async def _give_back(state: GatewayState, guard: StreamGuard, relay: Relay) -> None:
-    """Undo an admitted, primed stream that no response or generation serves."""
+async def _give_back(
+    request: Request, state: GatewayState, guard: StreamGuard, relay: Relay, exc: BaseException
+) -> None:
+    """End an admitted, primed stream that no response or generation serves, as a stream
+    that ended before its first byte (its metrics, the drain, the slot, the upstream)."""
     guard.handed_over = True
     guard.close()
-    state.metrics.active_streams.dec()
+    outcome = outcome_of(exc.type) if isinstance(exc, GatewayError) else "internal_error"
+    state.ended(record_of(request.scope), relay, outcome, 0, 0, None)
     try:
         await relay.aclose()
     finally:

@@ -80,11 +80,12 @@ def request_lines() -> Iterator[list[dict[str, Any]]]:
         logger.removeHandler(handler)
 
 
-def active_streams(metrics: str) -> float:
+def sample(metrics: str, name: str, **labels: str) -> float:
     for family in text_string_to_metric_families(metrics):
-        if family.name == "gateway_active_streams":
-            return float(family.samples[0].value)
-    raise AssertionError("no gateway_active_streams")
+        for each in family.samples:
+            if each.name == name and each.labels == labels:
+                return float(each.value)
+    raise AssertionError(f"no {name} {labels}")
 
 
 @pytest.mark.parametrize("start", STARTS, ids=str)
@@ -115,7 +116,9 @@ async def test_a_client_leaving_while_redis_answers_leaves_nothing_behind(
                 drain = app.state.gateway.drain
                 assert drain.active == set()  # SIGTERM would not wait for a ghost
                 assert app.state.ui_chats.local == {}  # no chat names a stream that never ran
-                assert active_streams(metrics) == 0
+                assert sample(metrics, "gateway_active_streams") == 0
+                route = path.split("?")[0]
+                assert sample(metrics, "gateway_client_disconnects_total", route=route) == 1
                 assert again.status_code == 200, again.text  # the key's slot came back
     assert lines[0]["outcome"] == "client_disconnect"
     assert lines[0]["status"] == 499
