@@ -499,9 +499,14 @@ class Generations:
         self._sweeper = loop.call_at(expiring[0][0], self._sweep) if expiring else None
 
     def _evicted(self, stream_id: str) -> None:
-        """The retention budget forgot this ended stream (its expiry entry stays queued and
-        finds nothing when its time comes)."""
+        """The retention budget forgot this ended stream. The budget evicts in the order the
+        streams ended, the expiry queue's order too: the queue's head is this stream (or
+        others already gone), so its entry goes now rather than in `resume_retention_s`
+        (queued ids of evicted streams were memory the budget did not count)."""
         self.finished.pop(stream_id, None)
+        expiring = self._expiring
+        while expiring and expiring[0][1] not in self.finished:
+            expiring.popleft()
 
     async def attach(self, stream_id: str, owner: str, after: int) -> Reader | None:
         """A reader after `after`; None when there is nothing to resume (204)."""
