@@ -621,14 +621,18 @@ async def restart_redis(redis: Redis, at_s: float, down_s: float, note: list[str
     note.append(f"redis back after {down_s:.0f} s")
 
 
-async def settle(gateway: Gateway, ports: dict[int, str]) -> dict[Any, float]:
-    """Wait until no stream is in flight and the gateway's pooled upstream connections have
-    closed (an idle one closes within twice the pool's 4 s keep-alive); its metrics then."""
+async def settle(gateway: Gateway, ports: dict[int, str], requests: int) -> dict[Any, float]:
+    """Wait until no stream is in flight, the gateway has counted `requests` relay requests
+    (a resumable reader's request ends a little after its generation, which is what
+    `gateway_active_streams` counts), and its pooled upstream connections have closed (an
+    idle one closes within twice the pool's 4 s keep-alive); its metrics then."""
     deadline = time.monotonic() + GUARD_S
     while time.monotonic() < deadline:  # polling conditions, with a guard
         found = await asyncio.to_thread(metrics, gateway.port)
         census = gateway.census(ports)
-        if not one(found, "gateway_active_streams") and not census.get("upstream"):
+        counted = sum(v for (name, _), v in found.items() if name == "gateway_requests_total")
+        idle = not one(found, "gateway_active_streams") and not census.get("upstream")
+        if idle and counted >= requests:
             break
         await asyncio.sleep(0.5)
     return await asyncio.to_thread(metrics, gateway.port)
@@ -714,7 +718,7 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
         await load(gateway.port, args.concurrency, args.warmup, warm, args.seed + 1)
         stop_warm.set()
         await warm_task
-        before = await settle(gateway, ports)
+        before = await settle(gateway, ports, sum(warm.requests.values()))
         base = {"fds": gateway.fds(), "tasks": int(one(before, "gateway_asyncio_tasks"))}
         base["census"] = gateway.census(ports)
         warm_peak = max(s.rss_mib for s in warm_samples)
@@ -737,7 +741,9 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
         elapsed = time.monotonic() - t0
         if restarting is not None:
             await restarting
-        after = await settle(gateway, ports)
+        after = await settle(
+            gateway, ports, sum(warm.requests.values()) + sum(tally.requests.values())
+        )
         if redis is not None:  # every key expires once its stream's retention is over
             report["redis_keys_gone_after_s"] = await keys_gone(redis, retention_s + 200)
         stop.set()
