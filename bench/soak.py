@@ -970,7 +970,7 @@ def render_svg(samples: list[Sample], report: dict[str, Any]) -> str:
             f'stroke="#ccc"/>'
         )
         parts.append(f'<text x="{left + 4}" y="{top + 12}" fill="{colour}">{name}</text>')
-        parts.append(f'<text x="{left - 4}" y="{top + 10}" text-anchor="end">{hi:.0f}</text>')
+        parts.append(f'<text x="{left - 4}" y="{top + 10}" text-anchor="end">{hi:.3g}</text>')
         parts.append(f'<text x="{left - 4}" y="{top + height}" text-anchor="end">0</text>')
         points = " ".join(
             f"{left + width * t / t_max:.1f},{top + height - height * v / hi:.1f}"
