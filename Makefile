@@ -18,7 +18,7 @@ LOCK_DEV := requirements/dev.txt
 COMPILE   = $(BIN)/uv pip compile pyproject.toml requirements/build.in --universal \
             --generate-hashes --python-version 3.11 --quiet
 
-.PHONY: run test lint typecheck pytest bench bench-quick bench-peers clean tools lock lock-upgrade \
+.PHONY: run test lint typecheck pytest bench bench-quick bench-peers soak clean tools lock lock-upgrade \
         test-latest test-lowest
 
 $(BIN)/python:
@@ -112,6 +112,12 @@ bench: $(VENV)/.dev-installed
 
 bench-quick: $(VENV)/.dev-installed
 	$(BIN)/python -m bench.run --quick $(ARGS)
+
+# Sustained mixed traffic with faults, checking that memory, descriptors, tasks and Redis
+# level off and that every stream is accounted for (bench/soak.py; docs/PERFORMANCE.md):
+#   make soak ARGS="--duration 600 [--redis] [--svg]"
+soak: $(VENV)/.dev-installed
+	$(BIN)/python -m bench.soak $(ARGS)
 
 # The same phases against a naive FastAPI relay and Portkey's gateway (pinned, from npm).
 bench/peers/node_modules/.installed: bench/peers/package.json bench/peers/package-lock.json

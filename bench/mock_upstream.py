@@ -1,9 +1,11 @@
 """A mock OpenAI-style upstream: pre-serialised SSE events, one write each.
 
 A raw asyncio protocol (no framework) so that the harness is never the thing measured. The
-model name in the request says what to stream: `bench-<chunks>-<delay_ms>`. Between events it
-yields to its event loop (or sleeps `delay_ms`), so concurrent streams interleave as real tokens
-do. It records, for every stream its client abandoned, when the connection was lost.
+model name in the request says what to stream: `bench-<chunks>-<delay_ms>`, and with `-reset`
+appended it resets the connection halfway through the events (the soak's faulty upstream).
+Between events it yields to its event loop (or sleeps `delay_ms`), so concurrent streams
+interleave as real tokens do. It records, for every stream its client abandoned, when the
+connection was lost.
 
 Run: python -m bench.mock_upstream PORT
 """
@@ -15,7 +17,7 @@ import re
 import sys
 import time
 
-_MODEL = re.compile(rb'"model":\s*"[^"]*?bench-(\d+)-(\d+)"')
+_MODEL = re.compile(rb'"model":\s*"[^"]*?bench-(\d+)-(\d+)(-reset)?"')
 _HEAD = (
     b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
     b"transfer-encoding: chunked\r\ncache-control: no-cache\r\n\r\n"
@@ -75,9 +77,10 @@ class MockProtocol(asyncio.Protocol):
         self.buffer = self.buffer[end + 4 + length :]
         match = _MODEL.search(body)
         chunks, delay = (int(match.group(1)), int(match.group(2))) if match else (64, 0)
-        self.streaming = asyncio.ensure_future(self.stream(chunks, delay / 1000))
+        reset_at = chunks // 2 if match and match.group(3) else None
+        self.streaming = asyncio.ensure_future(self.stream(chunks, delay / 1000, reset_at))
 
-    async def stream(self, chunks: int, delay: float) -> None:
+    async def stream(self, chunks: int, delay: float, reset_at: int | None = None) -> None:
         transport = self.transport
         assert transport is not None
         transport.write(_HEAD)
@@ -85,6 +88,9 @@ class MockProtocol(asyncio.Protocol):
             if index:
                 await asyncio.sleep(delay)
             if transport.is_closing():
+                return
+            if index == reset_at:
+                transport.abort()  # a reset mid-body: the gateway's in-band error
                 return
             transport.write(EVENTS[index])
         transport.write(TAIL)

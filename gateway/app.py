@@ -32,6 +32,7 @@ from gateway.providers.base import Provider
 from gateway.redis_client import connect
 from gateway.resume import Generations, RedisLog, TokenSigner
 from gateway.resume.chats import ChatStreams
+from gateway.retention import Retained
 from gateway.settings import Settings, load_settings
 from gateway.state import GatewayState
 
@@ -57,7 +58,10 @@ def create_app(
             redis = connect(settings.redis_url, settings.redis_timeout_s, settings.redis_cluster)
         store = build_store(redis, settings.redis_timeout_s, clock)
         limiter = Limiter(store, settings.redis_failure, settings.lease_ttl_s, metrics)
-        generations = Generations(settings.resume, _resume_log(settings, redis), drain, metrics)
+        retained = Retained(settings.resume.resume_retained_max_bytes, metrics)
+        generations = Generations(
+            settings.resume, _resume_log(settings, redis), drain, metrics, retained
+        )
         chat_store = redis if generations.store is not None else None
         app.state.ui_chats = ChatStreams(
             chat_store, settings.redis_timeout_s, generations.store_failed
@@ -73,6 +77,7 @@ def create_app(
                     metrics,
                     limiter,
                     generations,
+                    retained,
                 )
                 with drain_on_exit_signals(drain, settings.shutdown_grace_s):
                     yield
@@ -92,7 +97,7 @@ def create_app(
         openapi_url=None,
     )
     app.state.drain = drain
-    app.state.metrics = metrics = Metrics()
+    app.state.metrics = metrics = Metrics(settings.models)
     app.state.keys = KeyRing(settings.keys)
     app.state.tokens = TokenSigner(settings.token_secret())
     app.add_middleware(AccessLog, metrics=metrics)

@@ -109,7 +109,7 @@ class Drain:
 
 
 class StreamGuard:
-    __slots__ = ("_drain", "_task", "_watcher", "lease", "reason")
+    __slots__ = ("_drain", "_task", "_watcher", "handed_over", "lease", "reason")
 
     def __init__(self, drain: Drain, receive: Receive, admit: bool = True) -> None:
         # `admit=False`: a reader of a generation already running, welcome while draining.
@@ -121,6 +121,9 @@ class StreamGuard:
         self._drain = drain
         self.reason: Interrupt | None = None
         self.lease: Lease | None = None  # the limits' lease, given back when the stream ends
+        # A response or a generation has taken the stream's accounting over from the request
+        # (gateway.api._serve.serve_stream gives back a stream that nothing took over).
+        self.handed_over = False
         drain.active.add(self)
         self._watcher: asyncio.Task[None] | None = asyncio.ensure_future(self._watch(receive))
 

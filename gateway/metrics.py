@@ -9,6 +9,7 @@ right whichever worker answers the scrape.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from functools import partial
 
 from prometheus_client import (
@@ -61,8 +62,18 @@ class ModelMetrics:
         return found
 
 
+# Names a client composes (`provider/upstream-model`, SPEC §3) that get series of their own,
+# per process; any further one is labelled OTHER_MODEL. A model label is otherwise the
+# client's to choose, and every new one was a set of series (and their bound children) kept
+# for the process's life: memory and scrape size growing with what clients send.
+AD_HOC_MODEL_SERIES = 64
+OTHER_MODEL = "other"
+
+
 class Metrics:
-    def __init__(self) -> None:
+    def __init__(self, configured_models: Iterable[str] = ()) -> None:
+        self._configured = frozenset(configured_models)  # always labelled as themselves
+        self._ad_hoc: set[str] = set()
         self._models: dict[tuple[str, str], ModelMetrics] = {}
         self._requests: dict[tuple[str, str, str, str, str], Counter] = {}
         self.registry = registry = CollectorRegistry(auto_describe=True)
@@ -163,24 +174,61 @@ class Metrics:
             "Resumable generations cancelled because no reader came back in time.",
             registry=registry,
         )
+        self.retained_bytes = Gauge(
+            "gateway_retained_bytes",
+            "Bytes kept after their streams ended (ended resumable streams' events, for "
+            "reconnections), under resume_retained_max_bytes.",
+            registry=registry,
+            multiprocess_mode="livesum",
+        )
+        self.retained_evictions = Counter(
+            "gateway_retained_evictions_total",
+            "Entries forgotten before their retention time was over, to stay under "
+            "resume_retained_max_bytes (the oldest first), by kind.",
+            ["kind"],
+            registry=registry,
+        )
+        self.asyncio_tasks = Gauge(
+            "gateway_asyncio_tasks",
+            "Tasks alive in the event loop, as of the scrape (a leak of tasks shows here).",
+            registry=registry,
+            multiprocess_mode="livesum",
+        )
         self.resume_store_failures = Counter(
             "gateway_resume_store_failures_total",
             "Calls to the resumable-stream store (Redis) that failed or timed out.",
             registry=registry,
         )
 
+    def model_label(self, model: str) -> str:
+        """The `model` label for a served name: configured entries as themselves, and the
+        first AD_HOC_MODEL_SERIES `provider/model` names too; any later one `other`."""
+        if model in self._configured or model in self._ad_hoc or not model:
+            return model
+        if len(self._ad_hoc) < AD_HOC_MODEL_SERIES:
+            self._ad_hoc.add(model)
+            return model
+        return OTHER_MODEL
+
     def of_model(self, model: str, provider: str) -> ModelMetrics:
         """A served model's series (one entry per label pair: no more than the series)."""
         found = self._models.get((model, provider))
         if found is None:
-            found = self._models[(model, provider)] = ModelMetrics(self, model, provider)
+            label = self.model_label(model)
+            found = self._models.get((label, provider))
+            if found is None:
+                found = self._models[(label, provider)] = ModelMetrics(self, label, provider)
         return found
 
     def request_counter(self, labels: tuple[str, str, str, str, str]) -> Counter:
         """`requests` for (route, model, provider, outcome, type), bound once per series."""
         found = self._requests.get(labels)
         if found is None:
-            found = self._requests[labels] = self.requests.labels(*labels)
+            route, model, provider, outcome, kind = labels
+            bounded = (route, self.model_label(model), provider, outcome, kind)
+            found = self._requests.get(bounded)
+            if found is None:
+                found = self._requests[bounded] = self.requests.labels(*bounded)
         return found
 
     def exposition(self) -> bytes:

@@ -115,6 +115,9 @@ class ResumeConfig(BaseModel):
     resume_retry_ms: int = Field(1000, ge=0, le=3_600_000)
     resume_max_bytes: int = Field(4 * 1024 * 1024, ge=1)
     resume_retention_s: float = Field(300.0, ge=0)
+    # What ended streams kept for reconnection may hold in this process, all together: past
+    # it the oldest are forgotten first (SPEC §6). Counts their events' encoded bytes.
+    resume_retained_max_bytes: int = Field(256 * 1024 * 1024, ge=0)
 
 
 class Settings(BaseSettings):

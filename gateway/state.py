@@ -18,6 +18,7 @@ from gateway.models import Attempt, ModelTable
 from gateway.observability import RequestRecord
 from gateway.providers import RegisteredProvider
 from gateway.resume import Generations
+from gateway.retention import Retained
 from gateway.settings import Settings
 
 if TYPE_CHECKING:
@@ -38,6 +39,7 @@ class GatewayState:
     metrics: Metrics
     limiter: Limiter
     generations: Generations
+    retained: Retained  # what is kept after streams end, under one byte budget (SPEC §6)
 
     def attempt_failed(self, attempt: Attempt, error: GatewayError) -> None:
         self.metrics.upstream_errors.labels(attempt.provider.name, error.type).inc()
@@ -58,7 +60,8 @@ class GatewayState:
 
     def committed(self, record: RequestRecord | None, relay: Relay, requested: str) -> None:
         if relay.model != requested:
-            self.metrics.fallbacks.labels(requested, relay.model).inc()
+            label = self.metrics.model_label
+            self.metrics.fallbacks.labels(label(requested), label(relay.model)).inc()
         if record is not None:
             record.model, record.provider = relay.model, relay.provider
             elapsed = time.perf_counter() - record.started

@@ -1,9 +1,19 @@
 """Serving a relay: admission, priming under the disconnect guard, the committed response,
-and the collected answer for clients that asked for no stream (one path for every dialect)."""
+and the collected answer for clients that asked for no stream (one path for every dialect).
+
+`serve_stream` is the one owner of a stream's accounting from its admission until something
+takes it over: the response that serves it (`respond`), the collected answer (`collect`) or a
+detached generation (the resumable routes). Everything a route does in between (creating a
+resumable stream's log in Redis, registering a chat) runs under the stream's guard, so that a
+client leaving or a shutdown there is an error like any other before the commit point, and
+whatever ends it, a stream nobody took over is given back: its place in
+`gateway_active_streams`, the shutdown drain's list, the key's concurrency slot and its
+upstream connection.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from fastapi import Request, Response
@@ -18,10 +28,46 @@ from gateway.relay import BuildRequest, Relay, open_relay
 from gateway.responses import Encoder, RelayEventSourceResponse, RelayResponse, SSEEncoder
 from gateway.state import GatewayState
 
-__all__ = ["Collected", "admit_and_prime", "collect", "relay_headers", "respond"]
+__all__ = ["Collected", "Serve", "collect", "relay_headers", "respond", "serve_stream"]
+
+# What a route does with an admitted, primed stream: the response that will serve it.
+Serve = Callable[[StreamGuard, Relay], Awaitable[Response]]
 
 
-async def admit_and_prime(
+async def serve_stream(
+    request: Request,
+    state: GatewayState,
+    plan: Sequence[Attempt],
+    build: BuildRequest,
+    serve: Serve,
+) -> Response:
+    """Admit and prime a stream, then `serve` it under its guard; a stream that nothing took
+    over (`guard.handed_over`) when `serve` fails, or is interrupted anywhere, is given back."""
+    guard, relay = await _admit_and_prime(request, state, plan, build)
+    try:
+        return await guard.run(serve(guard, relay))
+    except BaseException as exc:
+        if not guard.handed_over:
+            await _give_back(request, state, guard, relay, exc)
+        raise
+
+
+async def _give_back(
+    request: Request, state: GatewayState, guard: StreamGuard, relay: Relay, exc: BaseException
+) -> None:
+    """End an admitted, primed stream that no response or generation serves, as a stream
+    that ended before its first byte (its metrics, the drain, the slot, the upstream)."""
+    guard.handed_over = True
+    guard.close()
+    outcome = outcome_of(exc.type) if isinstance(exc, GatewayError) else "internal_error"
+    state.ended(record_of(request.scope), relay, outcome, 0, 0, None)
+    try:
+        await relay.aclose()
+    finally:
+        await state.limiter.finish(guard.lease, 0)
+
+
+async def _admit_and_prime(
     request: Request, state: GatewayState, plan: Sequence[Attempt], build: BuildRequest
 ) -> tuple[StreamGuard, Relay]:
     """Admit the stream (503 while draining), then prime it under the disconnect guard."""
@@ -56,7 +102,9 @@ def respond(
     extra_headers: Sequence[tuple[bytes, bytes]] = (),
     response_class: type[RelayResponse] | None = None,
 ) -> Response:
-    """The committed response, with the headers every stream carries (SPEC §4.1)."""
+    """The committed response, with the headers every stream carries (SPEC §4.1). It owns the
+    stream's accounting from here (its `finished`)."""
+    guard.handed_over = True
     relay, stream_id = encoder.relay, encoder.stream_id
     if response_class is None:
         sse = encoder.media_type == SSEEncoder.media_type
@@ -95,6 +143,7 @@ async def collect(
     """The whole answer of a primed relay (stream: false), accounted for like a stream:
     metrics, the request's record, the key's slot and tokens. A failure is raised as the
     route's error status (nothing has been sent yet)."""
+    guard.handed_over = True  # settled here, whatever happens
     collected: list[str] = []
     outcome, error = "complete", None
     try:

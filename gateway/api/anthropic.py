@@ -6,7 +6,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 
 from gateway.api._common import json_body, parse_json, read_body, request_id
-from gateway.api._serve import admit_and_prime, collect, relay_headers, respond
+from gateway.api._serve import collect, relay_headers, respond, serve_stream
 from gateway.auth import authenticate
 from gateway.dialects.anthropic import (
     AnthropicRoute,
@@ -16,6 +16,8 @@ from gateway.dialects.anthropic import (
     message_body,
 )
 from gateway.errors import NotFound
+from gateway.lifecycle import StreamGuard
+from gateway.relay import Relay
 from gateway.responses import new_stream_id
 from gateway.state import state_of
 
@@ -34,15 +36,18 @@ async def messages(request: Request) -> Response:
     body.check_supported()
     build = body.builder(forwarded_headers(request.headers))
     plan = state.models.resolve(body.model)
-    guard, relay = await admit_and_prime(request, state, plan, build)
-    stream_id, rid = new_stream_id(), request_id(request)
-    if body.stream:
-        encoder = MessagesEncoder(relay, stream_id, rid)
-        return respond(request, state, encoder, guard, [(b"request-id", rid.encode())])
-    collected = await collect(request, state, guard, relay)
-    body_out = message_body(relay, stream_id, collected.text, collected.deltas)
-    headers = {**relay_headers(request, relay), "request-id": rid}
-    return JSONResponse(body_out, headers=headers)
+
+    async def serve(guard: StreamGuard, relay: Relay) -> Response:
+        stream_id, rid = new_stream_id(), request_id(request)
+        if body.stream:
+            encoder = MessagesEncoder(relay, stream_id, rid)
+            return respond(request, state, encoder, guard, [(b"request-id", rid.encode())])
+        collected = await collect(request, state, guard, relay)
+        body_out = message_body(relay, stream_id, collected.text, collected.deltas)
+        headers = {**relay_headers(request, relay), "request-id": rid}
+        return JSONResponse(body_out, headers=headers)
+
+    return await serve_stream(request, state, plan, build, serve)
 
 
 @router.post("/messages/count_tokens")

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 
 from gateway.api._common import json_body, parse_json, read_body
-from gateway.api._serve import admit_and_prime, collect, relay_headers, respond
+from gateway.api._serve import collect, relay_headers, respond, serve_stream
 from gateway.auth import authenticate
 from gateway.dialects.openai import (
     ChatCompletionEncoder,
@@ -14,6 +14,8 @@ from gateway.dialects.openai import (
     OpenAIRoute,
     completion_body,
 )
+from gateway.lifecycle import StreamGuard
+from gateway.relay import Relay
 from gateway.responses import new_stream_id
 from gateway.state import state_of
 
@@ -32,12 +34,15 @@ async def chat_completions(request: Request) -> Response:
     )
     body.check_supported()
     plan = state.models.resolve(body.model)
-    guard, relay = await admit_and_prime(request, state, plan, body.builder())
-    stream_id = new_stream_id()
-    if body.stream:
-        include_usage = body.stream_options is not None and body.stream_options.include_usage
-        encoder = ChatCompletionEncoder(relay, stream_id, include_usage)
-        return respond(request, state, encoder, guard)
-    collected = await collect(request, state, guard, relay)
-    body_out = completion_body(relay, stream_id, collected.text)
-    return JSONResponse(body_out, headers=relay_headers(request, relay))
+
+    async def serve(guard: StreamGuard, relay: Relay) -> Response:
+        stream_id = new_stream_id()
+        if body.stream:
+            include_usage = body.stream_options is not None and body.stream_options.include_usage
+            encoder = ChatCompletionEncoder(relay, stream_id, include_usage)
+            return respond(request, state, encoder, guard)
+        collected = await collect(request, state, guard, relay)
+        body_out = completion_body(relay, stream_id, collected.text)
+        return JSONResponse(body_out, headers=relay_headers(request, relay))
+
+    return await serve_stream(request, state, plan, body.builder(), serve)

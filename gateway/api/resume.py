@@ -34,7 +34,7 @@ from gateway.resume.tokens import TOKEN_TTL_S
 from gateway.routing import DirectRoute
 from gateway.state import GatewayState, state_of
 
-__all__ = ["owner_of", "parse_last_event_id", "reconnect", "router", "start_resumable"]
+__all__ = ["hand_over", "owner_of", "parse_last_event_id", "reconnect", "router", "start_resumable"]
 
 router = APIRouter(dependencies=[Depends(authenticate)], route_class=DirectRoute)
 log = logging.getLogger("gateway.resume")
@@ -93,16 +93,26 @@ async def start_resumable(
     request: Request, state: GatewayState, guard: StreamGuard, relay: Relay, stream_id: str
 ) -> Response:
     """Hand the primed relay to a detached generation; the request becomes its first reader.
-    When it cannot be resumable, it is served exactly as a plain SSE stream."""
+    When it cannot be resumable, it is served exactly as a plain SSE stream.
+
+    Runs under the stream's guard (`serve_stream`): a client leaving while Redis creates the
+    log gives the stream back; once the generation exists, it owns the accounting."""
     accounting = LeaseAccounting(state, guard.lease)
     generation = await state.generations.start(stream_id, owner_of(request), relay, accounting)
     if generation is None:
         response = respond(request, state, SSEEncoder(relay, stream_id), guard)
         response.raw_headers.append((b"x-stream-resumable", b"false"))
         return response
-    guard.lease = None  # the generation holds it now
+    hand_over(guard)
     reader = generation.reader(-1)
     return ResumableResponse(request, state, stream_id, reader, guard, join_retry=True)
+
+
+def hand_over(guard: StreamGuard) -> None:
+    """A generation took the stream over: it owns the lease and the accounting now; the
+    request's guard only watches its reader."""
+    guard.lease = None
+    guard.handed_over = True
 
 
 # ---- reconnecting ------------------------------------------------------------------------------

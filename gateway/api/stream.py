@@ -14,11 +14,13 @@ from gateway.api._common import (
     read_body,
     validate,
 )
-from gateway.api._serve import admit_and_prime, respond
+from gateway.api._serve import respond, serve_stream
 from gateway.api.resume import parse_last_event_id, reconnect, start_resumable
 from gateway.auth import authenticate
 from gateway.errors import InvalidRequest
+from gateway.lifecycle import StreamGuard
 from gateway.models import to_chat_request
+from gateway.relay import Relay
 from gateway.responses import FORMATS, new_stream_id
 from gateway.routing import DirectRoute
 from gateway.schemas import StreamRequest
@@ -103,10 +105,10 @@ async def relay_response(
     if body.resumable and fmt != "sse":
         raise InvalidRequest("only the sse format is resumable (text and ndjson have no ids)")
     plan = state.models.resolve(body.model)
-    guard, relay = await admit_and_prime(
-        request, state, plan, partial(to_chat_request, request=body)
-    )
-    if body.resumable:
-        return await start_resumable(request, state, guard, relay, new_stream_id())
-    encoder = FORMATS[fmt](relay, new_stream_id())
-    return respond(request, state, encoder, guard)
+
+    async def serve(guard: StreamGuard, relay: Relay) -> Response:
+        if body.resumable:
+            return await start_resumable(request, state, guard, relay, new_stream_id())
+        return respond(request, state, FORMATS[fmt](relay, new_stream_id()), guard)
+
+    return await serve_stream(request, state, plan, partial(to_chat_request, request=body), serve)

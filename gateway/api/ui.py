@@ -18,8 +18,8 @@ from functools import partial
 from fastapi import APIRouter, Depends, Request, Response
 
 from gateway.api._common import json_body, parse_json, read_body, request_id
-from gateway.api._serve import admit_and_prime, respond
-from gateway.api.resume import LeaseAccounting, owner_of
+from gateway.api._serve import Serve, respond, serve_stream
+from gateway.api.resume import LeaseAccounting, hand_over, owner_of
 from gateway.auth import authenticate
 from gateway.dialects.ui_messages import (
     UI_STREAM_HEADERS,
@@ -58,19 +58,18 @@ async def ui_chat(request: Request) -> Response:
     # A new message supersedes the chat's answer still running (its client has moved on):
     # cancel it before admission, so that it neither runs on unread nor holds a stream slot.
     await _cancel_running(state, chats, owner, chat.id)
-    guard, relay = await _prime(request, state, stream_request)
-    stream_id = new_stream_id()
-    accounting = ChatAccounting(state, guard.lease, chats, owner, chat.id, stream_id)
-    try:
-        generation = await guard.run(_start(state, accounting, relay))
-    except BaseException:  # the client left (or shutdown) while Redis answered
-        await _abandon(state, guard, relay)
-        raise
-    if generation is None:
-        return _plain(request, state, guard, relay, stream_id, resumable=False)
-    guard.lease = None  # the generation holds it now
-    reader = generation.reader(-1)
-    return _reader_response(request, state, reader, guard, stream_id)
+
+    async def serve(guard: StreamGuard, relay: Relay) -> Response:
+        stream_id = new_stream_id()
+        accounting = ChatAccounting(state, guard.lease, chats, owner, chat.id, stream_id)
+        generation = await _start(state, accounting, relay)
+        if generation is None:
+            return _plain(request, state, guard, relay, stream_id, resumable=False)
+        hand_over(guard)
+        reader = generation.reader(-1)
+        return _reader_response(request, state, reader, guard, stream_id)
+
+    return await _serve(request, state, stream_request, serve)
 
 
 @router.post("/completion", openapi_extra=json_body(UICompletionRequest), response_class=Response)
@@ -78,8 +77,11 @@ async def ui_completion(request: Request) -> Response:
     state = state_of(request)
     body = await read_body(request, state.settings.max_body_bytes)
     completion = parse_json(body, UICompletionRequest)
-    guard, relay = await _prime(request, state, completion.to_stream_request())
-    return _plain(request, state, guard, relay, new_stream_id(), resumable=None)
+
+    async def serve(guard: StreamGuard, relay: Relay) -> Response:
+        return _plain(request, state, guard, relay, new_stream_id(), resumable=None)
+
+    return await _serve(request, state, completion.to_stream_request(), serve)
 
 
 @router.get("/chat/{chat_id}/stream", response_class=Response)
@@ -150,18 +152,14 @@ async def _start(state: GatewayState, chat: ChatAccounting, relay: Relay) -> Gen
     entry to drop); None when it cannot be resumable."""
     chats, owner, chat_id, stream_id = chat.chats, chat.owner, chat.chat_id, chat.stream_id
     await chats.remember(owner, chat_id, stream_id)
-    generation = await state.generations.start(stream_id, owner, relay, chat)
+    try:
+        generation = await state.generations.start(stream_id, owner, relay, chat)
+    except BaseException:  # the client left (or shutdown) while Redis answered
+        await chats.forget(owner, chat_id, stream_id)
+        raise
     if generation is None:
         await chats.forget(owner, chat_id, stream_id)
     return generation
-
-
-async def _abandon(state: GatewayState, guard: StreamGuard, relay: Relay) -> None:
-    """Undo an admitted, primed stream that no response will serve."""
-    guard.close()
-    state.metrics.active_streams.dec()
-    await relay.aclose()
-    await state.limiter.finish(guard.lease, 0)
 
 
 async def _cancel_running(
@@ -188,12 +186,12 @@ async def _has_ended(state: GatewayState, stream_id: str) -> bool:
     return meta is None or meta.state != "running"
 
 
-async def _prime(
-    request: Request, state: GatewayState, stream_request: StreamRequest
-) -> tuple[StreamGuard, Relay]:
+async def _serve(
+    request: Request, state: GatewayState, stream_request: StreamRequest, serve: Serve
+) -> Response:
     plan = state.models.resolve(stream_request.model)
     build = partial(to_chat_request, request=stream_request)
-    return await admit_and_prime(request, state, plan, build)
+    return await serve_stream(request, state, plan, build, serve)
 
 
 def _plain(

@@ -219,3 +219,13 @@ async def test_an_ended_generation_is_kept_as_plain_data_and_forgotten_after_ret
     assert "S" not in generations.finished
     assert await generations.attach("S", "me", -1) is None
     await generations.close()
+
+
+def test_a_store_outage_is_logged_once_a_minute_not_once_per_stream() -> None:
+    from gateway.resume.generation import _Throttle
+
+    throttle = _Throttle(60)
+    assert throttle.due()  # the first failure is logged
+    assert not any(throttle.due() for _ in range(100))  # the streams failing with it are not
+    throttle.last -= 61
+    assert throttle.due()  # a minute later, once more
