@@ -18,6 +18,7 @@ from gateway.dialects.anthropic import (
 from gateway.errors import NotFound
 from gateway.responses import new_stream_id
 from gateway.state import state_of
+from gateway.sticky import conversation_of
 
 __all__ = ["router"]
 
@@ -33,7 +34,8 @@ async def messages(request: Request) -> Response:
     body = parse_json(await read_body(request, state.settings.max_body_bytes), MessagesRequest)
     body.check_supported()
     build = body.builder(forwarded_headers(request.headers))
-    plan = state.models.resolve(body.model)
+    user_id = body.metadata.user_id if body.metadata is not None else None
+    plan = state.models.resolve(body.model, conversation_of(request.headers, user_id))
     guard, relay = await admit_and_prime(request, state, plan, build)
     stream_id, rid = new_stream_id(), request_id(request)
     if body.stream:

@@ -16,6 +16,7 @@ from gateway.dialects.openai import (
 )
 from gateway.responses import new_stream_id
 from gateway.state import state_of
+from gateway.sticky import conversation_of
 
 __all__ = ["router"]
 
@@ -31,7 +32,8 @@ async def chat_completions(request: Request) -> Response:
         await read_body(request, state.settings.max_body_bytes), ChatCompletionRequest
     )
     body.check_supported()
-    plan = state.models.resolve(body.model)
+    conversation = conversation_of(request.headers, body.prompt_cache_key or body.user)
+    plan = state.models.resolve(body.model, conversation)
     guard, relay = await admit_and_prime(request, state, plan, body.builder())
     stream_id = new_stream_id()
     if body.stream:

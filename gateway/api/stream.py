@@ -23,6 +23,7 @@ from gateway.responses import FORMATS, new_stream_id
 from gateway.routing import DirectRoute
 from gateway.schemas import StreamRequest
 from gateway.state import GatewayState, state_of
+from gateway.sticky import conversation_of
 
 __all__ = ["router"]
 
@@ -102,7 +103,7 @@ async def relay_response(
 ) -> Response:
     if body.resumable and fmt != "sse":
         raise InvalidRequest("only the sse format is resumable (text and ndjson have no ids)")
-    plan = state.models.resolve(body.model)
+    plan = state.models.resolve(body.model, conversation_of(request.headers))
     guard, relay = await admit_and_prime(
         request, state, plan, partial(to_chat_request, request=body)
     )

@@ -42,6 +42,7 @@ from gateway.resume.chats import ChatStreams
 from gateway.routing import DirectRoute
 from gateway.schemas import StreamRequest
 from gateway.state import GatewayState, state_of
+from gateway.sticky import conversation_of
 
 __all__ = ["router"]
 
@@ -58,7 +59,7 @@ async def ui_chat(request: Request) -> Response:
     # A new message supersedes the chat's answer still running (its client has moved on):
     # cancel it before admission, so that it neither runs on unread nor holds a stream slot.
     await _cancel_running(state, chats, owner, chat.id)
-    guard, relay = await _prime(request, state, stream_request)
+    guard, relay = await _prime(request, state, stream_request, chat.id)
     stream_id = new_stream_id()
     accounting = ChatAccounting(state, guard.lease, chats, owner, chat.id, stream_id)
     try:
@@ -160,6 +161,7 @@ async def _abandon(state: GatewayState, guard: StreamGuard, relay: Relay) -> Non
     """Undo an admitted, primed stream that no response will serve."""
     guard.close()
     state.metrics.active_streams.dec()
+    state.models.balancer.ended(relay.attempt)
     await relay.aclose()
     await state.limiter.finish(guard.lease, 0)
 
@@ -189,9 +191,9 @@ async def _has_ended(state: GatewayState, stream_id: str) -> bool:
 
 
 async def _prime(
-    request: Request, state: GatewayState, stream_request: StreamRequest
+    request: Request, state: GatewayState, stream_request: StreamRequest, chat: str | None = None
 ) -> tuple[StreamGuard, Relay]:
-    plan = state.models.resolve(stream_request.model)
+    plan = state.models.resolve(stream_request.model, conversation_of(request.headers, chat))
     build = partial(to_chat_request, request=stream_request)
     return await admit_and_prime(request, state, plan, build)
 

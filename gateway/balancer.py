@@ -1,0 +1,191 @@
+"""Choosing among an entry's deployments (SPEC §5.3), and what each attempt teaches the choice.
+
+A `Pool` is one model entry's deployments. Per request it orders them: the chosen one first
+(sticky conversation, else the entry's `routing`), then the other healthy ones (weight-0
+failover targets last); a cooling deployment is left out, and when every one is cooling, only
+the one whose cooldown ends first is tried. The `Balancer` hears every attempt start, fail,
+prime or end (the relay and the state call it), and keeps what the strategies read: streams in
+flight and a decaying time to first token per deployment, in this process, plus the cooldowns
+(gateway.cooldowns), shared through Redis when there is one.
+
+`least-busy` counts this replica's streams: every replica behind a load balancer sees about its
+share of the traffic, so its own counts rank the deployments as the global ones would, without
+a Redis round trip per stream start and end, nor leases to recover the counts of a replica that
+died (docs/DECISIONS.md).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from gateway.cooldowns import CooldownRule, Cooldowns
+from gateway.errors import GatewayError, UpstreamRateLimited
+from gateway.metrics import DeploymentMetrics
+from gateway.sticky import rendezvous
+
+if TYPE_CHECKING:
+    from gateway.models import Attempt
+
+__all__ = ["Balancer", "Deployment", "Pool"]
+
+log = logging.getLogger("gateway.balancer")
+
+EXPLORE = 0.1  # latency routing: the share of requests sent by weight, to keep measuring
+DECAY = 0.3  # latency routing: the weight of the newest time to first token in the average
+
+
+@dataclass(eq=False, slots=True)
+class Deployment:
+    """A configured deployment at run time: what routing reads and what it has learned."""
+
+    key: str  # "entry/deployment": the cooldowns' key, unique in the configuration
+    name: str  # what X-Gateway-Provider, the logs and the metrics show
+    weight: float
+    series: DeploymentMetrics
+    pool: Pool | None = None  # set by the pool that owns it
+    in_flight: int = 0
+    ttft: float | None = None  # decaying average of seconds to first token; None: unmeasured
+
+
+def _name(attempt: Attempt) -> str:
+    return attempt.served_by
+
+
+def _weight(attempt: Attempt) -> float:
+    assert attempt.deployment is not None
+    return attempt.deployment.weight
+
+
+class Pool:
+    """One model entry's deployments and its routing."""
+
+    def __init__(
+        self,
+        attempts: Sequence[Attempt],
+        routing: str,
+        sticky: bool,
+        rule: CooldownRule,
+        balancer: Balancer,
+    ) -> None:
+        self.attempts = tuple(attempts)
+        self.routing = routing
+        self.sticky = sticky
+        self.rule = rule
+        self._cooldowns = balancer.cooldowns
+        self._rng = balancer.rng
+        for attempt in self.attempts:
+            if attempt.deployment is not None:
+                attempt.deployment.pool = self
+
+    @property
+    def single(self) -> bool:
+        return len(self.attempts) == 1
+
+    def plan(self, conversation: str | None) -> Sequence[Attempt]:
+        """This request's deployments, in the order to try them."""
+        if self.single:
+            return self.attempts
+        now, until = self._cooldowns.clock(), self._cooldowns.until
+        healthy = [a for a in self.attempts if until.get(a.deployment.key, 0.0) <= now]  # type: ignore[union-attr]
+        if not healthy:
+            return [min(self.attempts, key=lambda a: until.get(a.deployment.key, 0.0))]  # type: ignore[union-attr]
+        first = self._choose(healthy, conversation) if len(healthy) > 1 else healthy[0]
+        rest = sorted((a for a in healthy if a is not first), key=lambda a: _weight(a) == 0)
+        return [first, *rest]
+
+    def _choose(self, healthy: list[Attempt], conversation: str | None) -> Attempt:
+        candidates = [a for a in healthy if _weight(a) > 0] or healthy
+        if conversation is not None and self.sticky:
+            return rendezvous(conversation, candidates, _name, _weight)
+        if self.routing == "least-busy":
+            fewest = min(_in_flight(a) for a in candidates)
+            candidates = [a for a in candidates if _in_flight(a) == fewest]
+        elif self.routing == "latency" and self._rng.random() >= EXPLORE:
+            return self._fastest(candidates)
+        return self._by_weight(candidates)
+
+    def _fastest(self, candidates: list[Attempt]) -> Attempt:
+        unmeasured = [a for a in candidates if a.deployment.ttft is None]  # type: ignore[union-attr]
+        if unmeasured:
+            return self._by_weight(unmeasured)
+        return min(candidates, key=lambda a: a.deployment.ttft)  # type: ignore[union-attr,return-value,arg-type]
+
+    def _by_weight(self, candidates: list[Attempt]) -> Attempt:
+        if len(candidates) == 1:
+            return candidates[0]
+        return self._rng.choices(candidates, weights=[_weight(a) for a in candidates])[0]
+
+
+def _in_flight(attempt: Attempt) -> int:
+    assert attempt.deployment is not None
+    return attempt.deployment.in_flight
+
+
+class Balancer:
+    """The pools' shared parts (cooldowns, the random source) and the attempts' accounting.
+
+    Called once per attempt and once per stream end, never per chunk. Attempts of names that
+    are not configured entries (`provider/model`) have no deployment and are not counted.
+    """
+
+    def __init__(self, cooldowns: Cooldowns, rng: random.Random | None = None) -> None:
+        self.cooldowns = cooldowns
+        self.rng = rng or random.Random()  # noqa: S311  # load spreading, not secrets
+        self.deployments: list[Deployment] = []
+
+    def add(self, deployment: Deployment) -> None:
+        self.deployments.append(deployment)
+        self.cooldowns.watch([each.key for each in self.deployments])
+
+    def started(self, attempt: Attempt) -> None:
+        if (deployment := attempt.deployment) is not None:
+            deployment.in_flight += 1
+            deployment.series.requests.inc()
+            deployment.series.in_flight.inc()
+
+    def primed(self, attempt: Attempt, seconds: float) -> None:
+        if (deployment := attempt.deployment) is not None:
+            previous = deployment.ttft
+            deployment.ttft = (
+                seconds if previous is None else previous + DECAY * (seconds - previous)
+            )
+            deployment.series.time_to_first_token.observe(seconds)
+
+    def ended(self, attempt: Attempt) -> None:
+        """An attempt that started is over: it failed, was abandoned, or its stream ended."""
+        if (deployment := attempt.deployment) is not None:
+            deployment.in_flight -= 1
+            deployment.series.in_flight.dec()
+
+    async def failed(self, attempt: Attempt, error: GatewayError) -> None:
+        """Before the first token: count it, and cool the deployment down when it trips."""
+        self.ended(attempt)
+        deployment = attempt.deployment
+        if deployment is None:
+            return
+        deployment.series.failed(error.type)
+        pool = deployment.pool
+        if pool is None or pool.single or not error.retryable:
+            return  # a lone deployment has nowhere to steer to; a 400 is the request's fault
+        cooldowns = self.cooldowns
+        if isinstance(error, UpstreamRateLimited):
+            ends = await cooldowns.rate_limited(deployment.key, pool.rule, error.retry_after)
+        else:
+            ends = await cooldowns.failed(deployment.key, pool.rule, error.retry_after)
+        if ends > cooldowns.clock():
+            deployment.series.cooling.set(1)
+            log.warning(
+                "deployment %s cooling down for %.0f s",
+                deployment.key,
+                ends - cooldowns.clock(),
+            )
+
+    def show_cooling(self) -> None:
+        """The cooling gauges, from the current view (the cooldowns' refresh calls it)."""
+        now, until = self.cooldowns.clock(), self.cooldowns.until
+        for deployment in self.deployments:
+            deployment.series.cooling.set(1 if until.get(deployment.key, 0.0) > now else 0)
