@@ -80,7 +80,7 @@ async def test_weighted_split_is_within_the_binomial_tolerance() -> None:
 
 
 async def test_least_busy_avoids_the_deployment_holding_an_open_stream() -> None:
-    gate, held = Gate(), []
+    gate, held = Gate(), list[bool]()
 
     def script() -> Reply:  # the first request anywhere is held open, every later one ends
         if held:
