@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 from gateway.cooldowns import CooldownRule, Cooldowns
 from gateway.errors import GatewayError, UpstreamRateLimited
 from gateway.metrics import DeploymentMetrics
-from gateway.sticky import rendezvous
+from gateway.sticky import rendezvous_order
 
 if TYPE_CHECKING:
     from gateway.models import Attempt
@@ -93,14 +93,14 @@ class Pool:
         healthy = [a for a in self.attempts if until.get(a.deployment.key, 0.0) <= now]  # type: ignore[union-attr]
         if not healthy:
             return [min(self.attempts, key=lambda a: until.get(a.deployment.key, 0.0))]  # type: ignore[union-attr]
-        first = self._choose(healthy, conversation) if len(healthy) > 1 else healthy[0]
+        if len(healthy) > 1 and conversation is not None and self.sticky:
+            return rendezvous_order(conversation, healthy, _name, _weight)
+        first = self._choose(healthy) if len(healthy) > 1 else healthy[0]
         rest = sorted((a for a in healthy if a is not first), key=lambda a: _weight(a) == 0)
         return [first, *rest]
 
-    def _choose(self, healthy: list[Attempt], conversation: str | None) -> Attempt:
+    def _choose(self, healthy: list[Attempt]) -> Attempt:
         candidates = [a for a in healthy if _weight(a) > 0] or healthy
-        if conversation is not None and self.sticky:
-            return rendezvous(conversation, candidates, _name, _weight)
         if self.routing == "least-busy":
             fewest = min(_in_flight(a) for a in candidates)
             candidates = [a for a in candidates if _in_flight(a) == fewest]

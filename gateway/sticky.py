@@ -18,7 +18,7 @@ from typing import TypeVar
 
 from starlette.datastructures import Headers
 
-__all__ = ["conversation_of", "rendezvous"]
+__all__ = ["conversation_of", "rendezvous", "rendezvous_order"]
 
 T = TypeVar("T")
 
@@ -41,23 +41,35 @@ def conversation_of(headers: Headers, from_body: str | None = None) -> str | Non
     return None
 
 
+def rendezvous_order(
+    conversation: str,
+    candidates: Sequence[T],
+    name: Callable[[T], str],
+    weight: Callable[[T], float],
+) -> list[T]:
+    """The candidates by their weighted rendezvous score for `conversation`, highest first:
+    the first is where the conversation goes, the next where it goes when that one fails
+    (so that a failover turn lands where the following turns will).
+
+    The hash is BLAKE2 (Python's `hash` differs per process); the score, -weight / ln(u) for
+    u uniform in (0, 1), gives each candidate its weight's share of conversations; a weight
+    of 0 ranks last.
+    """
+    prefix = conversation.encode("utf-8", "surrogatepass") + b"\0"
+
+    def score(candidate: T) -> float:
+        digest = hashlib.blake2b(prefix + name(candidate).encode(), digest_size=8).digest()
+        uniform = (int.from_bytes(digest, "big") + 0.5) / 2.0**64
+        return -weight(candidate) / math.log(uniform)
+
+    return sorted(candidates, key=score, reverse=True)
+
+
 def rendezvous(
     conversation: str,
     candidates: Sequence[T],
     name: Callable[[T], str],
     weight: Callable[[T], float],
 ) -> T:
-    """The candidate with the highest weighted rendezvous score for `conversation`.
-
-    The hash is BLAKE2 (Python's `hash` differs per process); the score, -weight / ln(u) for
-    u uniform in (0, 1), gives each candidate its weight's share of conversations.
-    """
-    best, best_score = candidates[0], -math.inf
-    prefix = conversation.encode("utf-8", "surrogatepass") + b"\0"
-    for candidate in candidates:
-        digest = hashlib.blake2b(prefix + name(candidate).encode(), digest_size=8).digest()
-        uniform = (int.from_bytes(digest, "big") + 0.5) / 2.0**64
-        score = -weight(candidate) / math.log(uniform)
-        if score > best_score:
-            best, best_score = candidate, score
-    return best
+    """Where `conversation` goes among `candidates` (the first of `rendezvous_order`)."""
+    return rendezvous_order(conversation, candidates, name, weight)[0]
