@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import logging
 import random
+from bisect import bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import accumulate
 from typing import TYPE_CHECKING
 
 from gateway.cooldowns import CooldownRule, Cooldowns
@@ -56,12 +58,33 @@ def _name(attempt: Attempt) -> str:
 
 
 def _weight(attempt: Attempt) -> float:
-    assert attempt.deployment is not None
-    return attempt.deployment.weight
+    return attempt.deployment.weight if attempt.deployment is not None else 1.0
+
+
+def _key(attempt: Attempt) -> str:
+    return attempt.deployment.key if attempt.deployment is not None else ""
+
+
+def _in_flight(attempt: Attempt) -> int:
+    return attempt.deployment.in_flight if attempt.deployment is not None else 0
+
+
+def _ttft(attempt: Attempt) -> float:
+    ttft = attempt.deployment.ttft if attempt.deployment is not None else None
+    return ttft if ttft is not None else 0.0
+
+
+def _measured(attempt: Attempt) -> bool:
+    return attempt.deployment is None or attempt.deployment.ttft is not None
 
 
 class Pool:
-    """One model entry's deployments and its routing."""
+    """One model entry's deployments and its routing.
+
+    What does not change between requests is worked out here once: the deployments that may
+    be chosen first (weight > 0), their cumulative weights, and the order of the others after
+    each first choice; a request where nothing is cooling (the usual case) only draws.
+    """
 
     def __init__(
         self,
@@ -80,6 +103,9 @@ class Pool:
         for attempt in self.attempts:
             if attempt.deployment is not None:
                 attempt.deployment.pool = self
+        self._firsts = [a for a in self.attempts if _weight(a) > 0] or list(self.attempts)
+        self._cumulative = list(accumulate(_weight(a) for a in self._firsts))
+        self._orders = {first: self._order(first, self.attempts) for first in self.attempts}
 
     @property
     def single(self) -> bool:
@@ -89,40 +115,48 @@ class Pool:
         """This request's deployments, in the order to try them."""
         if self.single:
             return self.attempts
-        now, until = self._cooldowns.clock(), self._cooldowns.until
-        healthy = [a for a in self.attempts if until.get(a.deployment.key, 0.0) <= now]  # type: ignore[union-attr]
-        if not healthy:
-            return [min(self.attempts, key=lambda a: until.get(a.deployment.key, 0.0))]  # type: ignore[union-attr]
-        if len(healthy) > 1 and conversation is not None and self.sticky:
+        healthy = self.attempts
+        until = self._cooldowns.until
+        if until:  # something cooled down lately: leave out what still is
+            now = self._cooldowns.clock()
+            healthy = tuple(a for a in self.attempts if until.get(_key(a), 0.0) <= now)
+            if not healthy:
+                return (min(self.attempts, key=lambda a: until.get(_key(a), 0.0)),)
+        if conversation is not None and self.sticky and len(healthy) > 1:
             return rendezvous_order(conversation, healthy, _name, _weight)
-        first = self._choose(healthy) if len(healthy) > 1 else healthy[0]
-        rest = sorted((a for a in healthy if a is not first), key=lambda a: _weight(a) == 0)
-        return [first, *rest]
+        if healthy is self.attempts:
+            return self._orders[self._choose(self._firsts, self._cumulative)]
+        if len(healthy) == 1:
+            return healthy
+        firsts = [a for a in healthy if _weight(a) > 0] or list(healthy)
+        return self._order(self._choose(firsts, None), healthy)
 
-    def _choose(self, healthy: list[Attempt]) -> Attempt:
-        candidates = [a for a in healthy if _weight(a) > 0] or healthy
+    @staticmethod
+    def _order(first: Attempt, healthy: Sequence[Attempt]) -> tuple[Attempt, ...]:
+        """The first choice, then the others (weight-0 failover targets last)."""
+        rest = sorted((a for a in healthy if a is not first), key=lambda a: _weight(a) == 0)
+        return (first, *rest)
+
+    def _choose(self, candidates: list[Attempt], cumulative: list[float] | None) -> Attempt:
         if self.routing == "least-busy":
             fewest = min(_in_flight(a) for a in candidates)
-            candidates = [a for a in candidates if _in_flight(a) == fewest]
+            busiest = [a for a in candidates if _in_flight(a) == fewest]
+            if len(busiest) < len(candidates):
+                candidates, cumulative = busiest, None
         elif self.routing == "latency" and self._rng.random() >= EXPLORE:
-            return self._fastest(candidates)
-        return self._by_weight(candidates)
+            unmeasured = [a for a in candidates if not _measured(a)]
+            if not unmeasured:
+                return min(candidates, key=_ttft)
+            candidates, cumulative = unmeasured, None
+        return self._by_weight(candidates, cumulative)
 
-    def _fastest(self, candidates: list[Attempt]) -> Attempt:
-        unmeasured = [a for a in candidates if a.deployment.ttft is None]  # type: ignore[union-attr]
-        if unmeasured:
-            return self._by_weight(unmeasured)
-        return min(candidates, key=lambda a: a.deployment.ttft)  # type: ignore[union-attr,return-value,arg-type]
-
-    def _by_weight(self, candidates: list[Attempt]) -> Attempt:
+    def _by_weight(self, candidates: list[Attempt], cumulative: list[float] | None) -> Attempt:
         if len(candidates) == 1:
             return candidates[0]
-        return self._rng.choices(candidates, weights=[_weight(a) for a in candidates])[0]
-
-
-def _in_flight(attempt: Attempt) -> int:
-    assert attempt.deployment is not None
-    return attempt.deployment.in_flight
+        if cumulative is None:
+            cumulative = list(accumulate(_weight(a) for a in candidates))
+        drawn = self._rng.random() * cumulative[-1]
+        return candidates[bisect_right(cumulative, drawn)]
 
 
 class Balancer:

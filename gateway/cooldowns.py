@@ -84,7 +84,9 @@ class Cooldowns:
         metrics: Metrics | None = None,
     ) -> None:
         self.clock = clock
-        self.until: dict[str, float] = {}  # what routing reads; absent or past: not cooling
+        # What routing reads (absent or past: not cooling). The refresh drops what has ended,
+        # so that while nothing cools, routing checks nothing.
+        self.until: dict[str, float] = {}
         self._failures: dict[str, deque[float]] = {}
         self._redis = redis
         self._timeout_s = timeout_s
@@ -153,7 +155,10 @@ class Cooldowns:
         return max(self.ends(key), now + rule.length(retry_after))
 
     def _set(self, key: str, ends: float) -> float:
-        self.until[key] = ends
+        if ends > self.clock():
+            self.until[key] = ends
+        else:
+            self.until.pop(key, None)
         return ends
 
     def start(self) -> None:
@@ -178,10 +183,17 @@ class Cooldowns:
             except Exception as exc:
                 self._outage(exc)
             else:
-                for key, ends in zip(self._keys, found, strict=True):
-                    self.until[key] = int(ends) / 1000 if ends is not None else 0.0
+                shared = zip(self._keys, found, strict=True)
+                self.until = {key: int(ends) / 1000 for key, ends in shared if ends is not None}
+        self._forget_ended()
         if self.on_refresh is not None:
             self.on_refresh()
+
+    def _forget_ended(self) -> None:
+        """Drop the cooldowns that have ended: while none is left, routing skips its check."""
+        now = self.clock()
+        if any(ends <= now for ends in self.until.values()):
+            self.until = {key: ends for key, ends in self.until.items() if ends > now}
 
     def _outage(self, exc: Exception) -> None:
         if self._metrics is not None:
