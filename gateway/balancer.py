@@ -171,8 +171,12 @@ class Balancer:
         self.rng = rng or random.Random()  # noqa: S311  # load spreading, not secrets
         self.deployments: list[Deployment] = []
 
-    def add(self, deployment: Deployment) -> None:
-        self.deployments.append(deployment)
+    def add(self, pool: Pool) -> None:
+        """A pool of several deployments: theirs are the cooldowns to share and to show (a
+        lone deployment never cools down)."""
+        if pool.single:
+            return
+        self.deployments += [a.deployment for a in pool.attempts if a.deployment is not None]
         self.cooldowns.watch([each.key for each in self.deployments])
 
     def started(self, attempt: Attempt) -> None:

@@ -162,7 +162,9 @@ class Cooldowns:
         return ends
 
     def start(self) -> None:
-        self._refresher = asyncio.ensure_future(self._refresh_forever())
+        """Refresh in the background, when some entry has several deployments to watch."""
+        if self._keys:
+            self._refresher = asyncio.ensure_future(self._refresh_forever())
 
     async def stop(self) -> None:
         if self._refresher is not None:

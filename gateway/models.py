@@ -122,13 +122,14 @@ class ModelTable:
                 config.weight,
                 metrics.of_deployment(name, config.label),
             )
-            self.balancer.add(deployment)
             params = {**entry.params, **config.params}
             attempts.append(Attempt(name, provider, config.model or name, params, deployment))
         if not attempts:
             return None
         rule = CooldownRule(entry.cooldown_failures, entry.cooldown_window_s, entry.cooldown_s)
-        return Pool(attempts, entry.routing, entry.sticky, rule, self.balancer)
+        pool = Pool(attempts, entry.routing, entry.sticky, rule, self.balancer)
+        self.balancer.add(pool)
+        return pool
 
     def _chain(self, name: str) -> tuple[Pool, ...] | None:
         """The entry's pool then its fallbacks' (those that can serve); None: it cannot."""

@@ -10,6 +10,7 @@ import json
 import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import httpx
 import pytest
@@ -20,7 +21,7 @@ from gateway.settings import Settings
 from tests.conftest import FAST_FAKE, REDIS_SLACK, ManualClock, settings_from
 from tests.e2e.servers import Gate, Reply, UpstreamStub, serve
 from tests.e2e.test_resilience import END, event, provider
-from tests.redis_servers import free_port
+from tests.redis_servers import free_port, redis_cluster
 
 pytestmark = pytest.mark.e2e
 
@@ -282,6 +283,30 @@ async def test_a_429_on_one_replica_cools_the_deployment_on_the_other(redis_url:
             clock.advance(121)
             await refresh(app)
             assert (await ask(two)).text == "a"
+
+
+async def test_cooldowns_are_shared_through_a_redis_cluster(tmp_path: Path) -> None:
+    limited, healthy = UpstreamStub(failing(429, "120"), ok("a")), UpstreamStub(ok("b"))
+    clock = ManualClock()
+    with redis_cluster(tmp_path) as redis_url:
+        async with serve(limited) as up_a, serve(healthy) as up_b:
+            settings = settings_from(
+                f"redis_url = '{redis_url}'\nredis_cluster = true\n"
+                + REDIS_SLACK
+                + provider("a", up_a)
+                + provider("b", up_b)
+                + entry([("a", 1), ("b", 0)])
+            )
+            async with (
+                gateway(settings, clock) as (one, _),
+                gateway(settings, clock) as (two, app),
+            ):
+                assert (await ask(one)).text == "b"
+                await refresh(app)
+                assert (await ask(two)).text == "b"
+                metrics = (await two.get("/metrics")).text
+    assert len(limited.seen) == 1
+    assert "gateway_cooldown_store_failures_total 0.0" in metrics
 
 
 async def test_redis_down_cooldowns_are_the_replicas_own() -> None:

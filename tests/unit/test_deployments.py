@@ -26,7 +26,7 @@ from gateway.providers import RegisteredProvider
 from gateway.relay import open_relay
 from gateway.settings import ConfigError
 from gateway.sticky import conversation_of, rendezvous, rendezvous_order
-from tests.conftest import ManualClock, settings_from
+from tests.conftest import ManualClock, app_client, settings_from
 from tests.unit.test_relay import REQUEST, Scripted
 
 PROVIDERS = "".join(f"[providers.{name}]\ntype = 'fake'\n" for name in ("a", "b", "c"))
@@ -320,3 +320,12 @@ def test_sticky_plans_put_the_conversations_home_first_then_its_next_choice() ->
     models = table(entry("{provider = 'a'}", "{provider = 'b'}", "{provider = 'c'}"))
     plans = {tuple(served(models.resolve("main", "chat-42"))) for _ in range(20)}
     assert plans == {("c", "b", "a")}
+
+
+async def test_an_entry_of_deployments_is_listed_as_owned_by_its_first_provider() -> None:
+    settings = settings_from(PROVIDERS + entry("{provider = 'b'}", "{provider = 'a'}"))
+    async with app_client(settings) as (client, _):
+        listed = (await client.get("/v1/models")).json()["data"]
+        one = (await client.get("/v1/models/main")).json()
+    assert {"id": "main", "object": "model", "created": 0, "owned_by": "b"} in listed
+    assert one["owned_by"] == "b"
