@@ -378,20 +378,29 @@ async def test_conversations_spread_over_the_deployments() -> None:
     assert all(10 <= len(stub.seen) <= 30 for stub in stubs)
 
 
+MESSAGES = [{"role": "user", "content": "hi"}]
+UI_MESSAGES = [{"id": "m1", "role": "user", "parts": [{"type": "text", "text": "hi"}]}]
+
+
 @pytest.mark.parametrize(
     ("route", "body", "headers"),
     [
-        ("/v1/chat/completions", {"prompt_cache_key": "k-1"}, {}),
-        ("/v1/chat/completions", {"user": "u-1"}, {}),
-        ("/v1/messages", {"metadata": {"user_id": "user_1_session_9"}, "max_tokens": 5}, {}),
-        ("/v1/chat/completions", {}, {"session_id": "codex-session"}),
+        ("/v1/chat/completions", {"messages": MESSAGES, "prompt_cache_key": "k-1"}, {}),
+        ("/v1/chat/completions", {"messages": MESSAGES, "user": "u-1"}, {}),
+        (
+            "/v1/messages",
+            {"messages": MESSAGES, "metadata": {"user_id": "user_1_session_9"}, "max_tokens": 5},
+            {},
+        ),
+        ("/v1/chat/completions", {"messages": MESSAGES}, {"session_id": "codex-session"}),
+        ("/ui/chat", {"id": "chat-7", "messages": UI_MESSAGES}, {}),
+        ("/stream", {"prompt": "hi"}, {"X-Session-ID": "s-3"}),
     ],
 )
 async def test_dialects_name_the_conversation(
     route: str, body: dict[str, object], headers: dict[str, str]
 ) -> None:
     stubs = [UpstreamStub(ok(name)) for name in ("a", "b", "c", "d")]
-    messages = [{"role": "user", "content": "hi"}]
     async with (
         serve(stubs[0]) as up_a,
         serve(stubs[1]) as up_b,
@@ -407,9 +416,7 @@ async def test_dialects_name_the_conversation(
         )
         async with gateway(settings) as (http, _):
             for _ in range(12):
-                response = await http.post(
-                    route, json={"model": "main", "messages": messages, **body}, headers=headers
-                )
+                response = await http.post(route, json={"model": "main", **body}, headers=headers)
                 assert response.status_code == 200, response.text
     assert sorted(len(stub.seen) for stub in stubs) == [0, 0, 0, 12]
 
