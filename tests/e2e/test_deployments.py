@@ -434,7 +434,8 @@ async def test_sticky_off_spreads_one_conversation_by_weight() -> None:
 
 
 async def test_a_deployments_own_first_token_timeout_applies_to_it_alone() -> None:
-    slow = UpstreamStub(Reply(body=[event("late"), END], head_gate=Gate()))
+    held = Gate()
+    slow = UpstreamStub(Reply(body=[event("late"), END], head_gate=held))
     quick = UpstreamStub(ok("quick"))
     async with serve(slow) as up_a, serve(quick) as up_b:
         settings = settings_from(
@@ -444,8 +445,12 @@ async def test_a_deployments_own_first_token_timeout_applies_to_it_alone() -> No
             + "  { provider = 'a', model = 'm', first_token_timeout = 0.2 },\n"
             + "  { provider = 'b', model = 'm', weight = 0 },\n]\n"
         )
-        async with gateway(settings) as (http, _):
+        async with gateway(settings) as (http, app):
             response = await ask(http)
+            own, shared = app.state.gateway.models.resolve("main")
+            held.open()
     assert response.text == "quick"
     assert response.headers["x-gateway-provider"] == "b"
     assert len(slow.seen) == 1
+    assert own.provider.config.first_token_timeout == 0.2  # a client of its own
+    assert shared.provider is app.state.gateway.providers["b"]
