@@ -122,6 +122,8 @@ class Pool:
             healthy = tuple(a for a in self.attempts if until.get(_key(a), 0.0) <= now)
             if not healthy:
                 return (min(self.attempts, key=lambda a: until.get(_key(a), 0.0)),)
+            if len(healthy) == len(self.attempts):  # what cools is another entry's
+                healthy = self.attempts
         if conversation is not None and self.sticky and len(healthy) > 1:
             return rendezvous_order(conversation, healthy, _name, _weight)
         if healthy is self.attempts:
@@ -140,9 +142,9 @@ class Pool:
     def _choose(self, candidates: list[Attempt], cumulative: list[float] | None) -> Attempt:
         if self.routing == "least-busy":
             fewest = min(_in_flight(a) for a in candidates)
-            busiest = [a for a in candidates if _in_flight(a) == fewest]
-            if len(busiest) < len(candidates):
-                candidates, cumulative = busiest, None
+            idlest = [a for a in candidates if _in_flight(a) == fewest]
+            if len(idlest) < len(candidates):
+                candidates, cumulative = idlest, None
         elif self.routing == "latency" and self._rng.random() >= EXPLORE:
             unmeasured = [a for a in candidates if not _measured(a)]
             if not unmeasured:
