@@ -329,3 +329,10 @@ async def test_an_entry_of_deployments_is_listed_as_owned_by_its_first_provider(
         one = (await client.get("/v1/models/main")).json()
     assert {"id": "main", "object": "model", "created": 0, "owned_by": "b"} in listed
     assert one["owned_by"] == "b"
+
+
+def test_a_provider_model_fallback_follows_the_deployments() -> None:
+    models = table(entry("{provider = 'a'}", "{provider = 'b'}", fallbacks=["c/other", "c/other"]))
+    plan = models.resolve("main")
+    assert [(a.model, a.upstream_model) for a in plan[2:]] == [("c/other", "other")]
+    assert plan[2].deployment is None  # a name a client could make up: no series of its own
