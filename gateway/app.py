@@ -18,6 +18,8 @@ from gateway import __version__
 from gateway.api import ROUTERS, playground
 from gateway.api._common import request_id
 from gateway.auth import KeyRing
+from gateway.balancer import Balancer
+from gateway.cooldowns import Cooldowns
 from gateway.cors import SDKFriendlyCORS
 from gateway.dialects import NATIVE, Dialect, dialect_of
 from gateway.dialects.openai import OPENAI
@@ -25,10 +27,10 @@ from gateway.errors import GatewayError, InvalidRequest, MethodNotAllowed, Model
 from gateway.lifecycle import Drain, drain_on_exit_signals
 from gateway.limits import Clock, Limiter, build_store
 from gateway.metrics import Metrics
-from gateway.models import ModelTable
+from gateway.models import ModelTable, deployment_providers
 from gateway.observability import AccessLog, configure_logging, outcome_of, record_of
 from gateway.providers import open_registry
-from gateway.providers.base import Provider
+from gateway.providers.base import Provider, ProviderSettings
 from gateway.redis_client import connect
 from gateway.resume import Generations, RedisLog, TokenSigner
 from gateway.resume.chats import ChatStreams
@@ -47,7 +49,7 @@ def create_app(
     clock: Clock = time.time,
 ) -> FastAPI:
     """Build the app. `providers` replaces adapters by provider name, and `clock` the wall
-    clock of the rate limits' one-minute windows (tests use both)."""
+    clock of the rate limits' one-minute windows and of the cooldowns (tests use both)."""
     drain = Drain()
 
     @asynccontextmanager
@@ -66,23 +68,29 @@ def create_app(
         app.state.ui_chats = ChatStreams(
             chat_store, settings.redis_timeout_s, generations.store_failed
         )
+        cooldowns = Cooldowns(clock, redis, settings.redis_timeout_s, metrics)
         limiter.start()
         try:
-            async with open_registry(settings.providers, providers) as registry:
+            configs, overrides = _registry_configs(settings, providers)
+            async with open_registry(configs, overrides) as registry:
+                balancer = Balancer(cooldowns)
+                cooldowns.on_refresh = balancer.show_cooling
                 app.state.gateway = GatewayState(
                     settings,
                     registry,
-                    ModelTable(settings, registry),
+                    ModelTable(settings, registry, balancer, metrics),
                     drain,
                     metrics,
                     limiter,
                     generations,
                     retained,
                 )
+                cooldowns.start()
                 with drain_on_exit_signals(drain, settings.shutdown_grace_s):
                     yield
                 await generations.close()
         finally:
+            await cooldowns.stop()
             await limiter.stop()
             if redis is not None:
                 await redis.aclose()
@@ -110,6 +118,20 @@ def create_app(
         app.include_router(playground.router)
     _install_error_handlers(app)
     return app
+
+
+def _registry_configs(
+    settings: Settings, overrides: Mapping[str, Provider] | None
+) -> tuple[dict[str, ProviderSettings], dict[str, Provider]]:
+    """The providers to build: the configured ones, plus one per deployment with time-outs of
+    its own (an override of its provider's adapter, given by a test, applies to it too)."""
+    configs: dict[str, ProviderSettings] = dict(settings.providers)
+    adapters = dict(overrides or {})
+    for name, (base, config) in deployment_providers(settings).items():
+        configs[name] = config
+        if base in adapters:
+            adapters[name] = adapters[base]
+    return configs, adapters
 
 
 def _resume_log(settings: Settings, redis: Any) -> RedisLog | None:

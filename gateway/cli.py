@@ -213,6 +213,12 @@ def resolved_view(settings: Settings) -> dict[str, Any]:
     view: dict[str, Any] = settings.model_dump(mode="json")
     for key in view["keys"].values():
         key["sha256"] = key["sha256"][:8] + "…"
+    for name, entry in settings.models.items():
+        # Every entry's deployments as they serve, the one-provider shorthand included.
+        view["models"][name]["deployments"] = [
+            {**each.model_dump(mode="json", exclude_none=True), "name": each.label}
+            for each in entry.all_deployments()
+        ]
     if settings.redis_url:
         url = httpx.URL(settings.redis_url)
         if url.password:

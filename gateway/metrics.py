@@ -23,7 +23,7 @@ from prometheus_client import (
 )
 from prometheus_client.multiprocess import MultiProcessCollector
 
-__all__ = ["CONTENT_TYPE_LATEST", "Metrics", "ModelMetrics"]
+__all__ = ["CONTENT_TYPE_LATEST", "DeploymentMetrics", "Metrics", "ModelMetrics"]
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 DURATION_BUCKETS = (0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
@@ -68,6 +68,23 @@ class ModelMetrics:
 # for the process's life: memory and scrape size growing with what clients send.
 AD_HOC_MODEL_SERIES = 64
 OTHER_MODEL = "other"
+
+
+class DeploymentMetrics:
+    """One configured deployment's series (SPEC §5.3), bound once at start-up. The labels
+    come from the configuration only (entry and deployment names): the set is bounded."""
+
+    __slots__ = ("_failures", "cooling", "in_flight", "requests", "time_to_first_token")
+
+    def __init__(self, metrics: Metrics, model: str, deployment: str) -> None:
+        self.requests = metrics.deployment_requests.labels(model, deployment)
+        self.in_flight = metrics.deployment_in_flight.labels(model, deployment)
+        self.cooling = metrics.deployment_cooling.labels(model, deployment)
+        self.time_to_first_token = metrics.deployment_ttft.labels(model, deployment)
+        self._failures = partial(metrics.deployment_failures.labels, model, deployment)
+
+    def failed(self, error_type: str) -> None:
+        self._failures(error_type).inc()
 
 
 class Metrics:
@@ -199,6 +216,48 @@ class Metrics:
             "Calls to the resumable-stream store (Redis) that failed or timed out.",
             registry=registry,
         )
+
+        self.deployment_requests = Counter(
+            "gateway_deployment_requests_total",
+            "Upstream attempts per deployment of a model entry (retries and failovers included).",
+            ["model", "deployment"],
+            registry=registry,
+        )
+        self.deployment_failures = Counter(
+            "gateway_deployment_failures_total",
+            "Attempts that failed before their first token, per deployment and error type.",
+            ["model", "deployment", "type"],
+            registry=registry,
+        )
+        self.deployment_in_flight = Gauge(
+            "gateway_deployment_in_flight",
+            "Attempts and streams open on a deployment (what least-busy routing counts).",
+            ["model", "deployment"],
+            registry=registry,
+            multiprocess_mode="livesum",
+        )
+        self.deployment_cooling = Gauge(
+            "gateway_deployment_cooling",
+            "1 while a deployment is cooling down (skipped by routing), else 0.",
+            ["model", "deployment"],
+            registry=registry,
+            multiprocess_mode="livemax",
+        )
+        self.deployment_ttft = Histogram(
+            "gateway_deployment_time_to_first_token_seconds",
+            "From sending an attempt upstream to its first token, per deployment.",
+            ["model", "deployment"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.cooldown_store_failures = Counter(
+            "gateway_cooldown_store_failures_total",
+            "Calls to the shared cooldown store (Redis) that failed or timed out.",
+            registry=registry,
+        )
+
+    def of_deployment(self, model: str, deployment: str) -> DeploymentMetrics:
+        return DeploymentMetrics(self, model, deployment)
 
     def model_label(self, model: str) -> str:
         """The `model` label for a served name: configured entries as themselves, and the

@@ -1,8 +1,9 @@
 """The commit point (SPEC §4.1): run the attempt plan until one yields its first delta.
 
 Everything that fails before the first delta is raised as a `GatewayError`, so the route can
-still answer with a proper status; fallbacks are tried in order for retryable errors, and the
-same entry is retried when its provider sets `retries`. Once a first delta is in hand, the
+still answer with a proper status; the plan's attempts (the entry's deployments, then its
+fallbacks') are tried in order for retryable errors, and the same one is retried when its
+provider sets `retries`. Once a first delta is in hand, the
 caller gets a `Relay`: the first batch of deltas (those of the network read that brought the
 first delta), the rest of the stream in batches, and where it came from. From then on nothing
 is retried (a retry after partial output would duplicate text).
@@ -18,12 +19,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
+from typing import Protocol
 
 from gateway.errors import GatewayError, UpstreamProtocolError, UpstreamTimeout
 from gateway.models import Attempt
 from gateway.providers.base import Batch, ChatRequest, StreamOutcome
 
-__all__ = ["Relay", "open_relay"]
+__all__ = ["AttemptWatcher", "Relay", "open_relay"]
 
 log = logging.getLogger("gateway.relay")
 
@@ -55,7 +57,9 @@ class Relay:
 
     @property
     def provider(self) -> str:
-        return self.attempt.provider.name
+        """The deployment that served (X-Gateway-Provider); for one-provider entries, the
+        provider's name."""
+        return self.attempt.served_by
 
     async def aclose(self) -> None:
         aclose = getattr(self.rest, "aclose", None)
@@ -64,37 +68,63 @@ class Relay:
 
 
 BuildRequest = Callable[[Attempt], ChatRequest]
-AttemptFailed = Callable[[Attempt, GatewayError], None]
+
+
+class AttemptWatcher(Protocol):
+    """Told about every attempt (never about chunks): routing's counts, cooldowns, metrics.
+
+    Every attempt that `started` gets exactly one of `failed`, `abandoned` or `primed`; a
+    primed one is ended by whoever ends its stream (`GatewayState.ended`)."""
+
+    def attempt_started(self, attempt: Attempt) -> None: ...
+
+    async def attempt_failed(self, attempt: Attempt, error: GatewayError) -> None: ...
+
+    def attempt_abandoned(self, attempt: Attempt) -> None: ...
+
+    def attempt_primed(self, attempt: Attempt, seconds: float) -> None: ...
 
 
 async def open_relay(
-    plan: Sequence[Attempt], build: BuildRequest, failed: AttemptFailed | None = None
+    plan: Sequence[Attempt], build: BuildRequest, watcher: AttemptWatcher | None = None
 ) -> Relay:
-    """Prime the first delta of the first attempt that works (fallbacks, retries).
+    """Prime the first delta of the first attempt that works (deployments, fallbacks, retries).
 
     `build` turns each attempt into the adapter's request (entry params merged per attempt).
     """
     last: GatewayError | None = None
+    clock = asyncio.get_running_loop().time
     for attempt in plan:
         config = attempt.provider.config
         for retry in range(config.retries + 1):
+            if watcher is not None:
+                watcher.attempt_started(attempt)
+            started = clock()
             try:
-                return await _prime(attempt, build(attempt))
+                relay = await _prime(attempt, build(attempt))
             except GatewayError as exc:
                 log.warning(
-                    "attempt %s via provider %s failed: %s: %s",
+                    "attempt %s via %s failed: %s: %s",
                     attempt.model,
-                    attempt.provider.name,
+                    attempt.served_by,
                     exc.type,
                     exc.message,
                 )
-                if failed is not None:
-                    failed(attempt, exc)
+                if watcher is not None:
+                    await watcher.attempt_failed(attempt, exc)
                 if not exc.retryable:
                     raise
                 last = exc
                 if retry < config.retries:
                     await _backoff(exc, config.retry_after_max_s)
+                continue
+            except BaseException:
+                if watcher is not None:
+                    watcher.attempt_abandoned(attempt)
+                raise
+            if watcher is not None:
+                watcher.attempt_primed(attempt, clock() - started)
+            return relay
     assert last is not None
     raise last
 

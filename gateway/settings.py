@@ -46,6 +46,7 @@ __all__ = [
     "CORSConfig",
     "ConfigError",
     "ConfigProblems",
+    "DeploymentConfig",
     "KeyConfig",
     "ModelEntry",
     "ResumeConfig",
@@ -76,13 +77,79 @@ class ConfigProblems(ValueError):
         self.problems = problems
 
 
-class ModelEntry(BaseModel):
+# What X-Gateway-Provider, the logs and the metrics' `deployment` label show: printable ASCII.
+DeploymentName = Annotated[str, StringConstraints(pattern=r"^[!-~]{1,64}$")]
+Routing = Literal["weighted", "least-busy", "latency"]
+TIMEOUTS = ("connect_timeout", "first_token_timeout", "idle_timeout", "total_timeout")
+
+
+class DeploymentConfig(BaseModel):
+    """One deployment of a model entry (SPEC §5.3): a provider and its name for the model.
+
+    Every field past `provider` is optional, so that one more (a price) is one more line.
+    """
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     provider: str
     model: str | None = None
+    name: DeploymentName | None = None
+    weight: float = Field(1.0, ge=0)  # 0: never chosen first, only a failover target
+    params: dict[str, Any] = Field(default_factory=dict)  # over the entry's params
+    # Over the provider's own (a slower region, a reasoning model on a shared account).
+    connect_timeout: float | None = Field(None, gt=0)
+    first_token_timeout: float | None = Field(None, gt=0)
+    idle_timeout: float | None = Field(None, gt=0)
+    total_timeout: float | None = Field(None, gt=0)
+
+    @property
+    def label(self) -> str:
+        return self.name or self.provider
+
+    def timeouts(self) -> dict[str, float]:
+        """The time-outs this deployment sets over its provider's."""
+        found = {name: getattr(self, name) for name in TIMEOUTS}
+        return {name: value for name, value in found.items() if value is not None}
+
+
+class ModelEntry(BaseModel):
+    """A model name: one provider (`provider`, `model`), or several `deployments`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    provider: str | None = None
+    model: str | None = None
     params: dict[str, Any] = Field(default_factory=dict)
     fallbacks: list[str] = Field(default_factory=list)
+    deployments: list[DeploymentConfig] = Field(default_factory=list)
+    routing: Routing = "weighted"
+    sticky: bool = True
+    cooldown_failures: int = Field(3, ge=1)
+    cooldown_window_s: float = Field(60.0, gt=0)
+    cooldown_s: float = Field(30.0, ge=0)
+
+    @model_validator(mode="after")
+    def _one_form(self) -> ModelEntry:
+        if self.deployments and (self.provider is not None or self.model is not None):
+            raise ValueError("give `provider` and `model`, or `deployments`, not both")
+        if not self.deployments and self.provider is None:
+            raise ValueError("give `provider` (with `model`), or `deployments`")
+        names = [deployment.label for deployment in self.deployments]
+        if twice := sorted({name for name in names if names.count(name) > 1}):
+            raise ValueError(
+                f"deployments named {', '.join(map(repr, twice))} more than once: give each "
+                "a distinct `name` (X-Gateway-Provider and the metrics show it)"
+            )
+        if self.deployments and not any(each.weight > 0 for each in self.deployments):
+            raise ValueError("every deployment has weight 0: give at least one a weight")
+        return self
+
+    def all_deployments(self) -> tuple[DeploymentConfig, ...]:
+        """The deployments; the `provider`/`model` shorthand is the one-deployment case."""
+        if self.deployments:
+            return tuple(self.deployments)
+        assert self.provider is not None  # checked by _one_form
+        return (DeploymentConfig(provider=self.provider, model=self.model),)
 
 
 class KeyConfig(BaseModel):
@@ -213,16 +280,22 @@ def _entry_problems(
     settings: Settings, name: str, entry: ModelEntry
 ) -> list[tuple[tuple[str, ...], str]]:
     problems: list[tuple[tuple[str, ...], str]] = []
-    provider = settings.providers.get(entry.provider)
-    if provider is None:
-        problems.append((("models", name, "provider"), f"no provider named {entry.provider!r}"))
-    if isinstance(provider, FakeConfig):
-        try:
-            FakeFaults.model_validate(entry.params)
-        except ValidationError as exc:
-            for problem in exc.errors():
-                loc = ("models", name, "params", *(str(part) for part in problem["loc"]))
-                problems.append((loc, problem["msg"]))
+    for index, deployment in enumerate(entry.all_deployments()):
+        at = (
+            ("models", name)
+            if not entry.deployments
+            else ("models", name, "deployments", str(index))
+        )
+        provider = settings.providers.get(deployment.provider)
+        if provider is None:
+            problems.append(((*at, "provider"), f"no provider named {deployment.provider!r}"))
+        if isinstance(provider, FakeConfig):
+            try:
+                FakeFaults.model_validate({**entry.params, **deployment.params})
+            except ValidationError as exc:
+                for problem in exc.errors():
+                    loc = (*at, "params", *(str(part) for part in problem["loc"]))
+                    problems.append((loc, problem["msg"]))
     for fallback in entry.fallbacks:
         if not settings.resolvable(fallback):
             loc = ("models", name, "fallbacks")

@@ -41,8 +41,19 @@ class GatewayState:
     generations: Generations
     retained: Retained  # what is kept after streams end, under one byte budget (SPEC §6)
 
-    def attempt_failed(self, attempt: Attempt, error: GatewayError) -> None:
-        self.metrics.upstream_errors.labels(attempt.provider.name, error.type).inc()
+    # The relay's AttemptWatcher: routing learns from every attempt (gateway.balancer).
+    def attempt_started(self, attempt: Attempt) -> None:
+        self.models.balancer.started(attempt)
+
+    async def attempt_failed(self, attempt: Attempt, error: GatewayError) -> None:
+        self.metrics.upstream_errors.labels(attempt.served_by, error.type).inc()
+        await self.models.balancer.failed(attempt, error)
+
+    def attempt_abandoned(self, attempt: Attempt) -> None:
+        self.models.balancer.ended(attempt)
+
+    def attempt_primed(self, attempt: Attempt, seconds: float) -> None:
+        self.models.balancer.primed(attempt, seconds)
 
     def admitted(self) -> None:
         self.metrics.active_streams.inc()
@@ -81,6 +92,7 @@ class GatewayState:
         metrics, provider = self.metrics, relay.provider
         series = metrics.of_model(relay.model, provider)
         metrics.active_streams.dec()
+        self.models.balancer.ended(relay.attempt)
         series.deltas.inc(deltas)
         series.bytes_out.inc(sent)
         usage = relay.outcome.usage

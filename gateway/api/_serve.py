@@ -84,7 +84,7 @@ async def _admit_and_prime(
     record = record_of(request.scope)
     state.admitted()
     try:
-        relay = await guard.run(open_relay(plan, build, state.attempt_failed))
+        relay = await guard.run(open_relay(plan, build, state))
     except BaseException:
         guard.close()
         state.metrics.active_streams.dec()

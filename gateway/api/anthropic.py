@@ -20,6 +20,7 @@ from gateway.lifecycle import StreamGuard
 from gateway.relay import Relay
 from gateway.responses import new_stream_id
 from gateway.state import state_of
+from gateway.sticky import conversation_of
 
 __all__ = ["router"]
 
@@ -35,7 +36,8 @@ async def messages(request: Request) -> Response:
     body = parse_json(await read_body(request, state.settings.max_body_bytes), MessagesRequest)
     body.check_supported()
     build = body.builder(forwarded_headers(request.headers))
-    plan = state.models.resolve(body.model)
+    user_id = body.metadata.user_id if body.metadata is not None else None
+    plan = state.models.resolve(body.model, conversation_of(request.headers, user_id))
 
     async def serve(guard: StreamGuard, relay: Relay) -> Response:
         stream_id, rid = new_stream_id(), request_id(request)

@@ -39,5 +39,6 @@ async def retrieve_model(request: Request, name: str) -> JSONResponse:
 
 def _model(state: GatewayState, name: str) -> dict[str, Any]:
     entry = state.settings.models.get(name)
-    owner = entry.provider if entry is not None else name.partition("/")[0]
+    # An entry of several deployments is owned by its first one's provider.
+    owner = entry.all_deployments()[0].provider if entry is not None else name.partition("/")[0]
     return {"id": name, "object": "model", "created": 0, "owned_by": owner}

@@ -18,6 +18,7 @@ from gateway.lifecycle import StreamGuard
 from gateway.relay import Relay
 from gateway.responses import new_stream_id
 from gateway.state import state_of
+from gateway.sticky import conversation_of
 
 __all__ = ["router"]
 
@@ -33,7 +34,8 @@ async def chat_completions(request: Request) -> Response:
         await read_body(request, state.settings.max_body_bytes), ChatCompletionRequest
     )
     body.check_supported()
-    plan = state.models.resolve(body.model)
+    conversation = conversation_of(request.headers, body.prompt_cache_key or body.user)
+    plan = state.models.resolve(body.model, conversation)
 
     async def serve(guard: StreamGuard, relay: Relay) -> Response:
         stream_id = new_stream_id()

@@ -25,6 +25,7 @@ from gateway.responses import FORMATS, new_stream_id
 from gateway.routing import DirectRoute
 from gateway.schemas import StreamRequest
 from gateway.state import GatewayState, state_of
+from gateway.sticky import conversation_of
 
 __all__ = ["router"]
 
@@ -104,7 +105,7 @@ async def relay_response(
 ) -> Response:
     if body.resumable and fmt != "sse":
         raise InvalidRequest("only the sse format is resumable (text and ndjson have no ids)")
-    plan = state.models.resolve(body.model)
+    plan = state.models.resolve(body.model, conversation_of(request.headers))
 
     async def serve(guard: StreamGuard, relay: Relay) -> Response:
         if body.resumable:

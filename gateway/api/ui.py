@@ -42,6 +42,7 @@ from gateway.resume.chats import ChatStreams
 from gateway.routing import DirectRoute
 from gateway.schemas import StreamRequest
 from gateway.state import GatewayState, state_of
+from gateway.sticky import conversation_of
 
 __all__ = ["router"]
 
@@ -69,7 +70,7 @@ async def ui_chat(request: Request) -> Response:
         reader = generation.reader(-1)
         return _reader_response(request, state, reader, guard, stream_id)
 
-    return await _serve(request, state, stream_request, serve)
+    return await _serve(request, state, stream_request, serve, chat.id)
 
 
 @router.post("/completion", openapi_extra=json_body(UICompletionRequest), response_class=Response)
@@ -187,9 +188,13 @@ async def _has_ended(state: GatewayState, stream_id: str) -> bool:
 
 
 async def _serve(
-    request: Request, state: GatewayState, stream_request: StreamRequest, serve: Serve
+    request: Request,
+    state: GatewayState,
+    stream_request: StreamRequest,
+    serve: Serve,
+    chat: str | None = None,
 ) -> Response:
-    plan = state.models.resolve(stream_request.model)
+    plan = state.models.resolve(stream_request.model, conversation_of(request.headers, chat))
     build = partial(to_chat_request, request=stream_request)
     return await serve_stream(request, state, plan, build, serve)
 
