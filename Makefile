@@ -18,7 +18,7 @@ LOCK_DEV := requirements/dev.txt
 COMPILE   = $(BIN)/uv pip compile pyproject.toml requirements/build.in --universal \
             --generate-hashes --python-version 3.11 --quiet
 
-.PHONY: run test lint typecheck pytest bench bench-quick bench-peers clean tools lock test-latest
+.PHONY: run test lint typecheck pytest bench bench-quick bench-peers clean tools lock test-latest agents
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -70,7 +70,23 @@ $(UI_SDK)/node_modules/.installed: $(UI_SDK)/package.json $(UI_SDK)/package-lock
 	npm ci --prefix $(UI_SDK) --no-audit --no-fund --loglevel=error
 	touch $@
 
-pytest: $(VENV)/.dev-installed tools $(UI_SDK)/node_modules/.installed
+# Claude Code (tests/e2e/test_claude_code.py), pinned in tests/agents/package-lock.json, is a
+# ~200 MB native binary: installed outside the clone, in a cache keyed by the lock's hash that
+# every checkout and CI run on this machine shares. Without it the tests fail (never skip).
+AGENTS := tests/agents
+GATEWAY_AGENTS_CACHE ?= /var/cache/llm-gateway-agents
+export GATEWAY_AGENTS_CACHE
+AGENTS_DIR = $(GATEWAY_AGENTS_CACHE)/$(shell sha256sum $(AGENTS)/package-lock.json | cut -c1-64)
+
+agents:
+	@test -f $(AGENTS_DIR)/.installed || { \
+	  command -v npm >/dev/null 2>&1 || { echo "error: the agent tests need Node.js and npm" >&2; exit 1; }; \
+	  rm -rf $(AGENTS_DIR).tmp && mkdir -p $(AGENTS_DIR).tmp && \
+	  cp $(AGENTS)/package.json $(AGENTS)/package-lock.json $(AGENTS_DIR).tmp/ && \
+	  npm ci --prefix $(AGENTS_DIR).tmp --no-audit --no-fund --loglevel=error && \
+	  touch $(AGENTS_DIR).tmp/.installed && rm -rf $(AGENTS_DIR) && mv $(AGENTS_DIR).tmp $(AGENTS_DIR); }
+
+pytest: $(VENV)/.dev-installed tools $(UI_SDK)/node_modules/.installed agents
 	rm -f .coverage .coverage.*
 	$(BIN)/coverage run -m pytest $(ARGS)
 	$(BIN)/coverage combine --quiet
@@ -82,7 +98,7 @@ test: tools lint typecheck pytest
 # keeps the lock), what moved against the lock, then the whole suite. It reports what the newest
 # releases break; `make lock` then takes them in a commit of its own.
 LATEST := .venv-latest
-test-latest: $(VENV)/.dev-installed tools $(UI_SDK)/node_modules/.installed
+test-latest: $(VENV)/.dev-installed tools $(UI_SDK)/node_modules/.installed agents
 	rm -rf $(LATEST) && $(PYTHON) -m venv $(LATEST)
 	$(COMPILE) --upgrade --extra dev -o $(LATEST)/requirements.txt
 	@echo "what moved against $(LOCK_DEV):"
