@@ -29,14 +29,20 @@ _EOL = re.compile(rb"\r\n|\r|\n")
 class RawEvents:
     """Cuts an SSE body into events, each the exact bytes received (one read at a time)."""
 
-    __slots__ = ("_limit", "_tail")
+    __slots__ = ("_cr", "_limit", "_tail")
 
     def __init__(self, max_event_bytes: int) -> None:
         self._tail = b""
         self._limit = max_event_bytes
+        self._cr = False  # the last read ended an event on a CR that may be half a CRLF
 
     def feed(self, chunk: bytes) -> list[str]:
         """The events this read completes, in order, as latin-1 `str` of their bytes."""
+        if not chunk:
+            return []
+        lead: list[str] = []
+        if self._cr and chunk[0] == 0x0A:  # that CRLF's LF: relayed at once, on its own
+            lead, chunk = ["\n"], chunk[1:]
         buffer = self._tail + chunk if self._tail else chunk
         if b"\r" in buffer:
             events, self._tail = _cut_any(buffer)
@@ -44,7 +50,8 @@ class RawEvents:
             events, self._tail = _cut_lf(buffer)
         if len(self._tail) > self._limit:
             raise event_too_large(self._limit)
-        return events
+        self._cr = not self._tail and buffer.endswith(b"\r")
+        return lead + events if lead else events
 
 
 def _cut_lf(buffer: bytes) -> tuple[list[str], bytes]:
@@ -67,8 +74,8 @@ def _cut_any(buffer: bytes) -> tuple[list[str], bytes]:
     """CR, LF or CRLF line ends: an event ends at a line end that opens a line (a blank line).
 
     A CR at the very end of a read may be half of a CRLF: it ends the event now, and the LF
-    that may open the next read is a blank line of its own there (no bytes are lost or
-    moved, and a blank line dispatches nothing).
+    that may open the next read is relayed on its own (`RawEvents.feed`): no byte is lost or
+    moved, and a blank line dispatches nothing.
     """
     events: list[str] = []
     start = line_start = 0
