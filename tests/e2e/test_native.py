@@ -478,3 +478,23 @@ async def test_an_upstream_rejection_is_the_dialects_error(kind: str) -> None:
     assert response.status_code == 400
     check_envelope(kind, response)
     assert response.json()["error"]["message"] == "bad tool"
+
+
+async def test_shutdown_ends_a_native_stream_with_the_in_band_error() -> None:
+    from tests.e2e.servers import Gate
+
+    gate = Gate()
+    first = ANTHROPIC_STREAM[: ANTHROPIC_STREAM.index(b"event: content_block_start")]
+    stub = UpstreamStub(Reply(body=[first, gate]))
+    async with serve(stub) as upstream:
+        app = create_app(settings_from(gateway_settings("anthropic", upstream)))
+        async with serve(app) as url, httpx.AsyncClient(base_url=url) as http:
+            async with http.stream("POST", "/v1/messages", json=ANTHROPIC_BODY) as response:
+                chunks = response.aiter_bytes()
+                assert await anext(chunks) == first
+                app.state.drain.begin(0)  # the grace runs out at once
+                rest = b"".join([chunk async for chunk in chunks])
+            await stub.hung_up.wait()
+    (kind, data), *more = events_of(rest.decode())
+    assert (kind, more) == ("error", [])
+    assert json.loads(data)["error"]["type"] == "overloaded_error"
