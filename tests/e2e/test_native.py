@@ -498,3 +498,21 @@ async def test_shutdown_ends_a_native_stream_with_the_in_band_error() -> None:
     (kind, data), *more = events_of(rest.decode())
     assert (kind, more) == ("error", [])
     assert json.loads(data)["error"]["type"] == "overloaded_error"
+
+
+async def test_a_keys_tokens_are_charged_from_the_upstreams_usage() -> None:
+    from gateway.auth import hash_key
+
+    # basic.sse reports 11 + 6 = 17 tokens in 9 events: with a budget of 15 a minute, the
+    # second request is refused only if the usage (not the event count) was charged.
+    stub = UpstreamStub(Reply(body=[ANTHROPIC_STREAM]))
+    async with serve(stub) as upstream:
+        toml = gateway_settings("anthropic", upstream)
+        toml += f"[keys.claude]\nsha256 = '{hash_key(CLIENT_KEY)}'\ntpm = 15\n"
+        async with serve(create_app(settings_from(toml))) as url:
+            async with httpx.AsyncClient(base_url=url, headers={"x-api-key": CLIENT_KEY}) as http:
+                first = await http.post("/v1/messages", json=ANTHROPIC_BODY)
+                second = await http.post("/v1/messages", json=ANTHROPIC_BODY)
+    assert first.content == ANTHROPIC_STREAM
+    assert second.status_code == 429
+    assert second.json()["error"]["type"] == "rate_limit_error"

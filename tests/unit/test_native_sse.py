@@ -13,6 +13,7 @@ from gateway.native import AnthropicNative, OpenAINative
 from gateway.native.sse import RawEvents, bytes_of, fields
 from gateway.providers.base import StreamOutcome
 from tests.conftest import wire
+from tests.splits import every_split
 
 BODIES = [
     wire("anthropic/basic.sse"),
@@ -38,6 +39,14 @@ def test_every_cut_relays_the_body_exactly(body: bytes) -> None:
     assert relay(body, [])[0] == body
     for cut in range(len(body) + 1):
         assert relay(body, [cut])[0] == body, cut
+
+
+@pytest.mark.parametrize("body", BODIES)
+def test_byte_by_byte_and_random_cuts_relay_the_body_exactly(body: bytes) -> None:
+    for pieces in every_split(body):
+        splitter = RawEvents(1 << 20)
+        out = [event for piece in pieces for event in splitter.feed(piece)]
+        assert bytes_of(out) == body, [len(piece) for piece in pieces]
 
 
 @pytest.mark.parametrize("body", BODIES[2:])
