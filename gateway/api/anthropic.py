@@ -24,13 +24,14 @@ from gateway.api._native import (
 from gateway.api._serve import collect, relay_headers, respond, serve_stream
 from gateway.auth import authenticate
 from gateway.dialects.anthropic import (
+    TOOLS_NOT_CARRIED,
     AnthropicRoute,
     MessagesEncoder,
     MessagesRequest,
     forwarded_headers,
     message_body,
 )
-from gateway.errors import GatewayError, NotFound
+from gateway.errors import BadRequest, GatewayError, NotFound
 from gateway.lifecycle import StreamGuard
 from gateway.models import Attempt
 from gateway.native import AnthropicNative
@@ -53,6 +54,8 @@ async def messages(request: Request) -> Response:
     native = native_plan(state, data, AnthropicNative)
     if native is not None:
         return await _native(request, state, data, native)
+    if data.get("tools"):  # before validation: an agent's request is refused for what matters
+        raise BadRequest(TOOLS_NOT_CARRIED)
     body = validate(MessagesRequest, data)
     body.check_supported()
     build = body.builder(forwarded_headers(request.headers))

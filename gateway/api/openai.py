@@ -24,6 +24,7 @@ from gateway.api._native import (
 from gateway.api._serve import collect, relay_headers, respond, serve_stream
 from gateway.auth import authenticate
 from gateway.dialects.openai import (
+    TOOLS_NOT_CARRIED,
     ChatCompletionEncoder,
     ChatCompletionRequest,
     OpenAIRoute,
@@ -51,6 +52,8 @@ async def chat_completions(request: Request) -> Response:
     native = native_plan(state, data, OpenAINative)
     if native is not None:
         return await _native(request, state, data, native)
+    if data.get("tools"):  # before validation: an agent's request is refused for what matters
+        raise BadRequest(TOOLS_NOT_CARRIED)
     body = validate(ChatCompletionRequest, data)
     body.check_supported()
     plan = state.models.resolve(body.model)

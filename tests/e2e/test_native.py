@@ -394,19 +394,23 @@ async def test_a_fallback_of_another_dialect_serves_plain_text_translated() -> N
 
 async def test_tools_on_a_translated_pair_are_a_clear_400_in_each_envelope() -> None:
     async with native("openai", Reply(body=[OPENAI_STREAM])) as (http, stub, _):
-        body = {"model": "m", "max_tokens": 5, "messages": MESSAGES, "tools": [TOOL]}
-        response = await http.post("/v1/messages", json=body)
+        # Claude Code's kind of request (fields the text relay would also refuse): the 400
+        # names the tools and what would carry them.
+        response = await http.post("/v1/messages", json=ANTHROPIC_BODY)
     assert response.status_code == 400
     assert response.json()["type"] == "error"
     assert response.json()["error"] == {
         "type": "invalid_request_error",
-        "message": "tools are not supported: the gateway relays text",
+        "message": "tools are not supported on this model: they reach only a model whose "
+        "provider is of type 'anthropic' (the native path); to other providers the gateway "
+        "relays text so far",
     }
     async with native("anthropic", Reply(body=[ANTHROPIC_STREAM])) as (http, stub, _):
         body = {"model": "m", "messages": MESSAGES, "tools": [OPENAI_TOOL]}
         response = await http.post("/v1/chat/completions", json=body)
     assert response.status_code == 400
-    assert response.json()["error"]["message"] == "tools are not supported: the gateway relays text"
+    assert response.json()["error"]["message"].startswith("tools are not supported on this model")
+    assert "type 'openai'" in response.json()["error"]["message"]
     assert response.json()["error"]["type"] == "invalid_request"
     assert not stub.seen
 
