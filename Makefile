@@ -19,7 +19,7 @@ COMPILE   = $(BIN)/uv pip compile pyproject.toml requirements/build.in --univers
             --generate-hashes --python-version 3.11 --quiet
 
 .PHONY: run test lint typecheck pytest bench bench-quick bench-peers soak clean tools lock lock-upgrade \
-        test-latest test-lowest
+        test-latest test-lowest agents
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -77,7 +77,23 @@ $(UI_SDK)/node_modules/.installed: $(UI_SDK)/package.json $(UI_SDK)/package-lock
 	npm ci --prefix $(UI_SDK) --no-audit --no-fund --loglevel=error
 	touch $@
 
-pytest: $(VENV)/.dev-installed tools $(UI_SDK)/node_modules/.installed
+# Claude Code (tests/e2e/test_claude_code.py), pinned in tests/agents/package-lock.json, is a
+# ~200 MB native binary: installed outside the clone, in a cache keyed by the lock's hash that
+# every checkout and CI run on this machine shares. Without it the tests fail (never skip).
+AGENTS := tests/agents
+GATEWAY_AGENTS_CACHE ?= /var/cache/llm-gateway-agents
+export GATEWAY_AGENTS_CACHE
+AGENTS_DIR = $(GATEWAY_AGENTS_CACHE)/$(shell sha256sum $(AGENTS)/package-lock.json | cut -c1-64)
+
+agents:
+	@test -f $(AGENTS_DIR)/.installed || { \
+	  command -v npm >/dev/null 2>&1 || { echo "error: the agent tests need Node.js and npm" >&2; exit 1; }; \
+	  rm -rf $(AGENTS_DIR).tmp && mkdir -p $(AGENTS_DIR).tmp && \
+	  cp $(AGENTS)/package.json $(AGENTS)/package-lock.json $(AGENTS_DIR).tmp/ && \
+	  npm ci --prefix $(AGENTS_DIR).tmp --no-audit --no-fund --loglevel=error && \
+	  touch $(AGENTS_DIR).tmp/.installed && rm -rf $(AGENTS_DIR) && mv $(AGENTS_DIR).tmp $(AGENTS_DIR); }
+
+pytest: $(VENV)/.dev-installed tools $(UI_SDK)/node_modules/.installed agents
 	rm -f .coverage .coverage.*
 	$(BIN)/coverage run -m pytest $(ARGS)
 	$(BIN)/coverage combine --quiet
@@ -94,7 +110,7 @@ RESOLVE_latest := --upgrade
 RESOLVE_lowest := --resolution lowest-direct
 CHECKS_latest   = $(ENV_BIN)/ruff check gateway tests bench && $(ENV_BIN)/mypy gateway
 CHECKS_lowest   = true
-test-latest test-lowest: test-%: $(VENV)/.dev-installed tools $(UI_SDK)/node_modules/.installed
+test-latest test-lowest: test-%: $(VENV)/.dev-installed tools $(UI_SDK)/node_modules/.installed agents
 	$(eval ENV_DIR := .venv-$*)
 	$(eval ENV_BIN := $(ENV_DIR)/bin)
 	rm -rf $(ENV_DIR) && $(PYTHON) -m venv $(ENV_DIR)

@@ -109,13 +109,16 @@ def targets(
     ui = json.dumps({"model": f"mock/{model}", "id": "@ID@", "messages": [ui_message]}).encode()
     return [
         Target("direct", mock, "/v1/chat/completions", direct, b"[DONE]", chunks + 3),
+        # The native path (SPEC §4.9: an OpenAI client on an `openai` provider): the mock's own
+        # chunks, its finish chunk and [DONE] (its usage chunk is not asked for, so not sent).
+        # Before the native path, the translated stream had a role chunk more.
         Target(
             "gateway /v1/chat/completions",
             gateway,
             "/v1/chat/completions",
             v1,
             b"[DONE]",
-            chunks + 3,
+            chunks + 2,
         ),
         Target(
             "gateway /stream?format=sse",

@@ -25,7 +25,7 @@ from gateway.errors import GatewayError, UpstreamProtocolError, UpstreamTimeout
 from gateway.models import Attempt
 from gateway.providers.base import Batch, ChatRequest, StreamOutcome
 
-__all__ = ["AttemptWatcher", "Relay", "open_relay"]
+__all__ = ["AttemptWatcher", "BuildRequest", "Relay", "StartStream", "open_relay"]
 
 log = logging.getLogger("gateway.relay")
 
@@ -85,13 +85,32 @@ class AttemptWatcher(Protocol):
     def attempt_primed(self, attempt: Attempt, seconds: float) -> None: ...
 
 
+# Starts one attempt's stream; the native path (gateway.native) forwards the client's body
+# instead of building an adapter request.
+StartStream = Callable[[Attempt, StreamOutcome], AsyncIterator[Batch]]
+
+
+def _adapter_stream(build: BuildRequest) -> StartStream:
+    def start(attempt: Attempt, outcome: StreamOutcome) -> AsyncIterator[Batch]:
+        return attempt.provider.adapter.stream(build(attempt), outcome)
+
+    return start
+
+
 async def open_relay(
-    plan: Sequence[Attempt], build: BuildRequest, watcher: AttemptWatcher | None = None
+    plan: Sequence[Attempt],
+    build: BuildRequest | None,
+    watcher: AttemptWatcher | None = None,
+    start: StartStream | None = None,
 ) -> Relay:
     """Prime the first delta of the first attempt that works (deployments, fallbacks, retries).
 
-    `build` turns each attempt into the adapter's request (entry params merged per attempt).
+    `build` turns each attempt into the adapter's request (entry params merged per attempt);
+    `start`, when given, starts each attempt's stream instead.
     """
+    if start is None:
+        assert build is not None, "open_relay needs build or start"
+        start = _adapter_stream(build)
     last: GatewayError | None = None
     clock = asyncio.get_running_loop().time
     for attempt in plan:
@@ -101,7 +120,7 @@ async def open_relay(
                 watcher.attempt_started(attempt)
             started = clock()
             try:
-                relay = await _prime(attempt, build(attempt))
+                relay = await _prime(attempt, start)
             except GatewayError as exc:
                 log.warning(
                     "attempt %s via %s failed: %s: %s",
@@ -133,10 +152,10 @@ async def _backoff(error: GatewayError, ceiling: float) -> None:
     await asyncio.sleep(min(error.retry_after or 0.0, ceiling))
 
 
-async def _prime(attempt: Attempt, request: ChatRequest) -> Relay:
+async def _prime(attempt: Attempt, start: StartStream) -> Relay:
     config = attempt.provider.config
     outcome = StreamOutcome()
-    stream = attempt.provider.adapter.stream(request, outcome)
+    stream = start(attempt, outcome)
     started = asyncio.get_running_loop().time()
     deadline = config.first_token_timeout
     if config.total_timeout is not None:

@@ -13,10 +13,12 @@ from gateway.observability import request_id_of
 
 __all__ = [
     "json_body",
+    "json_object",
     "parse_json",
     "query_parameters",
     "read_body",
     "request_id",
+    "validate",
     "validation_message",
 ]
 
@@ -62,13 +64,18 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 def parse_json(body: bytes, model: type[M]) -> M:
     """Strict JSON (UTF-8, an object) validated into `model`; anything else is a 422."""
+    return validate(model, json_object(body))
+
+
+def json_object(body: bytes) -> dict[str, Any]:
+    """Strict JSON (UTF-8) that must be an object; anything else is a 422."""
     try:
         data: Any = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise InvalidRequest(f"the body is not valid JSON: {exc.msg}") from None
     if not isinstance(data, dict):
         raise InvalidRequest("the body must be a JSON object")
-    return validate(model, data)
+    return data
 
 
 def validate(model: type[M], data: dict[str, Any]) -> M:

@@ -24,7 +24,7 @@ from gateway.errors import GatewayError
 from gateway.lifecycle import StreamGuard
 from gateway.models import Attempt
 from gateway.observability import outcome_of, record_of
-from gateway.relay import BuildRequest, Relay, open_relay
+from gateway.relay import BuildRequest, Relay, StartStream, open_relay
 from gateway.responses import Encoder, RelayEventSourceResponse, RelayResponse, SSEEncoder
 from gateway.state import GatewayState
 
@@ -38,12 +38,14 @@ async def serve_stream(
     request: Request,
     state: GatewayState,
     plan: Sequence[Attempt],
-    build: BuildRequest,
+    build: BuildRequest | None,
     serve: Serve,
+    start: StartStream | None = None,
 ) -> Response:
     """Admit and prime a stream, then `serve` it under its guard; a stream that nothing took
-    over (`guard.handed_over`) when `serve` fails, or is interrupted anywhere, is given back."""
-    guard, relay = await _admit_and_prime(request, state, plan, build)
+    over (`guard.handed_over`) when `serve` fails, or is interrupted anywhere, is given back.
+    `start` starts each attempt's stream instead of its adapter (the native path)."""
+    guard, relay = await _admit_and_prime(request, state, plan, build, start)
     try:
         return await guard.run(serve(guard, relay))
     except BaseException as exc:
@@ -68,7 +70,11 @@ async def _give_back(
 
 
 async def _admit_and_prime(
-    request: Request, state: GatewayState, plan: Sequence[Attempt], build: BuildRequest
+    request: Request,
+    state: GatewayState,
+    plan: Sequence[Attempt],
+    build: BuildRequest | None,
+    start: StartStream | None,
 ) -> tuple[StreamGuard, Relay]:
     """Admit the stream (503 while draining), then prime it under the disconnect guard."""
     key = key_of(request)
@@ -84,7 +90,7 @@ async def _admit_and_prime(
     record = record_of(request.scope)
     state.admitted()
     try:
-        relay = await guard.run(open_relay(plan, build, state))
+        relay = await guard.run(open_relay(plan, build, state, start))
     except BaseException:
         guard.close()
         state.metrics.active_streams.dec()

@@ -38,6 +38,7 @@ from gateway.schemas import MAX_TEXT, Message, ModelName, StreamRequest
 
 __all__ = [
     "ANTHROPIC",
+    "TOOLS_NOT_CARRIED",
     "AnthropicDialect",
     "AnthropicRoute",
     "MessagesEncoder",
@@ -108,6 +109,13 @@ ANTHROPIC_ONLY = frozenset(
 )
 
 
+# The translated path carries text only so far (SPEC §4.9's native path carries the rest).
+TOOLS_NOT_CARRIED = (
+    "tools are not supported on this model: they reach only a model whose provider is of "
+    "type 'anthropic' (the native path); to other providers the gateway relays text so far"
+)
+
+
 class MessagesRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -139,7 +147,7 @@ class MessagesRequest(BaseModel):
 
     def check_supported(self) -> None:
         if self.tools or self.mcp_servers or self.container is not None:
-            raise BadRequest("tools are not supported: the gateway relays text")
+            raise BadRequest(TOOLS_NOT_CARRIED)
         if self.tool_choice is not None and self.tool_choice.get("type") not in ("auto", "none"):
             raise BadRequest("tool_choice is not supported: the gateway relays text")
         if self.thinking is not None and self.thinking.get("type") != "disabled":

@@ -26,6 +26,7 @@ from gateway.schemas import MAX_TEXT, Message, ModelName, StopSequences, StreamR
 
 __all__ = [
     "OPENAI",
+    "TOOLS_NOT_CARRIED",
     "ChatCompletionEncoder",
     "ChatCompletionRequest",
     "OpenAIDialect",
@@ -93,6 +94,13 @@ OPENAI_ONLY = (
 )
 
 
+# The translated path carries text only so far (SPEC §4.9's native path carries the rest).
+TOOLS_NOT_CARRIED = (
+    "tools are not supported on this model: they reach only a model whose provider is of "
+    "type 'openai' (the native path); to other providers the gateway relays text so far"
+)
+
+
 class ChatCompletionRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -134,7 +142,7 @@ class ChatCompletionRequest(BaseModel):
         if self.n not in (None, 1):
             raise BadRequest("n > 1 is not supported: the gateway relays one choice")
         if self.tools or self.functions or self.tool_choice not in (None, "none"):
-            raise BadRequest("tools are not supported: the gateway relays text")
+            raise BadRequest(TOOLS_NOT_CARRIED)
         if self.function_call not in (None, "none"):
             raise BadRequest("function calling is not supported: the gateway relays text")
         if self.logprobs or self.top_logprobs:

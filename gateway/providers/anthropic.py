@@ -9,7 +9,7 @@ example `overloaded_error`) raises.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from functools import partial
 from typing import Any, Literal
 
@@ -27,7 +27,7 @@ from gateway.providers._shapes import count, obj, object_at, text
 from gateway.providers._sse import SSEEvent
 from gateway.providers.base import Batch, ChatRequest, StreamOutcome, Usage
 
-__all__ = ["DEFAULT_MAX_TOKENS", "AnthropicConfig", "AnthropicProvider"]
+__all__ = ["DEFAULT_MAX_TOKENS", "AnthropicConfig", "AnthropicProvider", "read_progress"]
 
 API_VERSION = "2023-06-01"
 DEFAULT_MAX_TOKENS = 1024  # required by the API
@@ -55,6 +55,27 @@ class AnthropicProvider:
         }
         return self._client.post_json(self._url, _body(request), headers)
 
+    @property
+    def client(self) -> UpstreamClient:
+        return self._client
+
+    def native_request(
+        self, body: dict[str, Any], client_headers: Mapping[str, str], *, stream: bool, beta: bool
+    ) -> httpx.Request:
+        """The native path's request (gateway.native): a client's own body and its version and
+        beta headers, with this provider's credentials; `?beta=true` kept when the client's
+        SDK used its beta namespace."""
+        headers = {
+            "x-api-key": self.config.require_key(),
+            "anthropic-version": API_VERSION,
+            "Accept": "text/event-stream" if stream else "application/json",
+            "Accept-Encoding": "identity",
+            **client_headers,
+            **self.config.headers,
+        }
+        url = self._url.copy_add_param("beta", "true") if beta else self._url
+        return self._client.post_json(url, body, headers)
+
     def stream(self, request: ChatRequest, outcome: StreamOutcome) -> AsyncIterator[Batch]:
         build = partial(self.build_request, request)
         max_bytes = self.config.max_event_bytes
@@ -77,7 +98,7 @@ def _on_event(event: SSEEvent, outcome: StreamOutcome, batch: Batch) -> bool:
     elif event.event == "error":
         raise in_stream_error(parse_event(event.data))
     elif event.event in ("message_start", "message_delta"):
-        _progress(event.event, parse_event(event.data), outcome)
+        read_progress(event.event, parse_event(event.data), outcome)
     return False
 
 
@@ -108,7 +129,8 @@ def _text_delta(data: Any) -> str | None:
     return None  # thinking, signature, tool input, citations: not answer text
 
 
-def _progress(kind: str, data: Any, outcome: StreamOutcome) -> None:
+def read_progress(kind: str, data: Any, outcome: StreamOutcome) -> None:
+    """The model, usage and stop reason of a message_start or message_delta event."""
     event = object_at(data, f"a {kind} event")
     if kind == "message_start":
         message = obj(event, "message")

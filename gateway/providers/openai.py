@@ -33,7 +33,7 @@ from gateway.providers._shapes import count, items, obj, object_at, text, wrong_
 from gateway.providers._sse import SSEEvent
 from gateway.providers.base import Batch, ChatRequest, StreamOutcome, Usage
 
-__all__ = ["OpenAIConfig", "OpenAIProvider"]
+__all__ = ["OpenAIConfig", "OpenAIProvider", "read_usage"]
 
 
 class OpenAIConfig(HTTPProviderConfig):
@@ -53,6 +53,20 @@ class OpenAIProvider:
         if (key := self.config.optional_key()) is not None:
             headers["Authorization"] = f"Bearer {key}"
         return self._client.post_json(self._url, _body(request), headers)
+
+    @property
+    def client(self) -> UpstreamClient:
+        return self._client
+
+    def native_request(self, body: dict[str, Any], *, stream: bool) -> httpx.Request:
+        """The native path's request (gateway.native): a client's own body with this
+        provider's credentials (none of the client's headers)."""
+        accept = "text/event-stream" if stream else "application/json"
+        headers = {"Accept": accept, "Accept-Encoding": "identity"}
+        headers.update(self.config.headers)
+        if (key := self.config.optional_key()) is not None:
+            headers["Authorization"] = f"Bearer {key}"
+        return self._client.post_json(self._url, body, headers)
 
     def stream(self, request: ChatRequest, outcome: StreamOutcome) -> AsyncIterator[Batch]:
         build = partial(self.build_request, request)
@@ -106,7 +120,7 @@ def _deltas(data: Any, outcome: StreamOutcome) -> list[str]:
     if chunk.get("error"):
         raise in_stream_error(chunk)
     if "usage" in chunk or "x_groq" in chunk:  # most chunks have neither
-        _usage(chunk, outcome)
+        read_usage(chunk, outcome)
     if outcome.model is None:
         outcome.model = text(chunk, "model")
     texts: list[str] = []
@@ -140,7 +154,8 @@ def _texts(delta: dict[str, Any], key: str, into: list[str]) -> None:
         raise wrong_shape(key, "text", content)
 
 
-def _usage(chunk: dict[str, Any], outcome: StreamOutcome) -> None:
+def read_usage(chunk: dict[str, Any], outcome: StreamOutcome) -> None:
+    """A chunk's usage (or Groq's `x_groq.usage`), when it has one."""
     usage = obj(chunk, "usage")
     x_groq = obj(chunk, "x_groq")
     if x_groq.get("error"):  # Groq: "why the stream was stopped early"

@@ -166,6 +166,16 @@ async def test_a_connection_broken_after_the_end_marker_is_a_complete_answer(
                 for line in response.text.split("\n")
                 if line.startswith("data: ") and line[6:7] == '"'
             )
+        elif kind == "openai":  # /v1/chat/completions would take the native path (no stream)
+            response = await http.post(
+                "/v1/messages",
+                json={
+                    "model": "m",
+                    "max_tokens": 5,
+                    "messages": [{"role": "user", "content": "hi"}],
+                },
+            )
+            text = response.json()["content"][0]["text"]
         else:
             response = await http.post(
                 "/v1/chat/completions",

@@ -1,0 +1,33 @@
+"""Agents the suite runs for real against the gateway (tests/e2e/test_claude_code.py).
+
+They are pinned in tests/agents/package-lock.json and installed outside the clone (Claude Code
+is a ~200 MB native binary per platform), in a cache keyed by the lock's hash, so that every
+checkout and CI run on a machine shares one install: `make agents` installs it when missing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+__all__ = ["AGENTS_CACHE", "agents_dir", "claude_binary"]
+
+HERE = Path(__file__).parent
+AGENTS_CACHE = Path(os.environ.get("GATEWAY_AGENTS_CACHE", "/var/cache/llm-gateway-agents"))
+
+
+def agents_dir() -> Path:
+    """Where this lock's install lives: the cache, under the lock's SHA-256."""
+    digest = hashlib.sha256((HERE / "package-lock.json").read_bytes()).hexdigest()
+    return AGENTS_CACHE / digest
+
+
+def claude_binary() -> Path:
+    """Claude Code's executable; an AssertionError (never a skip) when it is not installed."""
+    installed = agents_dir()
+    binary = installed / "node_modules" / ".bin" / "claude"
+    assert (installed / ".installed").exists() and binary.exists(), (
+        f"Claude Code is not installed in {installed}: run `make agents`"
+    )
+    return binary
