@@ -387,14 +387,24 @@ UI_MESSAGES = [{"id": "m1", "role": "user", "parts": [{"type": "text", "text": "
 @pytest.mark.parametrize(
     ("route", "body", "headers"),
     [
-        ("/v1/chat/completions", {"messages": MESSAGES, "prompt_cache_key": "k-1"}, {}),
-        ("/v1/chat/completions", {"messages": MESSAGES, "user": "u-1"}, {}),
+        # Streamed: an OpenAI client on openai deployments takes the native path, where
+        # stream: false asks the upstream for a JSON answer, and these stubs stream.
+        (
+            "/v1/chat/completions",
+            {"messages": MESSAGES, "prompt_cache_key": "k-1", "stream": True},
+            {},
+        ),
+        ("/v1/chat/completions", {"messages": MESSAGES, "user": "u-1", "stream": True}, {}),
         (
             "/v1/messages",
             {"messages": MESSAGES, "metadata": {"user_id": "user_1_session_9"}, "max_tokens": 5},
             {},
         ),
-        ("/v1/chat/completions", {"messages": MESSAGES}, {"session_id": "codex-session"}),
+        (
+            "/v1/chat/completions",
+            {"messages": MESSAGES, "stream": True},
+            {"session_id": "codex-session"},
+        ),
         ("/ui/chat", {"id": "chat-7", "messages": UI_MESSAGES}, {}),
         ("/stream", {"prompt": "hi"}, {"X-Session-ID": "s-3"}),
     ],
