@@ -34,6 +34,7 @@ from gateway.resume import Generations, RedisLog, TokenSigner
 from gateway.resume.chats import ChatStreams
 from gateway.settings import Settings, load_settings
 from gateway.state import GatewayState
+from gateway.tracing import build_tracing
 
 __all__ = ["create_app", "create_app_from_env"]
 
@@ -62,6 +63,7 @@ def create_app(
         app.state.ui_chats = ChatStreams(
             chat_store, settings.redis_timeout_s, generations.store_failed
         )
+        tracing = build_tracing(settings.tracing)
         limiter.start()
         try:
             async with open_registry(settings.providers, providers) as registry:
@@ -73,11 +75,14 @@ def create_app(
                     metrics,
                     limiter,
                     generations,
+                    tracing,
                 )
                 with drain_on_exit_signals(drain, settings.shutdown_grace_s):
                     yield
                 await generations.close()
         finally:
+            if tracing is not None:
+                tracing.shutdown()  # exports what is still queued
             await limiter.stop()
             if redis is not None:
                 await redis.aclose()

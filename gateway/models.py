@@ -11,6 +11,7 @@ from gateway.providers import RegisteredProvider
 from gateway.providers.base import ChatMessage, ChatRequest
 from gateway.schemas import StreamRequest
 from gateway.settings import ModelEntry, Settings
+from gateway.spend import Price
 
 __all__ = ["Attempt", "ModelTable", "to_chat_request"]
 
@@ -25,6 +26,7 @@ class Attempt:
     provider: RegisteredProvider
     upstream_model: str
     params: Mapping[str, Any] = field(default_factory=dict)
+    price: Price | None = None  # read through gateway.spend.price_of
 
 
 class ModelTable:
@@ -84,7 +86,8 @@ class ModelTable:
 def _entry_attempt(
     name: str, entry: ModelEntry, providers: Mapping[str, RegisteredProvider]
 ) -> Attempt:
-    return Attempt(name, providers[entry.provider], entry.model or name, entry.params)
+    provider = providers[entry.provider]
+    return Attempt(name, provider, entry.model or name, entry.params, Price.of(entry.price))
 
 
 def to_chat_request(attempt: Attempt, *, request: StreamRequest) -> ChatRequest:

@@ -18,10 +18,15 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
+from typing import TYPE_CHECKING
 
 from gateway.errors import GatewayError, UpstreamProtocolError, UpstreamTimeout
 from gateway.models import Attempt
 from gateway.providers.base import Batch, ChatRequest, StreamOutcome
+
+if TYPE_CHECKING:
+    from gateway.spend import Spend
+    from gateway.tracing import RequestTrace
 
 __all__ = ["Relay", "open_relay"]
 
@@ -35,7 +40,7 @@ class Relay:
     only for an answer that finished with no text at all).
     """
 
-    __slots__ = ("attempt", "first", "outcome", "rest")
+    __slots__ = ("attempt", "first", "outcome", "request", "rest", "spend", "trace")
 
     def __init__(
         self,
@@ -43,11 +48,15 @@ class Relay:
         first: Batch,
         rest: AsyncIterator[Batch],
         outcome: StreamOutcome,
+        request: ChatRequest | None = None,
     ) -> None:
         self.attempt = attempt
         self.first = first
         self.rest = rest
         self.outcome = outcome
+        self.request = request  # what was sent (the spend's estimate of unreported input)
+        self.trace: RequestTrace | None = None  # the request's spans, when tracing is on
+        self.spend: Spend | None = None  # what it cost, once it ended (priced models only)
 
     @property
     def model(self) -> str:
@@ -68,19 +77,30 @@ AttemptFailed = Callable[[Attempt, GatewayError], None]
 
 
 async def open_relay(
-    plan: Sequence[Attempt], build: BuildRequest, failed: AttemptFailed | None = None
+    plan: Sequence[Attempt],
+    build: BuildRequest,
+    failed: AttemptFailed | None = None,
+    trace: RequestTrace | None = None,
 ) -> Relay:
     """Prime the first delta of the first attempt that works (fallbacks, retries).
 
     `build` turns each attempt into the adapter's request (entry params merged per attempt).
+    `trace`, when tracing is on, gets a span per attempt (and carries it upstream).
     """
     last: GatewayError | None = None
     for attempt in plan:
         config = attempt.provider.config
         for retry in range(config.retries + 1):
             try:
-                return await _prime(attempt, build(attempt))
+                request = build(attempt)
+                if trace is not None:
+                    trace.attempt(attempt, request, retry)
+                relay = await _prime(attempt, request)
+                relay.trace = trace
+                return relay
             except GatewayError as exc:
+                if trace is not None:
+                    trace.attempt_failed(exc)
                 log.warning(
                     "attempt %s via provider %s failed: %s: %s",
                     attempt.model,
@@ -115,7 +135,7 @@ async def _prime(attempt: Attempt, request: ChatRequest) -> Relay:
         async with asyncio.timeout(deadline):
             first = await anext(stream)
     except StopAsyncIteration:
-        return _empty(attempt, outcome)
+        return _empty(attempt, outcome, request)
     except TimeoutError:
         await _close(stream)
         raise UpstreamTimeout(f"no first token within {deadline:g} s") from None
@@ -129,7 +149,7 @@ async def _prime(attempt: Attempt, request: ChatRequest) -> Relay:
         await _close(stream)
         raise
     deadline_at = None if config.total_timeout is None else started + config.total_timeout
-    return Relay(attempt, first, _guarded(attempt, stream, deadline_at), outcome)
+    return Relay(attempt, first, _guarded(attempt, stream, deadline_at), outcome, request)
 
 
 def _adapter_failed(attempt: Attempt, exc: Exception) -> UpstreamProtocolError:
@@ -142,12 +162,12 @@ def _adapter_failed(attempt: Attempt, exc: Exception) -> UpstreamProtocolError:
     return UpstreamProtocolError("the upstream sent something the gateway could not read")
 
 
-def _empty(attempt: Attempt, outcome: StreamOutcome) -> Relay:
+def _empty(attempt: Attempt, outcome: StreamOutcome, request: ChatRequest) -> Relay:
     # A stream that finished properly with no text (a refusal, max_tokens=0...) is an empty
     # answer; one that just stopped is a broken upstream.
     if outcome.finish_reason is None:
         raise UpstreamProtocolError("the upstream stream ended without any text or finish")
-    return Relay(attempt, [], _nothing(), outcome)
+    return Relay(attempt, [], _nothing(), outcome, request)
 
 
 async def _nothing() -> AsyncGenerator[Batch, None]:

@@ -17,6 +17,7 @@ from gateway.observability import outcome_of, record_of
 from gateway.relay import BuildRequest, Relay, open_relay
 from gateway.responses import Encoder, RelayEventSourceResponse, RelayResponse, SSEEncoder
 from gateway.state import GatewayState
+from gateway.tracing import RequestTrace
 
 __all__ = ["Collected", "admit_and_prime", "collect", "relay_headers", "respond"]
 
@@ -25,6 +26,24 @@ async def admit_and_prime(
     request: Request, state: GatewayState, plan: Sequence[Attempt], build: BuildRequest
 ) -> tuple[StreamGuard, Relay]:
     """Admit the stream (503 while draining), then prime it under the disconnect guard."""
+    tracing = state.tracing
+    if tracing is None:  # the one test tracing costs when it is off
+        return await _admit_and_prime(request, state, plan, build, None)
+    trace = tracing.request(request, plan[0].model)
+    try:
+        return await _admit_and_prime(request, state, plan, build, trace)
+    except BaseException as exc:
+        trace.refused(exc)
+        raise
+
+
+async def _admit_and_prime(
+    request: Request,
+    state: GatewayState,
+    plan: Sequence[Attempt],
+    build: BuildRequest,
+    trace: RequestTrace | None,
+) -> tuple[StreamGuard, Relay]:
     key = key_of(request)
     if key is not None:
         key.check_model(plan[0].model)
@@ -38,7 +57,7 @@ async def admit_and_prime(
     record = record_of(request.scope)
     state.admitted()
     try:
-        relay = await guard.run(open_relay(plan, build, state.attempt_failed))
+        relay = await guard.run(open_relay(plan, build, state.attempt_failed, trace))
     except BaseException:
         guard.close()
         state.metrics.active_streams.dec()

@@ -17,6 +17,7 @@ import orjson
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 from fastapi.sse import format_sse_event
+from opentelemetry.trace import Span
 from starlette.types import Receive, Scope, Send
 
 from gateway.api._common import request_id
@@ -33,6 +34,7 @@ from gateway.resume.events import End, Failure
 from gateway.resume.tokens import TOKEN_TTL_S
 from gateway.routing import DirectRoute
 from gateway.state import GatewayState, state_of
+from gateway.tracing import Tracing
 
 __all__ = ["owner_of", "parse_last_event_id", "reconnect", "router", "start_resumable"]
 
@@ -135,7 +137,10 @@ async def reconnect(request: Request, stream_id: str, after: int) -> Response:
             "source": reader.source,
         }
         log.info("stream resumed", extra={"fields": fields})
-    return ResumableResponse(request, state, stream_id, reader, guard)
+    response = ResumableResponse(request, state, stream_id, reader, guard)
+    if state.tracing is not None:
+        response.span = state.tracing.reconnection(request, reader.origin)
+    return response
 
 
 @router.get("/stream/{stream_id}", response_class=Response)
@@ -217,6 +222,7 @@ class ResumableResponse(Response):
         self.deltas = 0  # sent to this reader
         self.bytes_out = 0
         self.result = "complete"
+        self.span: Span | None = None  # a reconnection's span, when tracing is on
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
@@ -281,6 +287,8 @@ class ResumableResponse(Response):
             record.model, record.provider = reader.model, reader.provider
             record.outcome, record.bytes_out = self.result, self.bytes_out
             record.deltas = self.deltas
+        if self.span is not None:
+            Tracing.reconnection_ended(self.span, self.result, self.deltas, reader.replayed)
 
 
 def _outcome(failure: Failure) -> str:
