@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 import time
@@ -82,7 +83,8 @@ def create_app(
                 await generations.close()
         finally:
             if tracing is not None:
-                tracing.shutdown()  # exports what is still queued
+                # Exports what is still queued: blocking, so off the event loop.
+                await asyncio.to_thread(tracing.shutdown)
             await limiter.stop()
             if redis is not None:
                 await redis.aclose()
