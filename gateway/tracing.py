@@ -290,12 +290,17 @@ class RequestTrace:
         kind = error.type if isinstance(error, GatewayError) else type(error).__name__
         message = error.message if isinstance(error, GatewayError) else kind
         attempt_span, self.attempt_span = self.attempt_span, None
-        if attempt_span is not None:
-            _fail(attempt_span, kind, message)
-            attempt_span.end()
-        _fail(self.span, kind, message)
+        for span in (attempt_span, self.span):
+            if span is None:
+                continue
+            if kind == "client_disconnect":  # the client's choice, not a failure
+                span.set_attribute("gateway.outcome", kind)
+            else:
+                _fail(span, kind, message)
         if isinstance(error, GatewayError):
             self.span.set_attribute("http.response.status_code", error.status)
+        if attempt_span is not None:
+            attempt_span.end()
         self.span.end()
 
 
