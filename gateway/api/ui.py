@@ -16,6 +16,7 @@ from contextlib import suppress
 from functools import partial
 
 from fastapi import APIRouter, Depends, Request, Response
+from opentelemetry.trace import Span
 
 from gateway.api._common import json_body, parse_json, read_body, request_id
 from gateway.api._serve import admit_and_prime, respond
@@ -42,6 +43,7 @@ from gateway.resume.chats import ChatStreams
 from gateway.routing import DirectRoute
 from gateway.schemas import StreamRequest
 from gateway.state import GatewayState, state_of
+from gateway.tracing import Tracing
 
 __all__ = ["router"]
 
@@ -99,7 +101,8 @@ async def ui_chat_resume(request: Request, chat_id: str) -> Response:
         raise
     state.metrics.reconnections.labels("resumed").inc()
     state.metrics.replayed_events.inc(reader.replayed)
-    return _reader_response(request, state, reader, guard, stream_id)
+    span = None if state.tracing is None else state.tracing.reconnection(request, reader.origin)
+    return _reader_response(request, state, reader, guard, stream_id, span)
 
 
 @router.post("/chat/{chat_id}/stop", response_class=Response)
@@ -212,7 +215,12 @@ def _plain(
 
 
 def _reader_response(
-    request: Request, state: GatewayState, reader: Reader, guard: StreamGuard, stream_id: str
+    request: Request,
+    state: GatewayState,
+    reader: Reader,
+    guard: StreamGuard,
+    stream_id: str,
+    span: Span | None = None,  # a resume's span, when tracing is on
 ) -> UIReaderResponse:
     headers = [
         (b"cache-control", b"no-cache"),
@@ -233,6 +241,8 @@ def _reader_response(
             record.model, record.provider = reader.model, reader.provider
             record.outcome, record.bytes_out = response.result, response.bytes_out
             record.deltas = response.deltas
+        if span is not None:
+            Tracing.reconnection_ended(span, response.result, response.deltas, reader.replayed)
 
     message_id = message_id_for(stream_id)
     return UIReaderResponse(reader, guard, message_id, headers, recorded)

@@ -15,10 +15,11 @@ import pytest
 from fastapi import FastAPI
 
 from gateway.app import create_app
-from tests.conftest import CANARY_KEY, settings_from
-from tests.e2e.conftest import RequestsLogged
+from tests.conftest import CANARY_KEY, FAST_FAKE, settings_from
+from tests.e2e.conftest import GatedProvider, RequestsLogged
 from tests.e2e.otlp import CLIENT, ERROR, SERVER, UNSET, OTLPReceiver, ReceivedSpan
 from tests.e2e.servers import Break, Gate, Reply, UpstreamStub, serve
+from tests.e2e.test_ui_stream import read_until
 
 pytestmark = pytest.mark.e2e
 
@@ -260,3 +261,32 @@ async def test_with_tracing_off_nothing_is_exported_and_no_traceparent_goes_upst
             assert app.state.gateway.tracing is None
     assert response.text == "hi"
     assert "traceparent" not in stub.seen[0].headers
+
+
+async def test_a_resumed_ui_chat_is_a_span_linked_to_the_request_that_started_it() -> None:
+    provider = GatedProvider(("one ", "two ", "three"))
+    chat = {
+        "id": "chat-1",
+        "messages": [{"id": "u", "role": "user", "parts": [{"type": "text", "text": "hi"}]}],
+    }
+    with RequestsLogged() as logged:
+        async with receiving() as (receiver, otlp):
+            app = create_app(settings_from(tracing(otlp) + FAST_FAKE), {"fake": provider})
+            async with serve(app) as url, httpx.AsyncClient(base_url=url) as http:
+                provider.gates[0].set()
+                async with http.stream("POST", "/ui/chat", json=chat) as first:
+                    await read_until(first.aiter_raw(), b"text-delta")
+                async with http.stream("GET", "/ui/chat/chat-1/stream") as resumed:
+                    chunks = resumed.aiter_raw()
+                    await read_until(chunks, b"text-delta")
+                    provider.open_all()
+                    body = b"".join([chunk async for chunk in chunks])
+                await logged.reach(2)
+                await flush(app)
+    assert b'"type":"finish"' in body
+    servers = [span for span in receiver.spans if span.kind == SERVER]
+    [start] = [span for span in servers if span.name == "POST /ui/chat"]
+    [resume] = [span for span in servers if span.name == "GET /ui/chat/{chat_id}/stream"]
+    assert resume.links == [(start.trace_id, start.span_id)]
+    assert start.links == [(resume.trace_id, resume.span_id)]
+    assert resume.attributes["gateway.outcome"] == "complete"
