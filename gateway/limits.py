@@ -40,6 +40,7 @@ __all__ = ["Clock", "Lease", "Limiter", "MemoryStore", "RedisStore"]
 log = logging.getLogger("gateway.limits")
 WINDOW_S = 60
 CHARGE_EVERY = 32  # deltas between running charges of a tokens-per-minute key
+NEVER_CHARGE = 1 << 62
 
 # Wall-clock seconds since the epoch: windows are aligned to the minute, so that every replica
 # agrees on which window a request falls in. Injected, so that tests control the windows.
@@ -53,6 +54,10 @@ class Lease:
     holds_slot: bool = False
     charged: int = 0  # tokens already charged while the stream ran
     next_charge: int = CHARGE_EVERY  # the delta count at which to charge again
+
+    def __post_init__(self) -> None:
+        if self.key.tpm is None:  # nothing to charge as it runs: never call `running`
+            self.next_charge = NEVER_CHARGE
 
 
 # The limits, as a 429 names them (SPEC §7).
