@@ -97,6 +97,10 @@ def create_app(
         docs_url=None,
         redoc_url=None,
         openapi_url=None,
+        # The gateway makes its own spans (gateway.tracing, SPEC §4.4): FastAPI's native
+        # telemetry would add a second span per request, /healthz included, whenever a global
+        # provider exists or FASTAPI_OTEL_AUTO_CONFIGURE=true.
+        telemetry={"auto_configure": False, "tracing": False, "metrics": False, "logs": False},
     )
     app.state.drain = drain
     app.state.metrics = metrics = Metrics()

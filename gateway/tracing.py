@@ -8,7 +8,8 @@ None). Nothing here runs per chunk, except the answer's capture when `capture_co
 
 Spans leave through the SDK's BatchSpanProcessor and OTLP/HTTP exporter (a background thread;
 the request path only queues the ended span). The tracer provider is the app's own, never the
-global one, so that several apps in one process (the tests) keep their traces apart.
+global one, so that several apps in one process (the tests) keep their traces apart. Nothing of
+OpenTelemetry is imported until tracing is built: a process with tracing off never loads it.
 
 Which span is which:
 
@@ -29,16 +30,6 @@ from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 import orjson
-from opentelemetry.trace import (
-    Link,
-    Span,
-    SpanKind,
-    Status,
-    StatusCode,
-    Tracer,
-    set_span_in_context,
-)
-from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from starlette.requests import Request
 
 from gateway import __version__
@@ -51,6 +42,7 @@ from gateway.settings import TracingConfig
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.trace import Span, Tracer
 
     from gateway.models import Attempt
     from gateway.relay import Relay
@@ -59,7 +51,6 @@ if TYPE_CHECKING:
 __all__ = ["RequestTrace", "Tracing", "build_tracing", "tracing_enabled"]
 
 log = logging.getLogger("gateway.tracing")
-PROPAGATOR = TraceContextTextMapPropagator()
 SERVICE_NAME = "llm-token-relay"
 # gen_ai.provider.name as the conventions name each vendor; the fake provider is the gateway's.
 GENAI_PROVIDERS = {
@@ -118,18 +109,23 @@ def build_tracing(config: TracingConfig, environ: Mapping[str, str] = os.environ
 
 class Tracing:
     def __init__(self, provider: TracerProvider, capture_content: bool) -> None:
+        from opentelemetry import trace
+        from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+        self.api = trace
+        self.propagator = TraceContextTextMapPropagator()
         self.provider = provider
         self.tracer: Tracer = provider.get_tracer("gateway", __version__)
         self.capture_content = capture_content
 
     def request(self, request: Request, requested_model: str) -> RequestTrace:
         """The SERVER span of a model request, continuing the client's trace context."""
-        parent = PROPAGATOR.extract(request.headers)
+        parent = self.propagator.extract(request.headers)
         route = _route(request)
         span = self.tracer.start_span(
             f"{request.method} {route}",
             context=parent,
-            kind=SpanKind.SERVER,
+            kind=self.api.SpanKind.SERVER,
             attributes={
                 "gen_ai.operation.name": "chat",
                 "gen_ai.request.model": requested_model,
@@ -145,12 +141,12 @@ class Tracing:
     def reconnection(self, request: Request, origin: RequestTrace | None) -> Span:
         """A reconnection's SERVER span, linked both ways to the request that started the
         stream (when that request's span lives on this replica)."""
-        links = [Link(origin.span.get_span_context())] if origin is not None else None
+        links = [self.api.Link(origin.span.get_span_context())] if origin is not None else None
         route = _route(request)
         span = self.tracer.start_span(
             f"{request.method} {route}",
-            context=PROPAGATOR.extract(request.headers),
-            kind=SpanKind.SERVER,
+            context=self.propagator.extract(request.headers),
+            kind=self.api.SpanKind.SERVER,
             links=links,
             attributes={
                 "gen_ai.operation.name": "chat",
@@ -214,16 +210,16 @@ class RequestTrace:
             attributes["gen_ai.input.messages"] = _input_messages(request)
             if request.system:
                 attributes["gen_ai.system_instructions"] = _text_parts(request.system)
-        context = set_span_in_context(self.span)
-        span = self.tracing.tracer.start_span(
+        tracing = self.tracing
+        span = tracing.tracer.start_span(
             f"chat {attempt.upstream_model}",
-            context=context,
-            kind=SpanKind.CLIENT,
+            context=tracing.api.set_span_in_context(self.span),
+            kind=tracing.api.SpanKind.CLIENT,
             attributes=attributes,
         )
         self.attempt_span = span
         carrier: dict[str, str] = {}
-        PROPAGATOR.inject(carrier, context=set_span_in_context(span))
+        tracing.propagator.inject(carrier, context=tracing.api.set_span_in_context(span))
         TRACE_HEADERS.set(carrier or None)
 
     def attempt_failed(self, error: GatewayError) -> None:
@@ -305,6 +301,8 @@ class RequestTrace:
 
 
 def _fail(span: Span, kind: str, message: str) -> None:
+    from opentelemetry.trace import Status, StatusCode
+
     span.set_attribute("error.type", kind)
     span.set_status(Status(StatusCode.ERROR, f"{kind}: {message}"))
 

@@ -11,13 +11,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 from fastapi.sse import format_sse_event
-from opentelemetry.trace import Span
 from starlette.types import Receive, Scope, Send
 
 from gateway.api._common import request_id
@@ -35,6 +34,9 @@ from gateway.resume.tokens import TOKEN_TTL_S
 from gateway.routing import DirectRoute
 from gateway.state import GatewayState, state_of
 from gateway.tracing import Tracing
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import Span
 
 __all__ = ["owner_of", "parse_last_event_id", "reconnect", "router", "start_resumable"]
 

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 from contextlib import suppress
 from functools import partial
+from typing import TYPE_CHECKING
 
 from fastapi import APIRouter, Depends, Request, Response
-from opentelemetry.trace import Span
 
 from gateway.api._common import json_body, parse_json, read_body, request_id
 from gateway.api._serve import admit_and_prime, respond
@@ -44,6 +44,9 @@ from gateway.routing import DirectRoute
 from gateway.schemas import StreamRequest
 from gateway.state import GatewayState, state_of
 from gateway.tracing import Tracing
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import Span
 
 __all__ = ["router"]
 
