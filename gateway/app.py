@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 import time
@@ -37,6 +38,7 @@ from gateway.resume.chats import ChatStreams
 from gateway.retention import Retained
 from gateway.settings import Settings, load_settings
 from gateway.state import GatewayState
+from gateway.tracing import build_tracing
 
 __all__ = ["create_app", "create_app_from_env"]
 
@@ -69,6 +71,7 @@ def create_app(
             chat_store, settings.redis_timeout_s, generations.store_failed
         )
         cooldowns = Cooldowns(clock, redis, settings.redis_timeout_s, metrics)
+        tracing = build_tracing(settings.tracing)
         limiter.start()
         try:
             configs, overrides = _registry_configs(settings, providers)
@@ -84,6 +87,7 @@ def create_app(
                     limiter,
                     generations,
                     retained,
+                    tracing,
                 )
                 cooldowns.start()
                 with drain_on_exit_signals(drain, settings.shutdown_grace_s):
@@ -91,6 +95,9 @@ def create_app(
                 await generations.close()
         finally:
             await cooldowns.stop()
+            if tracing is not None:
+                # Exports what is still queued: blocking, so off the event loop.
+                await asyncio.to_thread(tracing.shutdown)
             await limiter.stop()
             if redis is not None:
                 await redis.aclose()
@@ -103,6 +110,10 @@ def create_app(
         docs_url=None,
         redoc_url=None,
         openapi_url=None,
+        # The gateway makes its own spans (gateway.tracing, SPEC §4.4): FastAPI's native
+        # telemetry would add a second span per request, /healthz included, whenever a global
+        # provider exists or FASTAPI_OTEL_AUTO_CONFIGURE=true.
+        telemetry={"auto_configure": False, "tracing": False, "metrics": False, "logs": False},
     )
     app.state.drain = drain
     app.state.metrics = metrics = Metrics(settings.models)

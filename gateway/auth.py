@@ -35,6 +35,8 @@ class GatewayKey:
     rpm: int | None
     tpm: int | None
     max_concurrent_streams: int | None
+    budget: float | None = None  # spend per budget_period (SPEC §7)
+    budget_period: str = "month"
 
     def may_use(self, model: str) -> bool:
         return self.models is None or model in self.models
@@ -54,6 +56,8 @@ class KeyRing:
                 key.rpm,
                 key.tpm,
                 key.max_concurrent_streams,
+                key.budget,
+                key.budget_period,
             )
             for name, key in keys.items()
         ]

@@ -9,6 +9,7 @@
     ├── Unauthorized                     401  unauthorized
     ├── ModelNotAllowed                  403  model_not_allowed
     ├── RateLimited                      429  rate_limited           (+ Retry-After)
+    ├── BudgetExceeded                   429  budget_exceeded        (+ Retry-After)
     ├── Unavailable                      503  unavailable
     ├── NotFound                         404  not_found              (no such route or stream)
     ├── MethodNotAllowed                 405  method_not_allowed
@@ -31,6 +32,7 @@ from __future__ import annotations
 
 __all__ = [
     "BadRequest",
+    "BudgetExceeded",
     "GatewayError",
     "InvalidRequest",
     "MethodNotAllowed",
@@ -131,6 +133,12 @@ class RateLimited(GatewayError):
 
     def headers(self) -> dict[str, str]:
         return {**super().headers(), **self.extra_headers}
+
+
+class BudgetExceeded(GatewayError):
+    """A key's spend reached its budget for the period; Retry-After: until the period resets."""
+
+    status, type = 429, "budget_exceeded"
 
 
 class NotFound(GatewayError):

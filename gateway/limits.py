@@ -1,4 +1,5 @@
-"""Per-key limits (SPEC §7): requests per minute, tokens per minute, concurrent streams.
+"""Per-key limits (SPEC §7): requests per minute, tokens per minute, concurrent streams, and
+the spend budget per UTC day or month.
 
 Admission happens once per request, before anything reaches an upstream, and is one atomic
 step in the store: refuse if the key's token window is already over its limit or all its
@@ -7,7 +8,9 @@ take a slot. A slot is a lease with an expiry, held until the stream ends whatev
 a per-process keeper renews the leases of live streams, so the slots of a replica that died
 come back when their leases expire. Tokens are charged while a stream runs, as an estimate
 (one token per relayed delta, every `CHARGE_EVERY` deltas), and settled when it ends against the
-usage the provider reported (or the estimate, when it reported none).
+usage the provider reported (or the estimate, when it reported none). A stream's spend is
+added to its key's period when it ends (gateway.spend prices it), so a stream is never cut for
+its budget: once the period's spend reaches the budget, the key's *next* requests are refused.
 
 Two stores share the contract: in memory (one process) and Redis (several replicas, one Lua
 script per admission). Every Redis call is bounded by `redis_timeout_s`, never retried, and a
@@ -28,14 +31,16 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from gateway.auth import GatewayKey
-from gateway.errors import RateLimited, Unavailable
+from gateway.errors import BudgetExceeded, RateLimited, Unavailable
 from gateway.metrics import Metrics
+from gateway.spend import NANO, period_of
 
 __all__ = ["Clock", "Lease", "Limiter", "MemoryStore", "RedisStore"]
 
 log = logging.getLogger("gateway.limits")
 WINDOW_S = 60
 CHARGE_EVERY = 32  # deltas between running charges of a tokens-per-minute key
+NEVER_CHARGE = 1 << 62
 
 # Wall-clock seconds since the epoch: windows are aligned to the minute, so that every replica
 # agrees on which window a request falls in. Injected, so that tests control the windows.
@@ -50,9 +55,14 @@ class Lease:
     charged: int = 0  # tokens already charged while the stream ran
     next_charge: int = CHARGE_EVERY  # the delta count at which to charge again
 
+    def __post_init__(self) -> None:
+        if self.key.tpm is None:  # nothing to charge as it runs: never call `running`
+            self.next_charge = NEVER_CHARGE
+
 
 # The limits, as a 429 names them (SPEC §7).
 RPM, TPM, CONCURRENCY = "requests per minute", "tokens per minute", "concurrent streams"
+BUDGET = "budget"
 Refusal = tuple[str, float]  # which limit was hit, and the seconds to wait
 
 
@@ -63,6 +73,9 @@ class Store(Protocol):
     async def release(self, lease: Lease) -> None: ...
 
     async def charge(self, key: GatewayKey, tokens: int) -> None: ...
+
+    async def spend(self, key: GatewayKey, nano: int) -> None:
+        """Add to the key's spend in the current budget period (nano-units)."""
 
     async def renew(self, leases: list[Lease], ttl_s: float) -> None: ...
 
@@ -82,10 +95,16 @@ class MemoryStore:
         self.requests: dict[tuple[str, int], int] = defaultdict(int)
         self.tokens: dict[tuple[str, int], int] = defaultdict(int)
         self.slots: dict[str, set[str]] = defaultdict(set)
+        self.spent: dict[str, tuple[str, int]] = {}  # key name -> (period, nano-units)
 
     async def admit(self, key: GatewayKey, lease: Lease, ttl_s: float) -> Refusal | None:
         window, left = _window(self.clock())
         self._forget_old(window)
+        if key.budget is not None:
+            period, period_left = period_of(self.clock(), key.budget_period)
+            spent = self.spent.get(key.name)
+            if spent is not None and spent[0] == period and spent[1] >= _nano(key.budget):
+                return BUDGET, period_left
         if key.tpm is not None and self.tokens[(key.name, window)] >= key.tpm:
             return TPM, left
         slots = key.max_concurrent_streams
@@ -111,6 +130,12 @@ class MemoryStore:
     async def charge(self, key: GatewayKey, tokens: int) -> None:
         self.tokens[(key.name, _window(self.clock())[0])] += tokens
 
+    async def spend(self, key: GatewayKey, nano: int) -> None:
+        period = period_of(self.clock(), key.budget_period)[0]
+        before = self.spent.get(key.name)
+        total = before[1] if before is not None and before[0] == period else 0
+        self.spent[key.name] = (period, total + nano)
+
     async def renew(self, leases: list[Lease], ttl_s: float) -> None:
         return None
 
@@ -118,14 +143,19 @@ class MemoryStore:
         return None
 
 
-# KEYS: requests counter, tokens counter, slots zset.
+# KEYS: requests counter, tokens counter, slots zset, spend counter of the budget period.
 # ARGV: now_ms, ms left in the window (the counters' expiry), rpm, tpm, max_concurrent
-# (0 = no limit), lease id, lease expiry_ms.
-# Returns {1, 0} when admitted, {0, retry_ms, limit} when refused (limit: "tpm", "slots",
-# "rpm"; retry_ms for a window: the time left in it).
+# (0 = no limit), lease id, lease expiry_ms, budget in nano-units (0 = none), ms left in the
+# budget period.
+# Returns {1, 0} when admitted, {0, retry_ms, limit} when refused (limit: "budget", "tpm",
+# "slots", "rpm"; retry_ms for a window or period: the time left in it).
 _ADMIT = """
 local now = tonumber(ARGV[1])
 local tpm, slots_max, rpm = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[3])
+local budget = tonumber(ARGV[8])
+if budget > 0 and tonumber(redis.call('GET', KEYS[4]) or '0') >= budget then
+  return {0, tonumber(ARGV[9]), 'budget'}
+end
 if tpm > 0 and tonumber(redis.call('GET', KEYS[2]) or '0') >= tpm then
   return {0, tonumber(ARGV[2]), 'tpm'}
 end
@@ -146,7 +176,7 @@ return {1, 0}
 """
 
 
-_REDIS_LIMITS = {"tpm": TPM, "slots": CONCURRENCY, "rpm": RPM}
+_REDIS_LIMITS = {"budget": BUDGET, "tpm": TPM, "slots": CONCURRENCY, "rpm": RPM}
 
 
 class RedisStore:
@@ -163,9 +193,14 @@ class RedisStore:
         # One hash tag per key name: a Redis Cluster keeps the script's keys in one slot.
         return [f"gw:{{{name}}}:rpm:{window}", f"gw:{{{name}}}:tpm:{window}", _slots(name)]
 
+    @staticmethod
+    def _spend_key(name: str, period: str) -> str:
+        return f"gw:{{{name}}}:spend:{period}"
+
     async def admit(self, key: GatewayKey, lease: Lease, ttl_s: float) -> Refusal | None:
         now = self.clock()
         window, left = _window(now)
+        period, period_left = period_of(now, key.budget_period)
         now_ms = int(now * 1000)
         args: list[int | str] = [
             now_ms,
@@ -175,11 +210,12 @@ class RedisStore:
             key.max_concurrent_streams or 0,
             lease.id,
             now_ms + int(ttl_s * 1000),
+            _nano(key.budget) if key.budget is not None else 0,
+            _ms(period_left),
         ]
+        keys = [*self._keys(key.name, window), self._spend_key(key.name, period)]
         async with asyncio.timeout(self.timeout_s):
-            admitted, retry_ms, *limit = await self._admit(
-                keys=self._keys(key.name, window), args=args
-            )
+            admitted, retry_ms, *limit = await self._admit(keys=keys, args=args)
         if admitted:
             lease.holds_slot = key.max_concurrent_streams is not None
             return None
@@ -196,6 +232,17 @@ class RedisStore:
             async with self.redis.pipeline(transaction=True) as pipe:
                 pipe.incrby(name, tokens)
                 pipe.pexpire(name, _ms(left))
+                await pipe.execute()
+
+    async def spend(self, key: GatewayKey, nano: int) -> None:
+        period, left = period_of(self.clock(), key.budget_period)
+        name = self._spend_key(key.name, period)
+        async with asyncio.timeout(self.timeout_s):
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.incrby(name, nano)
+                # Kept an hour past the period's end: a replica whose clock lags still adds
+                # to the right period, and nothing outlives its use.
+                pipe.pexpire(name, _ms(left + 3600))
                 await pipe.execute()
 
     async def renew(self, leases: list[Lease], ttl_s: float) -> None:
@@ -218,6 +265,10 @@ def _ms(seconds: float) -> int:
     return max(1, int(seconds * 1000))
 
 
+def _nano(amount: float) -> int:
+    return round(amount * NANO)
+
+
 class Limiter:
     def __init__(self, store: Store, failure: str, ttl_s: float, metrics: Metrics) -> None:
         self.store = store
@@ -238,20 +289,30 @@ class Limiter:
         await self.store.aclose()
 
     async def admit(self, key: GatewayKey | None) -> Lease | None:
-        """Admit a request for `key` or raise RateLimited / Unavailable."""
-        if key is None or (
-            key.rpm is None and key.tpm is None and key.max_concurrent_streams is None
-        ):
+        """Admit a request for `key` or raise RateLimited / BudgetExceeded / Unavailable.
+
+        Every key's request gets a lease (its spend is the key's), even when nothing limits it;
+        only a key with limits or a budget asks the store."""
+        if key is None:
             return None
         lease = Lease(key)
+        if (
+            key.rpm is None
+            and key.tpm is None
+            and key.max_concurrent_streams is None
+            and key.budget is None
+        ):
+            return lease
         try:
             refusal = await self.store.admit(key, lease, self.ttl_s)
         except Exception as exc:
             self._outage(exc)
-            return None
+            return lease
         if refusal is not None:
             self.metrics.rate_limited.labels(key.name).inc()
             limit, wait = refusal
+            if limit == BUDGET:
+                raise _over_budget(key, max(1, math.ceil(wait)))
             retry = max(1, min(WINDOW_S, math.ceil(wait)))
             raise _refused(key, limit, retry)
         if lease.holds_slot:
@@ -271,8 +332,9 @@ class Limiter:
             return
         lease.charged = deltas
 
-    async def finish(self, lease: Lease | None, tokens: int) -> None:
-        """The stream ended: give its slot back; settle its tokens against what was charged."""
+    async def finish(self, lease: Lease | None, tokens: int, spend_nano: int = 0) -> None:
+        """The stream ended: give its slot back; settle its tokens against what was charged;
+        add its spend to a budgeted key's period."""
         if lease is None:
             return
         self.live.discard(lease)
@@ -282,6 +344,8 @@ class Limiter:
             await self._quietly(self.store.release(lease))
         if lease.key.tpm is not None and tokens != lease.charged:
             await self._quietly(self.store.charge(lease.key, tokens - lease.charged))
+        if lease.key.budget is not None and spend_nano > 0:
+            await self._quietly(self.store.spend(lease.key, spend_nano))
 
     async def _quietly(self, call: Awaitable[None]) -> None:
         try:
@@ -329,6 +393,15 @@ def _refused(key: GatewayKey, limit: str, retry_s: int) -> RateLimited:
             f"x-ratelimit-reset-{kind}": f"{retry_s}s",
         }
     return RateLimited(message, retry_after=retry_s, extra_headers=headers)
+
+
+def _over_budget(key: GatewayKey, retry_s: int) -> BudgetExceeded:
+    """The 429 of a spent budget: which budget, and Retry-After until its period resets."""
+    message = (
+        f"key {key.name!r} reached its budget of {key.budget:g} per {key.budget_period} "
+        f"(UTC); it resets in {retry_s}s"
+    )
+    return BudgetExceeded(message, retry_after=retry_s)
 
 
 def build_store(redis: Any, timeout_s: float, clock: Clock = time.time) -> Any:

@@ -93,6 +93,7 @@ class Metrics:
         self._ad_hoc: set[str] = set()
         self._models: dict[tuple[str, str], ModelMetrics] = {}
         self._requests: dict[tuple[str, str, str, str, str], Counter] = {}
+        self._spends: dict[tuple[str, str], Counter] = {}
         self.registry = registry = CollectorRegistry(auto_describe=True)
         self.requests = Counter(
             "gateway_requests_total",
@@ -161,6 +162,13 @@ class Metrics:
         self.redis_failures = Counter(
             "gateway_limit_store_failures_total",
             "Calls to the limit store (Redis) that failed or timed out.",
+            registry=registry,
+        )
+        self.spend = Counter(
+            "gateway_spend",  # exposed as gateway_spend_total
+            "What streams cost by key and served model, from the usage and the configured "
+            'prices (currency units; estimated usage included). Key "": an open gateway.',
+            ["key", "model"],
             registry=registry,
         )
         self.client_disconnects = Counter(
@@ -288,6 +296,13 @@ class Metrics:
             found = self._requests.get(bounded)
             if found is None:
                 found = self._requests[bounded] = self.requests.labels(*bounded)
+        return found
+
+    def spend_counter(self, key: str, model: str) -> Counter:
+        """`spend` for (key, model), bound once per series: both are configured names."""
+        found = self._spends.get((key, model))
+        if found is None:
+            found = self._spends[(key, model)] = self.spend.labels(key, model)
         return found
 
     def exposition(self) -> bytes:

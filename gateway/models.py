@@ -15,6 +15,7 @@ from gateway.providers import RegisteredProvider
 from gateway.providers.base import ChatMessage, ChatRequest, ProviderSettings
 from gateway.schemas import StreamRequest
 from gateway.settings import DeploymentConfig, ModelEntry, Settings
+from gateway.spend import Price
 
 __all__ = ["Attempt", "ModelTable", "deployment_providers", "to_chat_request"]
 
@@ -30,6 +31,7 @@ class Attempt:
     upstream_model: str
     params: Mapping[str, Any] = field(default_factory=dict)
     deployment: Deployment | None = None  # None: a `provider/model` name, not an entry
+    price: Price | None = None  # read through gateway.spend.price_of
 
     @property
     def served_by(self) -> str:
@@ -123,7 +125,10 @@ class ModelTable:
                 metrics.of_deployment(name, config.label),
             )
             params = {**entry.params, **config.params}
-            attempts.append(Attempt(name, provider, config.model or name, params, deployment))
+            price = Price.of(config.price or entry.price)  # a deployment's own, else the entry's
+            attempts.append(
+                Attempt(name, provider, config.model or name, params, deployment, price)
+            )
         if not attempts:
             return None
         rule = CooldownRule(entry.cooldown_failures, entry.cooldown_window_s, entry.cooldown_s)

@@ -62,6 +62,8 @@ class RequestRecord:
     usage: dict[str, int | None] | None = None
     key: str | None = None
     requested_model: str | None = None  # logged when the name was refused (404/403)
+    spend: float | None = None  # what the stream cost (priced models only, SPEC §7)
+    spend_estimated: bool | None = None  # true: some usage was not reported, but estimated
 
     def set_usage(self, usage: Usage | None) -> None:
         self.usage = usage.as_dict() if usage is not None else None

@@ -19,11 +19,15 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from gateway.errors import GatewayError, UpstreamProtocolError, UpstreamTimeout
 from gateway.models import Attempt
 from gateway.providers.base import Batch, ChatRequest, StreamOutcome
+
+if TYPE_CHECKING:
+    from gateway.spend import Spend
+    from gateway.tracing import RequestTrace
 
 __all__ = ["AttemptWatcher", "BuildRequest", "Relay", "StartStream", "open_relay"]
 
@@ -37,7 +41,7 @@ class Relay:
     only for an answer that finished with no text at all).
     """
 
-    __slots__ = ("attempt", "first", "outcome", "rest")
+    __slots__ = ("attempt", "first", "outcome", "request", "rest", "spend", "trace")
 
     def __init__(
         self,
@@ -45,11 +49,15 @@ class Relay:
         first: Batch,
         rest: AsyncIterator[Batch],
         outcome: StreamOutcome,
+        request: ChatRequest | None = None,
     ) -> None:
         self.attempt = attempt
         self.first = first
         self.rest = rest
         self.outcome = outcome
+        self.request = request  # what was sent (the spend's estimate of unreported input)
+        self.trace: RequestTrace | None = None  # the request's spans, when tracing is on
+        self.spend: Spend | None = None  # what it cost, once it ended (priced models only)
 
     @property
     def model(self) -> str:
@@ -90,9 +98,9 @@ class AttemptWatcher(Protocol):
 StartStream = Callable[[Attempt, StreamOutcome], AsyncIterator[Batch]]
 
 
-def _adapter_stream(build: BuildRequest) -> StartStream:
+def _adapter_stream(request: ChatRequest) -> StartStream:
     def start(attempt: Attempt, outcome: StreamOutcome) -> AsyncIterator[Batch]:
-        return attempt.provider.adapter.stream(build(attempt), outcome)
+        return attempt.provider.adapter.stream(request, outcome)
 
     return start
 
@@ -102,15 +110,14 @@ async def open_relay(
     build: BuildRequest | None,
     watcher: AttemptWatcher | None = None,
     start: StartStream | None = None,
+    trace: RequestTrace | None = None,
 ) -> Relay:
     """Prime the first delta of the first attempt that works (deployments, fallbacks, retries).
 
     `build` turns each attempt into the adapter's request (entry params merged per attempt);
-    `start`, when given, starts each attempt's stream instead.
+    `start`, when given, starts each attempt's stream instead (the native path). `trace`, when
+    tracing is on, gets a span per attempt (and carries it upstream).
     """
-    if start is None:
-        assert build is not None, "open_relay needs build or start"
-        start = _adapter_stream(build)
     last: GatewayError | None = None
     clock = asyncio.get_running_loop().time
     for attempt in plan:
@@ -120,8 +127,19 @@ async def open_relay(
                 watcher.attempt_started(attempt)
             started = clock()
             try:
-                relay = await _prime(attempt, start)
+                if start is not None:  # the native path: the client's body, no adapter request
+                    request, opener = None, start
+                else:
+                    assert build is not None, "open_relay needs build or start"
+                    request = build(attempt)
+                    opener = _adapter_stream(request)
+                if trace is not None:
+                    trace.attempt(attempt, request, retry)
+                relay = await _prime(attempt, opener, request)
+                relay.trace = trace
             except GatewayError as exc:
+                if trace is not None:
+                    trace.attempt_failed(exc)
                 log.warning(
                     "attempt %s via %s failed: %s: %s",
                     attempt.model,
@@ -152,7 +170,8 @@ async def _backoff(error: GatewayError, ceiling: float) -> None:
     await asyncio.sleep(min(error.retry_after or 0.0, ceiling))
 
 
-async def _prime(attempt: Attempt, start: StartStream) -> Relay:
+async def _prime(attempt: Attempt, start: StartStream, request: ChatRequest | None) -> Relay:
+    """`request`: what the adapter was sent (None on the native path), kept for the spend."""
     config = attempt.provider.config
     outcome = StreamOutcome()
     stream = start(attempt, outcome)
@@ -164,7 +183,7 @@ async def _prime(attempt: Attempt, start: StartStream) -> Relay:
         async with asyncio.timeout(deadline):
             first = await anext(stream)
     except StopAsyncIteration:
-        return _empty(attempt, outcome)
+        return _empty(attempt, outcome, request)
     except TimeoutError:
         await _close(stream)
         raise UpstreamTimeout(f"no first token within {deadline:g} s") from None
@@ -178,7 +197,7 @@ async def _prime(attempt: Attempt, start: StartStream) -> Relay:
         await _close(stream)
         raise
     deadline_at = None if config.total_timeout is None else started + config.total_timeout
-    return Relay(attempt, first, _guarded(attempt, stream, deadline_at), outcome)
+    return Relay(attempt, first, _guarded(attempt, stream, deadline_at), outcome, request)
 
 
 def _adapter_failed(attempt: Attempt, exc: Exception) -> UpstreamProtocolError:
@@ -191,12 +210,12 @@ def _adapter_failed(attempt: Attempt, exc: Exception) -> UpstreamProtocolError:
     return UpstreamProtocolError("the upstream sent something the gateway could not read")
 
 
-def _empty(attempt: Attempt, outcome: StreamOutcome) -> Relay:
+def _empty(attempt: Attempt, outcome: StreamOutcome, request: ChatRequest | None) -> Relay:
     # A stream that finished properly with no text (a refusal, max_tokens=0...) is an empty
     # answer; one that just stopped is a broken upstream.
     if outcome.finish_reason is None:
         raise UpstreamProtocolError("the upstream stream ended without any text or finish")
-    return Relay(attempt, [], _nothing(), outcome)
+    return Relay(attempt, [], _nothing(), outcome, request)
 
 
 async def _nothing() -> AsyncGenerator[Batch, None]:

@@ -49,8 +49,10 @@ __all__ = [
     "DeploymentConfig",
     "KeyConfig",
     "ModelEntry",
+    "PriceConfig",
     "ResumeConfig",
     "Settings",
+    "TracingConfig",
     "load_settings",
     "resolve_config_path",
     "unknown_environment",
@@ -77,6 +79,17 @@ class ConfigProblems(ValueError):
         self.problems = problems
 
 
+class PriceConfig(BaseModel):
+    """`price = { input_per_mtok, output_per_mtok, cached_input_per_mtok }`: currency units per
+    million tokens (SPEC §7). Cached input defaults to the input price."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    input_per_mtok: float = Field(ge=0)
+    output_per_mtok: float = Field(ge=0)
+    cached_input_per_mtok: float | None = Field(None, ge=0)
+
+
 # What X-Gateway-Provider, the logs and the metrics' `deployment` label show: printable ASCII.
 DeploymentName = Annotated[str, StringConstraints(pattern=r"^[!-~]{1,64}$")]
 Routing = Literal["weighted", "least-busy", "latency"]
@@ -96,6 +109,7 @@ class DeploymentConfig(BaseModel):
     name: DeploymentName | None = None
     weight: float = Field(1.0, ge=0)  # 0: never chosen first, only a failover target
     params: dict[str, Any] = Field(default_factory=dict)  # over the entry's params
+    price: PriceConfig | None = None  # over the entry's price (SPEC §7)
     # Over the provider's own (a slower region, a reasoning model on a shared account).
     connect_timeout: float | None = Field(None, gt=0)
     first_token_timeout: float | None = Field(None, gt=0)
@@ -121,6 +135,7 @@ class ModelEntry(BaseModel):
     model: str | None = None
     params: dict[str, Any] = Field(default_factory=dict)
     fallbacks: list[str] = Field(default_factory=list)
+    price: PriceConfig | None = None
     deployments: list[DeploymentConfig] = Field(default_factory=list)
     routing: Routing = "weighted"
     sticky: bool = True
@@ -162,6 +177,8 @@ class KeyConfig(BaseModel):
     rpm: int | None = Field(None, ge=1)
     tpm: int | None = Field(None, ge=1)
     max_concurrent_streams: int | None = Field(None, ge=1)
+    budget: float | None = Field(None, gt=0)  # spend per period, in the prices' currency
+    budget_period: Literal["day", "month"] = "month"  # UTC
 
 
 class CORSConfig(BaseModel):
@@ -185,6 +202,19 @@ class ResumeConfig(BaseModel):
     # What ended streams kept for reconnection may hold in this process, all together: past
     # it the oldest are forgotten first (SPEC §6). Counts their events' encoded bytes.
     resume_retained_max_bytes: int = Field(256 * 1024 * 1024, ge=0)
+
+
+class TracingConfig(BaseModel):
+    """`[tracing]` (SPEC §4.4). Set here, a value wins over the standard OTEL_* variable; left
+    unset, the variable (or the SDK's default) applies. Tracing is on when an endpoint is set
+    here or in OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT, or OTEL_TRACES_EXPORTER is "otlp"."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    endpoint: str | None = None  # the collector's base URL: http://host:4318
+    protocol: Literal["http/protobuf"] = "http/protobuf"
+    sample_ratio: float | None = Field(None, ge=0, le=1)
+    capture_content: bool = False  # prompts and answers in spans
 
 
 class Settings(BaseSettings):
@@ -214,6 +244,7 @@ class Settings(BaseSettings):
     redis_cluster: bool = False  # redis_url names one node of a Redis Cluster
     resume: ResumeConfig = Field(default_factory=ResumeConfig)
     token_secret_env: str | None = None  # the variable holding the EventSource token secret
+    tracing: TracingConfig = Field(default_factory=TracingConfig)
 
     @model_validator(mode="after")
     def _builtins_and_references(self) -> Settings:

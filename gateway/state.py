@@ -20,6 +20,8 @@ from gateway.providers import RegisteredProvider
 from gateway.resume import Generations
 from gateway.retention import Retained
 from gateway.settings import Settings
+from gateway.spend import spend_of
+from gateway.tracing import Tracing
 
 if TYPE_CHECKING:
     from gateway.relay import Relay
@@ -40,6 +42,7 @@ class GatewayState:
     limiter: Limiter
     generations: Generations
     retained: Retained  # what is kept after streams end, under one byte budget (SPEC §6)
+    tracing: Tracing | None = None  # None: tracing is off (SPEC §4.4)
 
     # The relay's AttemptWatcher: routing learns from every attempt (gateway.balancer).
     def attempt_started(self, attempt: Attempt) -> None:
@@ -70,6 +73,8 @@ class GatewayState:
             log.info("stream started", extra={"fields": fields})
 
     def committed(self, record: RequestRecord | None, relay: Relay, requested: str) -> None:
+        if relay.trace is not None:
+            relay.trace.committed(relay)
         if relay.model != requested:
             label = self.metrics.model_label
             self.metrics.fallbacks.labels(label(requested), label(relay.model)).inc()
@@ -103,8 +108,13 @@ class GatewayState:
             metrics.upstream_errors.labels(provider, error.type).inc()
         if outcome == "client_disconnect" and record is not None:
             metrics.client_disconnects.labels(record.route).inc()
+        spend = relay.spend = spend_of(relay.attempt, usage, relay.request, deltas)
+        if relay.trace is not None:
+            relay.trace.ended(relay, outcome, error, spend, record.status if record else None)
         if record is None:
             return
+        if spend is not None:
+            record.spend, record.spend_estimated = spend.cost, spend.estimated
         record.outcome, record.deltas, record.bytes_out = outcome, deltas, sent
         record.error_type = error.type if error is not None else record.error_type
         record.set_usage(usage)
@@ -124,10 +134,15 @@ class GatewayState:
         await self.release(response.guard.lease, encoder.relay, encoder.deltas)
 
     async def release(self, lease: Lease | None, relay: Relay, deltas: int) -> None:
-        """Give the key's stream slot back and charge the tokens (reported, else estimated)."""
+        """Give the key's stream slot back, charge the tokens (reported, else estimated) and
+        the spend (`ended` priced it)."""
         usage = relay.outcome.usage
         tokens = usage.total_tokens if usage is not None and usage.total_tokens else deltas
-        await self.limiter.finish(lease, tokens)
+        spend = relay.spend
+        if spend is not None:
+            key = lease.key.name if lease is not None else ""
+            self.metrics.spend_counter(key, relay.model).inc(spend.cost)
+        await self.limiter.finish(lease, tokens, spend.nano if spend is not None else 0)
 
 
 def state_of(request: Request) -> GatewayState:

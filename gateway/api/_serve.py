@@ -27,6 +27,7 @@ from gateway.observability import outcome_of, record_of
 from gateway.relay import BuildRequest, Relay, StartStream, open_relay
 from gateway.responses import Encoder, RelayEventSourceResponse, RelayResponse, SSEEncoder
 from gateway.state import GatewayState
+from gateway.tracing import RequestTrace
 
 __all__ = ["Collected", "Serve", "collect", "relay_headers", "respond", "serve_stream"]
 
@@ -77,6 +78,25 @@ async def _admit_and_prime(
     start: StartStream | None,
 ) -> tuple[StreamGuard, Relay]:
     """Admit the stream (503 while draining), then prime it under the disconnect guard."""
+    tracing = state.tracing
+    if tracing is None:  # the one test tracing costs when it is off
+        return await _admit_and_prime_traced(request, state, plan, build, start, None)
+    trace = tracing.request(request, plan[0].model)
+    try:
+        return await _admit_and_prime_traced(request, state, plan, build, start, trace)
+    except BaseException as exc:
+        trace.refused(exc)
+        raise
+
+
+async def _admit_and_prime_traced(
+    request: Request,
+    state: GatewayState,
+    plan: Sequence[Attempt],
+    build: BuildRequest | None,
+    start: StartStream | None,
+    trace: RequestTrace | None,
+) -> tuple[StreamGuard, Relay]:
     key = key_of(request)
     if key is not None:
         key.check_model(plan[0].model)
@@ -90,7 +110,7 @@ async def _admit_and_prime(
     record = record_of(request.scope)
     state.admitted()
     try:
-        relay = await guard.run(open_relay(plan, build, state, start))
+        relay = await guard.run(open_relay(plan, build, state, start, trace))
     except BaseException:
         guard.close()
         state.metrics.active_streams.dec()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from fastapi import APIRouter, Depends, Request, Response
@@ -33,6 +33,10 @@ from gateway.resume.events import End, Failure
 from gateway.resume.tokens import TOKEN_TTL_S
 from gateway.routing import DirectRoute
 from gateway.state import GatewayState, state_of
+from gateway.tracing import Tracing
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import Span
 
 __all__ = ["hand_over", "owner_of", "parse_last_event_id", "reconnect", "router", "start_resumable"]
 
@@ -145,7 +149,10 @@ async def reconnect(request: Request, stream_id: str, after: int) -> Response:
             "source": reader.source,
         }
         log.info("stream resumed", extra={"fields": fields})
-    return ResumableResponse(request, state, stream_id, reader, guard)
+    response = ResumableResponse(request, state, stream_id, reader, guard)
+    if state.tracing is not None:
+        response.span = state.tracing.reconnection(request, reader.origin)
+    return response
 
 
 @router.get("/stream/{stream_id}", response_class=Response)
@@ -227,6 +234,7 @@ class ResumableResponse(Response):
         self.deltas = 0  # sent to this reader
         self.bytes_out = 0
         self.result = "complete"
+        self.span: Span | None = None  # a reconnection's span, when tracing is on
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
@@ -291,6 +299,8 @@ class ResumableResponse(Response):
             record.model, record.provider = reader.model, reader.provider
             record.outcome, record.bytes_out = self.result, self.bytes_out
             record.deltas = self.deltas
+        if self.span is not None:
+            Tracing.reconnection_ended(self.span, self.result, self.deltas, reader.replayed)
 
 
 def _outcome(failure: Failure) -> str:

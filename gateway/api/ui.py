@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from contextlib import suppress
 from functools import partial
+from typing import TYPE_CHECKING
 
 from fastapi import APIRouter, Depends, Request, Response
 
@@ -43,6 +44,10 @@ from gateway.routing import DirectRoute
 from gateway.schemas import StreamRequest
 from gateway.state import GatewayState, state_of
 from gateway.sticky import conversation_of
+from gateway.tracing import Tracing
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import Span
 
 __all__ = ["router"]
 
@@ -102,7 +107,8 @@ async def ui_chat_resume(request: Request, chat_id: str) -> Response:
         raise
     state.metrics.reconnections.labels("resumed").inc()
     state.metrics.replayed_events.inc(reader.replayed)
-    return _reader_response(request, state, reader, guard, stream_id)
+    span = None if state.tracing is None else state.tracing.reconnection(request, reader.origin)
+    return _reader_response(request, state, reader, guard, stream_id, span)
 
 
 @router.post("/chat/{chat_id}/stop", response_class=Response)
@@ -215,7 +221,12 @@ def _plain(
 
 
 def _reader_response(
-    request: Request, state: GatewayState, reader: Reader, guard: StreamGuard, stream_id: str
+    request: Request,
+    state: GatewayState,
+    reader: Reader,
+    guard: StreamGuard,
+    stream_id: str,
+    span: Span | None = None,  # a resume's span, when tracing is on
 ) -> UIReaderResponse:
     headers = [
         (b"cache-control", b"no-cache"),
@@ -236,6 +247,8 @@ def _reader_response(
             record.model, record.provider = reader.model, reader.provider
             record.outcome, record.bytes_out = response.result, response.bytes_out
             record.deltas = response.deltas
+        if span is not None:
+            Tracing.reconnection_ended(span, response.result, response.deltas, reader.replayed)
 
     message_id = message_id_for(stream_id)
     return UIReaderResponse(reader, guard, message_id, headers, recorded)

@@ -218,6 +218,7 @@ _ERRORS: dict[str, tuple[int, str]] = {
     "unauthorized": (401, "authentication_error"),
     "model_not_allowed": (403, "permission_error"),
     "rate_limited": (429, "rate_limit_error"),
+    "budget_exceeded": (429, "rate_limit_error"),
     "upstream_rejected": (400, "invalid_request_error"),
     "upstream_rate_limited": (429, "rate_limit_error"),
     "upstream_timeout": (504, "timeout_error"),

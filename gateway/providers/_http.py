@@ -8,6 +8,7 @@ import os
 import ssl
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from contextlib import asynccontextmanager, contextmanager
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from pathlib import Path
@@ -154,6 +155,9 @@ class UpstreamClient(httpx.AsyncClient):
     def post_json(self, url: str | httpx.URL, body: Any, headers: dict[str, str]) -> httpx.Request:
         headers["Content-Type"] = "application/json"
         headers.setdefault("User-Agent", USER_AGENT)
+        trace = TRACE_HEADERS.get()
+        if trace is not None:
+            headers.update(trace)
         return httpx.Request(
             "POST",
             url,
@@ -164,6 +168,10 @@ class UpstreamClient(httpx.AsyncClient):
 
 
 USER_AGENT = f"llm-token-relay/{__version__}"
+# The attempt's W3C trace context (`traceparent`), set by gateway.tracing for the attempt under
+# way: a context variable, so that it reaches every adapter's request without a parameter, and
+# costs one lookup per upstream request when tracing is off.
+TRACE_HEADERS: ContextVar[dict[str, str] | None] = ContextVar("trace_headers", default=None)
 
 
 def build_client(

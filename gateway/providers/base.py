@@ -82,6 +82,9 @@ class ChatRequest:
 class Usage:
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
+    # Of the prompt tokens, those read from the upstream's prompt cache (priced apart, §7);
+    # only where the upstream reports them (OpenAI's prompt_tokens_details.cached_tokens).
+    cached_tokens: int | None = None
 
     @property
     def total_tokens(self) -> int | None:

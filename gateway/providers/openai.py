@@ -162,4 +162,9 @@ def read_usage(chunk: dict[str, Any], outcome: StreamOutcome) -> None:
         raise UpstreamUnavailable(sanitise(str(x_groq["error"])))
     usage = usage or obj(x_groq, "usage")
     if usage:
-        outcome.usage = Usage(count(usage, "prompt_tokens"), count(usage, "completion_tokens"))
+        details = obj(usage, "prompt_tokens_details")
+        outcome.usage = Usage(
+            count(usage, "prompt_tokens"),
+            count(usage, "completion_tokens"),
+            count(details, "cached_tokens"),
+        )

@@ -30,7 +30,7 @@ from array import array
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from itertools import accumulate
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from gateway.errors import GatewayError, NotFound, Unavailable
 from gateway.lifecycle import Drain, Interrupt
@@ -43,6 +43,9 @@ from gateway.resume.memory import MemoryLog
 from gateway.resume.redis import Mirror, RedisLog, tick_for
 from gateway.retention import Retained
 from gateway.settings import ResumeConfig
+
+if TYPE_CHECKING:
+    from gateway.tracing import RequestTrace
 
 __all__ = ["Accounting", "Finished", "Generation", "Generations", "Reader", "Stop"]
 
@@ -108,6 +111,9 @@ class Reader:
         self.replayed = replayed  # events already in the log after the reader's position
         self.source = source  # "memory" (this replica) or "redis"
         self._detach = detach
+        # The starting request's trace, when tracing is on and the generation runs here: a
+        # reconnection's span links to it (gateway.tracing).
+        self.origin: RequestTrace | None = None
 
     def batches(self) -> AsyncIterator[list[Event]]:
         return self._batches
@@ -335,7 +341,11 @@ class Generation:
             self.reader_seen = asyncio.get_running_loop().time()
 
         replayed = max(0, self.log.last_seq() - after)
-        return Reader(self.model, self.provider, self.log.follow(after), replayed, "memory", detach)
+        reader = Reader(
+            self.model, self.provider, self.log.follow(after), replayed, "memory", detach
+        )
+        reader.origin = self.relay.trace
+        return reader
 
 
 # (owner, model, provider, truncated, text, ends, encoded terminal event): the deltas as one

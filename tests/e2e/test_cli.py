@@ -81,6 +81,8 @@ async def test_check_config_prints_everything_resolved_with_secrets_masked(
         "rpm": 60,
         "tpm": None,
         "max_concurrent_streams": None,
+        "budget": None,
+        "budget_period": "month",
     }
     assert shown["cors"]["allow_origins"] == ["http://localhost:5173"]
     assert shown["redis_url"] == "redis://:*****@cache:6379/0"

@@ -13,6 +13,7 @@ import yaml
 from gateway.app import create_app
 from gateway.server import stop_budget_s
 from gateway.settings import Settings, load_settings
+from gateway.tracing import tracing_enabled
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -118,3 +119,21 @@ def test_replicas_share_limits_through_the_compose_redis() -> None:
     assert url == "redis://redis:6379/0"
     assert "redis" in services
     assert services["gateway"]["depends_on"]["redis"]["condition"] == "service_healthy"
+
+
+def test_the_tracing_profile_adds_a_backend_the_gateway_can_reach() -> None:
+    services = compose()["services"]
+    jaeger = services["jaeger"]
+    assert jaeger["profiles"] == ["tracing"]  # off unless asked for
+    assert "4318" in jaeger["expose"]  # OTLP/HTTP
+    assert all(port.startswith("127.0.0.1:") for port in jaeger["ports"])
+    assert "jaeger" not in services["gateway"]["depends_on"]  # a plain `up` needs no backend
+    # Empty (tracing off) unless .env names the backend, as .env.example shows.
+    endpoint = services["gateway"]["environment"]["OTEL_EXPORTER_OTLP_ENDPOINT"]
+    assert endpoint == "${OTEL_EXPORTER_OTLP_ENDPOINT:-}"
+    example = (ROOT / ".env.example").read_text()
+    assert "# OTEL_EXPORTER_OTLP_ENDPOINT=http://jaeger:4318" in example
+    assert "docker compose --profile tracing up" in (ROOT / "README.md").read_text()
+    settings = load_settings()
+    assert not tracing_enabled(settings.tracing, {"OTEL_EXPORTER_OTLP_ENDPOINT": ""})
+    assert tracing_enabled(settings.tracing, {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://jaeger:4318"})
