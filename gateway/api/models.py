@@ -30,6 +30,11 @@ async def list_models(request: Request) -> JSONResponse:
 
 @router.get("/models/{name:path}")
 async def retrieve_model(request: Request, name: str) -> JSONResponse:
+    # The whole rest of the path: the `{name:path}` pattern stops before a trailing newline
+    # (its `$` matches there), which answered `/v1/models/%0A` as the default model.
+    name = request.scope["path"].split("/models/", 1)[1]
+    if not name:
+        raise UnknownModel("unknown model ''", model=name)
     state, key = state_of(request), key_of(request)
     if key is not None and not key.may_use(name):
         raise UnknownModel(f"unknown model {name!r}", model=name)

@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from gateway.providers._ndjson import NDJSONDecoder
@@ -259,6 +259,8 @@ async def test_fuzzed_last_event_id_is_204_or_400(client: httpx.AsyncClient, hea
         lambda n: all(part not in ("", ".", "..") for part in n.split("/"))
     )
 )
+@example(name="\n")  # once answered 200 with the default model's entry, as id ""
+@example(name="story\n")
 async def test_fuzzed_model_ids_are_200_or_404(client: httpx.AsyncClient, name: str) -> None:
     from urllib.parse import quote
 
