@@ -18,6 +18,8 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span as ProtoSpan
 from opentelemetry.proto.trace.v1.trace_pb2 import Status
 from starlette.types import Receive, Scope, Send
 
+from tests.e2e.servers import answered_lifespan, read_body
+
 SERVER, CLIENT = ProtoSpan.SPAN_KIND_SERVER, ProtoSpan.SPAN_KIND_CLIENT
 ERROR, UNSET = Status.STATUS_CODE_ERROR, Status.STATUS_CODE_UNSET
 
@@ -54,18 +56,9 @@ class OTLPReceiver:
         self.arrived = asyncio.Event()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "lifespan":
-            while True:
-                kind = (await receive())["type"]
-                await send({"type": kind + ".complete"})
-                if kind == "lifespan.shutdown":
-                    return
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
+        if await answered_lifespan(scope, receive, send):
+            return
+        body = await read_body(receive)
         headers = dict(scope["headers"])
         if headers.get(b"content-encoding") == b"gzip":
             body = gzip.decompress(body)

@@ -59,6 +59,27 @@ async def _run(server: uvicorn.Server, sock: socket.socket) -> None:
         ) from None
 
 
+async def answered_lifespan(scope: Scope, receive: Receive, send: Send) -> bool:
+    """Answer a lifespan scope (a stub has nothing to start or stop); False for any other."""
+    if scope["type"] != "lifespan":
+        return False
+    while True:
+        kind = (await receive())["type"]
+        await send({"type": kind + ".complete"})
+        if kind == "lifespan.shutdown":
+            return True
+
+
+async def read_body(receive: Receive) -> bytes:
+    """A request's whole body, however many messages it came in."""
+    body = b""
+    while True:
+        message = await receive()
+        body += message.get("body", b"")
+        if not message.get("more_body"):
+            return body
+
+
 class Gate:
     """A point in a scripted body where the stub waits until the test opens it."""
 
@@ -113,18 +134,9 @@ class UpstreamStub:
         self.replies.extend(replies)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "lifespan":
-            while True:
-                kind = (await receive())["type"]
-                await send({"type": kind + ".complete"})
-                if kind == "lifespan.shutdown":
-                    return
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
+        if await answered_lifespan(scope, receive, send):
+            return
+        body = await read_body(receive)
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
         self.seen.append(Seen(scope["path"], headers, body))
         self.requested.set()

@@ -24,7 +24,7 @@ from gateway.app import create_app
 from gateway.auth import hash_key
 from tests.agents import claude_binary
 from tests.conftest import CANARY_KEY, settings_from
-from tests.e2e.servers import serve
+from tests.e2e.servers import answered_lifespan, read_body, serve
 
 pytestmark = pytest.mark.e2e
 
@@ -130,18 +130,9 @@ class ScriptedAnthropic:
         self.received: list[Received] = []
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "lifespan":
-            while True:
-                kind = (await receive())["type"]
-                await send({"type": kind + ".complete"})
-                if kind == "lifespan.shutdown":
-                    return
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
+        if await answered_lifespan(scope, receive, send):
+            return
+        body = await read_body(receive)
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
         seen = Received(
             scope["method"], scope["path"], scope["query_string"].decode(), headers, body
