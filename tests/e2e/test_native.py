@@ -80,12 +80,12 @@ OPENAI_BODY: dict[str, Any] = {
 
 @asynccontextmanager
 async def native(
-    kind: str, *replies: Reply, config: str | None = None
+    kind: str, *replies: Reply, config: str | None = None, **overrides: Any
 ) -> AsyncIterator[tuple[httpx.AsyncClient, UpstreamStub, str]]:
     stub = UpstreamStub(*replies)
     async with serve(stub) as upstream:
         settings = config.format(upstream=upstream) if config else gateway_settings(kind, upstream)
-        async with serve(create_app(settings_from(settings))) as url:
+        async with serve(create_app(settings_from(settings, **overrides))) as url:
             headers = {"x-api-key": CLIENT_KEY, "authorization": f"Bearer {CLIENT_KEY}"}
             async with httpx.AsyncClient(base_url=url, headers=headers) as http:
                 yield http, stub, url
@@ -462,7 +462,8 @@ async def test_hostile_native_bodies_are_4xx_in_the_dialects_envelope(kind: str)
         bad.append(b'{"model": "m", "stream": true, "stream_options": "x"}')
     headers = {"content-type": "application/json"}
     reply = Reply(status=400, content_type="application/json", body=[b'{"error":{"message":"no"}}'])
-    async with native(kind, reply) as (http, _, _url):
+    # A small body limit, so that a small body provokes the 413 (the default is 32 MiB).
+    async with native(kind, reply, max_body_bytes=1024 * 1024) as (http, _, _url):
         for body in bad:
             response = await http.post(ROUTES[kind], content=body, headers=headers)
             check_envelope(kind, response)
