@@ -78,10 +78,15 @@ class Encoder:
         """
         relay = self.relay
         head = self.opening() or b""
-        if relay.first:
-            head += self.frames(relay.first)
+        try:  # a dialect may find the upstream's output broken (an Anthropic call's input)
+            if relay.first:
+                head += self.frames(relay.first)
+        except GatewayError as exc:
+            self.error = exc
         if head:
             yield head
+        if self.error is not None:
+            return
         try:
             async for batch in relay.rest:
                 yield self.frames(batch)

@@ -2,7 +2,9 @@
 
 A model on an `anthropic` provider takes the native path (SPEC §4.9, gateway.native): the
 body goes up as sent and the upstream's events come back as they were. Any other model takes
-the translated path: the body is validated and relayed as text.
+the translated path: the body is validated, read into the neutral form (tools, thinking,
+images, documents, structured output: `gateway.dialects.anthropic_in`) and the answer framed
+as Anthropic's events.
 """
 
 from __future__ import annotations
@@ -25,14 +27,14 @@ from gateway.api._native import (
 from gateway.api._serve import collect, relay_headers, respond, serve_stream
 from gateway.auth import authenticate
 from gateway.dialects.anthropic import (
-    TOOLS_NOT_CARRIED,
     AnthropicRoute,
     MessagesEncoder,
     MessagesRequest,
     forwarded_headers,
     message_body,
 )
-from gateway.errors import BadRequest, GatewayError, NotFound
+from gateway.dialects.translated import Translated
+from gateway.errors import GatewayError, NotFound
 from gateway.lifecycle import StreamGuard
 from gateway.models import Attempt
 from gateway.native import AnthropicNative
@@ -59,11 +61,8 @@ async def messages(request: Request) -> Response:
     native = native_plan(state, data, AnthropicNative, conversation)
     if native is not None:
         return await _native(request, state, data, native)
-    if data.get("tools"):  # before validation: an agent's request is refused for what matters
-        raise BadRequest(TOOLS_NOT_CARRIED)
     body = validate(MessagesRequest, data)
-    body.check_supported()
-    build = body.builder(forwarded_headers(request.headers))
+    build = body.translated(forwarded_headers(request.headers)).build
     user_id = body.metadata.user_id if body.metadata is not None else None
     plan = state.models.resolve(body.model, conversation_of(request.headers, user_id))
 
@@ -81,7 +80,7 @@ async def _translated(
         encoder = MessagesEncoder(relay, stream_id, rid)
         return respond(request, state, encoder, guard, [(b"request-id", rid.encode())])
     collected = await collect(request, state, guard, relay)
-    body_out = message_body(relay, stream_id, collected.text, collected.deltas)
+    body_out = message_body(relay, stream_id, collected.blocks, collected.deltas)
     headers = {**relay_headers(request, relay), "request-id": rid}
     return JSONResponse(body_out, headers=headers)
 
@@ -93,8 +92,8 @@ async def _native(
     headers = forwarded_headers(request.headers)
     beta = request.query_params.get("beta") == "true"
     native = AnthropicNative(data, fields.stream, headers, beta)
-    text_body = _plain_text(data)  # what a fallback of another dialect could carry
-    build = text_body.builder(headers) if text_body is not None else None
+    text_body, translated = _translatable(data, headers)  # what another dialect carries
+    build = translated.build if translated is not None else None
 
     async def serve(guard: StreamGuard, relay: Relay) -> Response:
         if text_body is not None and not native.serves(relay.attempt):
@@ -110,13 +109,14 @@ async def _native(
     return await serve_stream(request, state, plan, build, serve, start_for(native, build))
 
 
-def _plain_text(data: dict[str, Any]) -> MessagesRequest | None:
+def _translatable(
+    data: dict[str, Any], headers: dict[str, str]
+) -> tuple[MessagesRequest | None, Translated | None]:
     try:
         body = validate(MessagesRequest, data)
-        body.check_supported()
+        return body, body.translated(headers)
     except GatewayError:
-        return None
-    return body
+        return None, None
 
 
 @router.post("/messages/count_tokens")

@@ -2,7 +2,8 @@
 
 A model on an `openai` provider takes the native path (SPEC §4.9, gateway.native): the body
 goes up as sent and the upstream's chunks come back as they were. Any other model takes the
-translated path: the body is validated and relayed as text.
+translated path: the body is validated, read into the neutral form (tools, reasoning, images,
+structured output: `gateway.dialects.openai_in`) and the answer framed as OpenAI's.
 """
 
 from __future__ import annotations
@@ -25,12 +26,12 @@ from gateway.api._native import (
 from gateway.api._serve import collect, relay_headers, respond, serve_stream
 from gateway.auth import authenticate
 from gateway.dialects.openai import (
-    TOOLS_NOT_CARRIED,
     ChatCompletionEncoder,
     ChatCompletionRequest,
     OpenAIRoute,
     completion_body,
 )
+from gateway.dialects.translated import Translated
 from gateway.errors import BadRequest, GatewayError
 from gateway.lifecycle import StreamGuard
 from gateway.models import Attempt
@@ -56,17 +57,15 @@ async def chat_completions(request: Request) -> Response:
     native = native_plan(state, data, OpenAINative, conversation)
     if native is not None:
         return await _native(request, state, data, native)
-    if data.get("tools"):  # before validation: an agent's request is refused for what matters
-        raise BadRequest(TOOLS_NOT_CARRIED)
     body = validate(ChatCompletionRequest, data)
-    body.check_supported()
+    translated = body.translated()
     conversation = conversation_of(request.headers, body.prompt_cache_key or body.user)
     plan = state.models.resolve(body.model, conversation)
 
     async def serve(guard: StreamGuard, relay: Relay) -> Response:
         return await _translated(request, state, body, guard, relay)
 
-    return await serve_stream(request, state, plan, body.builder(), serve)
+    return await serve_stream(request, state, plan, translated.build, serve)
 
 
 async def _translated(
@@ -82,7 +81,7 @@ async def _translated(
         encoder = ChatCompletionEncoder(relay, stream_id, include_usage)
         return respond(request, state, encoder, guard)
     collected = await collect(request, state, guard, relay)
-    body_out = completion_body(relay, stream_id, collected.text)
+    body_out = completion_body(relay, stream_id, collected.blocks)
     return JSONResponse(body_out, headers=relay_headers(request, relay))
 
 
@@ -94,8 +93,8 @@ async def _native(
     if options is not None and not isinstance(options, dict):
         raise BadRequest("stream_options must be an object")
     native = OpenAINative(data, fields.stream)
-    text_body = _plain_text(data)  # what a fallback of another dialect could carry
-    build = text_body.builder() if text_body is not None else None
+    text_body, translated = _translatable(data)  # what a fallback of another dialect carries
+    build = translated.build if translated is not None else None
 
     async def serve(guard: StreamGuard, relay: Relay) -> Response:
         if text_body is not None and not native.serves(relay.attempt):
@@ -110,10 +109,11 @@ async def _native(
     return await serve_stream(request, state, plan, build, serve, start_for(native, build))
 
 
-def _plain_text(data: dict[str, Any]) -> ChatCompletionRequest | None:
+def _translatable(
+    data: dict[str, Any],
+) -> tuple[ChatCompletionRequest | None, Translated | None]:
     try:
         body = validate(ChatCompletionRequest, data)
-        body.check_supported()
+        return body, body.translated()
     except GatewayError:
-        return None
-    return body
+        return None, None

@@ -2,7 +2,8 @@
 (`useCompletion`), and a chat's resume (GET /ui/chat/{id}/stream) and stop (POST
 /ui/chat/{id}/stop).
 
-Both POST routes parse their dialect's body into a `StreamRequest`, then admit and prime it
+Both POST routes parse their dialect's body (a chat into the translated path's neutral form,
+tools and parts included; a completion into a `StreamRequest`), then admit and prime it
 exactly like /stream. A chat's answer is then handed to a detached generation (SPEC §4.5),
 registered under the chat's `id` for its owner, and the request becomes its first reader; a
 resume is another reader, from the message's `start`. A completion (no chat id to resume by),
@@ -36,12 +37,11 @@ from gateway.lifecycle import StreamGuard
 from gateway.limits import Lease
 from gateway.models import to_chat_request
 from gateway.observability import record_of
-from gateway.relay import Relay
+from gateway.relay import BuildRequest, Relay
 from gateway.responses import new_stream_id
 from gateway.resume import Generation, Reader
 from gateway.resume.chats import ChatStreams
 from gateway.routing import DirectRoute
-from gateway.schemas import StreamRequest
 from gateway.state import GatewayState, state_of
 from gateway.sticky import conversation_of
 from gateway.tracing import Tracing
@@ -59,7 +59,7 @@ async def ui_chat(request: Request) -> Response:
     state = state_of(request)
     body = await read_body(request, state.settings.max_body_bytes)
     chat = parse_json(body, UIChatRequest)
-    stream_request = chat.to_stream_request()
+    translated = chat.translated()
     owner, chats = owner_of(request), chats_of(request)
     # A new message supersedes the chat's answer still running (its client has moved on):
     # cancel it before admission, so that it neither runs on unread nor holds a stream slot.
@@ -75,7 +75,7 @@ async def ui_chat(request: Request) -> Response:
         reader = generation.reader(-1)
         return _reader_response(request, state, reader, guard, stream_id)
 
-    return await _serve(request, state, stream_request, serve, chat.id)
+    return await _serve(request, state, chat.model, translated.build, serve, chat.id)
 
 
 @router.post("/completion", openapi_extra=json_body(UICompletionRequest), response_class=Response)
@@ -87,7 +87,9 @@ async def ui_completion(request: Request) -> Response:
     async def serve(guard: StreamGuard, relay: Relay) -> Response:
         return _plain(request, state, guard, relay, new_stream_id(), resumable=None)
 
-    return await _serve(request, state, completion.to_stream_request(), serve)
+    stream_request = completion.to_stream_request()
+    build = partial(to_chat_request, request=stream_request)
+    return await _serve(request, state, stream_request.model, build, serve)
 
 
 @router.get("/chat/{chat_id}/stream", response_class=Response)
@@ -196,12 +198,12 @@ async def _has_ended(state: GatewayState, stream_id: str) -> bool:
 async def _serve(
     request: Request,
     state: GatewayState,
-    stream_request: StreamRequest,
+    model: str | None,
+    build: BuildRequest,
     serve: Serve,
     chat: str | None = None,
 ) -> Response:
-    plan = state.models.resolve(stream_request.model, conversation_of(request.headers, chat))
-    build = partial(to_chat_request, request=stream_request)
+    plan = state.models.resolve(model, conversation_of(request.headers, chat))
     return await serve_stream(request, state, plan, build, serve)
 
 

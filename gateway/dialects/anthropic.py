@@ -1,44 +1,40 @@
-"""The Anthropic Messages dialect spoken to clients (SPEC §4.7).
+"""The Anthropic Messages dialect spoken to clients (SPEC §4.7, §4.9).
 
-Requests are validated like Anthropic validates them (unknown fields, a missing `max_tokens`
-or an out-of-range `temperature` are 400 `invalid_request_error`); text content, as a string or
-as text blocks, is relayed to every provider; Anthropic-only fields (`top_k`, `metadata`,
-`service_tier`, `cache_control`, `output_config.effort`, ...) and the client's
-`anthropic-version` / `anthropic-beta` headers reach Anthropic upstreams only; what a text
-relay cannot honour (tools, images, documents, extended thinking, structured outputs) is a 400.
+Requests are read by `gateway.dialects.anthropic_in` (validated like Anthropic validates
+them, then the neutral form of the translated path). Streams are Anthropic's event sequence,
+with `event:` equal to `data.type`:
 
-Streams are Anthropic's event sequence, with `event:` equal to `data.type`:
-
-    message_start, content_block_start (one text block), content_block_delta (text_delta) …,
-    content_block_stop, message_delta (stop_reason, cumulative usage), message_stop
+    message_start, then the content blocks (`gateway.dialects.anthropic_blocks`: thinking,
+    text, each tool call, never interleaved), message_delta (stop_reason, cumulative usage),
+    message_stop
 
 with `ping` after `sse_keepalive_s` of silence, and `event: error` in Anthropic's envelope for a
-failure after the first event (then nothing more: no `message_stop`). Each delta is one small
-concatenation around pre-serialised bytes.
+failure after the first event (then nothing more: no `message_stop`). A text delta into the
+open text block is one small concatenation around pre-serialised bytes. An answer with tool
+calls stops with `tool_use`, also when its upstream says only `stop` (Gemini, Ollama).
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import replace
-from typing import Annotated, Any, Literal
+from typing import Any
 
 import orjson
-from fastapi.sse import format_sse_event
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from gateway.dialects import Dialect, DialectRoute, ErrorReply, Finish, finish_of
+from gateway.dialects.anthropic_blocks import TEXT, Blocks, event, input_of
+from gateway.dialects.anthropic_in import ANTHROPIC_ONLY, MessagesRequest
+from gateway.dialects.translated import signature_out
 from gateway.errors import BadRequest, GatewayError, UpstreamOverloaded
-from gateway.models import Attempt, to_chat_request
-from gateway.providers.base import ChatRequest, Usage
-from gateway.relay import BuildRequest, Relay
+from gateway.parts import AnswerBlock, Reasoning, StreamPart, ToolCall
+from gateway.providers.base import Usage
+from gateway.relay import Relay
 from gateway.responses import Encoder
-from gateway.schemas import MAX_TEXT, Message, ModelName, StreamRequest
 
 __all__ = [
     "ANTHROPIC",
-    "TOOLS_NOT_CARRIED",
+    "ANTHROPIC_ONLY",
     "AnthropicDialect",
     "AnthropicRoute",
     "MessagesEncoder",
@@ -47,148 +43,6 @@ __all__ = [
     "forwarded_headers",
     "message_body",
 ]
-
-Text = Annotated[str, StringConstraints(max_length=MAX_TEXT)]
-StopSequence = Annotated[str, StringConstraints(min_length=1, max_length=256)]
-
-
-class ContentBlock(BaseModel):
-    # Text blocks may carry `cache_control` or `citations`: accepted, and not relayed.
-    model_config = ConfigDict(extra="allow", frozen=True)
-
-    type: Annotated[str, StringConstraints(max_length=64)]
-    text: Text | None = None
-
-
-def _text_of(content: str | list[ContentBlock], where: str) -> str:
-    if isinstance(content, str):
-        return content
-    for block in content:
-        if block.type != "text":
-            raise BadRequest(
-                f"{where}: {block.type!r} content blocks are not supported: "
-                "the gateway relays text (text blocks only)"
-            )
-        if block.text is None:
-            raise BadRequest(f"{where}: a text block needs `text`")
-    # Separate blocks stay separate paragraphs once joined into one string.
-    return "\n\n".join(block.text or "" for block in content)
-
-
-class MessageIn(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    role: Literal["user", "assistant"]
-    content: Text | Annotated[list[ContentBlock], Field(max_length=10_000)]
-
-
-class Metadata(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    user_id: Annotated[str, StringConstraints(max_length=256)] | None = None
-
-
-class OutputConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    effort: Literal["low", "medium", "high", "xhigh", "max"] | None = None
-    format: dict[str, Any] | None = None
-
-
-# Fields only Anthropic understands, passed on to Anthropic upstreams only.
-ANTHROPIC_ONLY = frozenset(
-    {
-        "top_k",
-        "metadata",
-        "service_tier",
-        "inference_geo",
-        "speed",
-        "cache_control",
-        "output_config",
-    }
-)
-
-
-# The translated path carries text only so far (SPEC §4.9's native path carries the rest).
-TOOLS_NOT_CARRIED = (
-    "tools are not supported on this model: they reach only a model whose provider is of "
-    "type 'anthropic' (the native path); to other providers the gateway relays text so far"
-)
-
-
-class MessagesRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    model: ModelName
-    messages: Annotated[list[MessageIn], Field(min_length=1, max_length=10_000)]
-    max_tokens: int = Field(ge=1, le=10_000_000)
-    system: Text | Annotated[list[ContentBlock], Field(max_length=10_000)] | None = None
-    stream: bool = False
-    temperature: float | None = Field(None, ge=0, le=1)
-    top_p: float | None = Field(None, ge=0, le=1)
-    top_k: int | None = Field(None, ge=0, le=1_000_000)
-    stop_sequences: Annotated[list[StopSequence], Field(max_length=16)] | None = None
-    metadata: Metadata | None = None
-    service_tier: Literal["auto", "standard_only"] | None = None
-    inference_geo: Annotated[str, StringConstraints(max_length=64)] | None = None
-    speed: Literal["standard", "fast"] | None = None
-    cache_control: dict[str, Any] | None = None
-    output_config: OutputConfig | None = None
-    # Accepted and ignored: they name the client's own account or earlier responses.
-    diagnostics: dict[str, Any] | None = None
-    user_profile_id: str | None = None
-    workspace_id: str | None = None
-    # Accepted only in the forms that need nothing the gateway lacks.
-    tools: list[Any] | None = None
-    tool_choice: dict[str, Any] | None = None
-    thinking: dict[str, Any] | None = None
-    mcp_servers: list[Any] | None = None
-    container: Any | None = None
-
-    def check_supported(self) -> None:
-        if self.tools or self.mcp_servers or self.container is not None:
-            raise BadRequest(TOOLS_NOT_CARRIED)
-        if self.tool_choice is not None and self.tool_choice.get("type") not in ("auto", "none"):
-            raise BadRequest("tool_choice is not supported: the gateway relays text")
-        if self.thinking is not None and self.thinking.get("type") != "disabled":
-            raise BadRequest("extended thinking is not supported: the gateway relays text")
-        if self.output_config is not None and self.output_config.format is not None:
-            raise BadRequest("structured outputs (output_config.format) are not supported")
-
-    def to_stream_request(self) -> StreamRequest:
-        # Built without validation: every field was validated above, and joined text blocks
-        # may legitimately exceed a single field's length limit.
-        messages = [
-            Message.model_construct(role=m.role, content=_text_of(m.content, f"messages.{i}"))
-            for i, m in enumerate(self.messages)
-        ]
-        system = None if self.system is None else _text_of(self.system, "system")
-        return StreamRequest.model_construct(
-            model=self.model,
-            messages=messages,
-            system=system or None,
-            max_tokens=self.max_tokens,
-            temperature=self.temperature,
-            top_p=self.top_p,
-            stop=self.stop_sequences or None,
-        )
-
-    def anthropic_params(self) -> dict[str, Any]:
-        fields = self.model_dump(include=set(ANTHROPIC_ONLY), exclude_none=True)
-        return {key: value for key, value in fields.items() if value != {}}
-
-    def builder(self, headers: Mapping[str, str]) -> BuildRequest:
-        """Each attempt's adapter request: the relayed fields plus what only Anthropic reads."""
-        stream_request, params = self.to_stream_request(), self.anthropic_params()
-
-        def build(attempt: Attempt) -> ChatRequest:
-            request = to_chat_request(attempt, request=stream_request)
-            if params or headers:
-                request = replace(request, anthropic_params=params, anthropic_headers=headers)
-            return request
-
-        return build
-
 
 # The client's headers that Anthropic upstreams receive; its credentials never are.
 FORWARDED_HEADERS = ("anthropic-version", "anthropic-beta")
@@ -288,18 +142,15 @@ _REASONS = {
 }
 
 
-def anthropic_stop_reason(reason: str | None) -> str:
-    """Every provider's finish reason in Anthropic's vocabulary."""
-    if reason in _OWN_REASONS:
-        return reason
-    return _REASONS[finish_of(reason)]
+def anthropic_stop_reason(reason: str | None, called: bool = False) -> str:
+    """Every provider's finish reason in Anthropic's vocabulary; `called`: the answer made
+    tool calls, so a plain end means the model wants their results."""
+    own = reason is not None and reason in _OWN_REASONS
+    word = reason if own and reason is not None else _REASONS[finish_of(reason)]
+    return "tool_use" if called and word == "end_turn" else word
 
 
 # ---- responses -----------------------------------------------------------------------------
-
-
-def _event(data: dict[str, Any]) -> bytes:
-    return format_sse_event(data_str=orjson.dumps(data).decode(), event=data["type"])
 
 
 def _output_tokens(usage: Usage | None, deltas: int) -> int:
@@ -321,22 +172,13 @@ def _message(relay: Relay, message_id: str, content: list[dict[str, Any]]) -> di
     }
 
 
-_BLOCK_START = _event(
-    {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}
-)
-_BLOCK_STOP = _event({"type": "content_block_stop", "index": 0})
-_MESSAGE_STOP = _event({"type": "message_stop"})
-_PING = _event({"type": "ping"})
-# A pre-built template: it writes exactly what _event() writes for a text delta (tested).
-_DELTA_OPEN = (
-    b'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,'
-    b'"delta":{"type":"text_delta","text":'
-)
+_MESSAGE_STOP = event({"type": "message_stop"})
+_PING = event({"type": "ping"})
 _DELTA_CLOSE = b"}}\n\n"
 
 
 class MessagesEncoder(Encoder):
-    """Anthropic's streaming events for one text block (SPEC §4.7)."""
+    """Anthropic's streaming events (SPEC §4.7): the blocks of `Blocks`, in order."""
 
     media_type = "text/event-stream"
     keepalive = _PING
@@ -344,6 +186,7 @@ class MessagesEncoder(Encoder):
     def __init__(self, relay: Relay, stream_id: str, request_id: str) -> None:
         super().__init__(relay, stream_id)
         self.request_id = request_id
+        self.blocks = Blocks()
 
     def opening(self) -> bytes:
         usage = self.relay.outcome.usage
@@ -352,31 +195,74 @@ class MessagesEncoder(Encoder):
         # otherwise they follow in message_delta, which the SDKs read as the final count.
         prompt = usage.prompt_tokens if usage is not None else None
         message["usage"] = {"input_tokens": prompt or 0, "output_tokens": 0}
-        return _event({"type": "message_start", "message": message}) + _BLOCK_START
+        return event({"type": "message_start", "message": message})
 
     def delta(self, text: str) -> bytes:
         self.deltas += 1
-        return _DELTA_OPEN + orjson.dumps(text) + _DELTA_CLOSE
+        blocks = self.blocks
+        if blocks.open is TEXT:  # the hot path: one concatenation
+            return blocks.text_head + orjson.dumps(text) + _DELTA_CLOSE
+        return blocks.feed(text)
+
+    def part(self, part: StreamPart) -> bytes:
+        self.deltas += 1
+        return self.blocks.feed(part)
+
+    def ending(self) -> bytes:
+        """The closing events, or the in-band error when the last call's input is broken."""
+        try:
+            return super().ending()
+        except GatewayError as exc:  # raised by closing(): a call's input that is no object
+            self.error = exc
+            return self.error_frame(exc)
 
     def closing(self) -> list[bytes]:
+        blocks = self.blocks.finish()
         outcome = self.relay.outcome
         usage: dict[str, int] = {"output_tokens": _output_tokens(outcome.usage, self.deltas)}
         if outcome.usage is not None and outcome.usage.prompt_tokens is not None:
             usage["input_tokens"] = outcome.usage.prompt_tokens
-        stop = {"stop_reason": anthropic_stop_reason(outcome.finish_reason), "stop_sequence": None}
-        end = _event({"type": "message_delta", "delta": stop, "usage": usage})
-        return [_BLOCK_STOP + end + _MESSAGE_STOP]
+        reason = anthropic_stop_reason(outcome.finish_reason, self.blocks.calls > 0)
+        stop = {"stop_reason": reason, "stop_sequence": None}
+        end = event({"type": "message_delta", "delta": stop, "usage": usage})
+        return [blocks + end + _MESSAGE_STOP]
 
     def error_frame(self, error: GatewayError) -> bytes:
         _, kind = anthropic_error(error)
-        return _event(_envelope(error, kind, self.request_id))
+        return event(_envelope(error, kind, self.request_id))
 
 
-def message_body(relay: Relay, message_id: str, text: str, deltas: int) -> dict[str, Any]:
+def content_of(blocks: list[AnswerBlock]) -> list[dict[str, Any]]:
+    """A whole answer's content blocks; a call's `input` is its arguments parsed (a call whose
+    arguments are no JSON object is the upstream's protocol error)."""
+    content: list[dict[str, Any]] = []
+    for block in blocks:
+        if isinstance(block, ToolCall):
+            arguments = input_of(block.name, block.arguments)
+            call = {"type": "tool_use", "id": block.id, "name": block.name, "input": arguments}
+            content.append(call)
+        elif isinstance(block, Reasoning):
+            content.extend(_thinking(block))
+        else:
+            content.append({"type": "text", "text": block.text})
+    return content or [{"type": "text", "text": ""}]
+
+
+def _thinking(block: Reasoning) -> list[dict[str, Any]]:
+    signature = "" if block.signature is None else signature_out(block.signature, block.origin)
+    if block.redacted:
+        return [{"type": "redacted_thinking", "data": signature}] if signature else []
+    return [{"type": "thinking", "thinking": block.text, "signature": signature}]
+
+
+def message_body(
+    relay: Relay, message_id: str, blocks: list[AnswerBlock], deltas: int
+) -> dict[str, Any]:
     """A whole `message` object (stream: false)."""
     usage = relay.outcome.usage
-    body = _message(relay, message_id, [{"type": "text", "text": text}])
-    body["stop_reason"] = anthropic_stop_reason(relay.outcome.finish_reason)
+    body = _message(relay, message_id, content_of(blocks))
+    called = any(isinstance(block, ToolCall) for block in blocks)
+    body["stop_reason"] = anthropic_stop_reason(relay.outcome.finish_reason, called)
     body["usage"] = {
         "input_tokens": (usage.prompt_tokens if usage is not None else None) or 0,
         "output_tokens": _output_tokens(usage, deltas),

@@ -1,9 +1,10 @@
 """The Vercel AI SDK's UI message stream, spoken to `useChat` and `useCompletion` (SPEC §4.6).
 
 Requests: `useChat`'s body as `DefaultChatTransport` sends it (`id`, `messages[].parts[]`,
-`trigger`, `messageId`, plus `model`, `system` and the `/stream` parameters that an app puts
-in the transport's `body`), and `useCompletion`'s `{prompt}`. Both become a `StreamRequest`, so
-they resolve, admit and relay exactly like `/stream`.
+`trigger`, `messageId`, plus `model`, `system`, `tools` and the `/stream` parameters that an
+app puts in the transport's `body`), read into the translated path's neutral form (the parts:
+`gateway.dialects.ui_in`), and `useCompletion`'s `{prompt}`, a `StreamRequest`; both resolve,
+admit and relay exactly like `/stream`.
 
 Responses: SSE `data:` events carrying typed JSON chunks, in the order
 
@@ -30,7 +31,9 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from gateway.errors import GatewayError, InvalidRequest
+from gateway.dialects.translated import Translated, schema_of
+from gateway.dialects.ui_in import UIMessage, ui_messages
+from gateway.errors import GatewayError
 from gateway.keepalive import Keepalive
 from gateway.lifecycle import Interrupt, StreamGuard
 from gateway.observability import outcome_of
@@ -41,13 +44,14 @@ from gateway.parts import (
     ToolCallDelta,
     ToolCallEnd,
     ToolCallStart,
+    ToolSpec,
 )
 from gateway.redaction import KEY_SHAPED
 from gateway.relay import Relay
 from gateway.responses import Encoder, RelayEventSourceResponse
 from gateway.resume import Reader
 from gateway.resume.events import End, Failure
-from gateway.schemas import MAX_TEXT, Message, ModelName, StopSequences, StreamRequest
+from gateway.schemas import MAX_TEXT, ModelName, StopSequences, StreamRequest
 
 __all__ = [
     "KEEP_ALIVE_S",
@@ -64,29 +68,11 @@ __all__ = [
 Text = Annotated[str, StringConstraints(max_length=MAX_TEXT)]
 # The chat id travels back in the resume URL (`/ui/chat/{id}/stream`): no slash, no controls.
 ChatId = Annotated[str, StringConstraints(pattern=r"^[^\x00-\x1f\x7f/]{1,256}$")]
+ToolName = Annotated[str, StringConstraints(min_length=1, max_length=256)]
 
 UI_STREAM_HEADERS = [(b"x-vercel-ai-ui-message-stream", b"v1")]
 KEEP_ALIVE_S = 15.0  # SPEC §4.6: an SSE comment after this much silence
 ERROR_TEXT_MAX = 300  # characters: errorText is shown to people, keep it short
-
-
-class UIPart(BaseModel):
-    """One part of a UI message. Parts carry type-specific fields (`state`, `providerMetadata`
-    …), so unknown fields are allowed here; the type decides whether the part is relayed."""
-
-    model_config = ConfigDict(extra="allow", frozen=True)
-
-    type: Annotated[str, StringConstraints(max_length=256)]
-    text: Text | None = None
-
-
-class UIMessage(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    id: Annotated[str, StringConstraints(max_length=256)] | None = None
-    role: Literal["system", "user", "assistant"]
-    metadata: Any = None
-    parts: Annotated[list[UIPart], Field(max_length=10_000)]
 
 
 class GenerationParams(BaseModel):
@@ -112,6 +98,15 @@ class GenerationParams(BaseModel):
         }
 
 
+class UIToolIn(BaseModel):
+    """A tool offered to the model, as the app declares it in the transport's body."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    description: Text | None = None
+    inputSchema: Any = None
+
+
 class UIChatRequest(GenerationParams):
     """POST /ui/chat: the body `DefaultChatTransport` sends."""
 
@@ -119,17 +114,27 @@ class UIChatRequest(GenerationParams):
     messages: Annotated[list[UIMessage], Field(min_length=1, max_length=10_000)]
     trigger: Literal["submit-message", "regenerate-message"] | None = None
     messageId: Annotated[str, StringConstraints(max_length=256)] | None = None
+    tools: Annotated[dict[ToolName, UIToolIn], Field(max_length=4096)] | None = None
 
-    def to_stream_request(self) -> StreamRequest:
-        """Text parts become the provider's messages; anything else is refused, by name."""
-        messages = []
-        for index, message in enumerate(self.messages):
-            texts = _texts(index, message)
-            if texts is not None:
-                messages.append(Message(role=message.role, content="".join(texts)))
-        if not messages:
-            raise InvalidRequest("messages: no message has a text part")
-        return StreamRequest(messages=messages, **self._params())
+    def translated(self) -> Translated:
+        """The chat in the neutral form (`gateway.dialects.ui_in`); a part the gateway does
+        not know is a 422 naming it."""
+        systems = [self.system] if self.system else []
+        messages = ui_messages(self.messages, systems)
+        tools = tuple(
+            ToolSpec(name, tool.description, schema_of(tool.inputSchema, f"tools.{name[:64]}"))
+            for name, tool in (self.tools or {}).items()
+        )
+        return Translated(
+            model=self.model,
+            messages=messages,
+            system="\n\n".join(systems) if systems else None,
+            max_tokens=self.max_tokens,
+            temperature=self.temperature,
+            top_p=self.top_p,
+            stop=self.stop,
+            tools=tools,
+        )
 
 
 class UICompletionRequest(GenerationParams):
@@ -139,23 +144,6 @@ class UICompletionRequest(GenerationParams):
 
     def to_stream_request(self) -> StreamRequest:
         return StreamRequest(prompt=self.prompt, **self._params())
-
-
-def _texts(index: int, message: UIMessage) -> list[str] | None:
-    """A message's text parts; None for one with none (an answer that was stopped before its
-    first word has only its `step-start` marker: it says nothing, so it is left out)."""
-    texts = []
-    for number, part in enumerate(message.parts):
-        if part.type == "text":
-            if part.text is None:
-                raise InvalidRequest(f"messages.{index}.parts.{number}.text: Field required")
-            texts.append(part.text)
-        elif part.type != "step-start":  # the SDK's own marker between steps: no content
-            raise InvalidRequest(
-                f"messages.{index}.parts.{number}: parts of type {part.type[:64]!r} are not "
-                "supported (the gateway relays text parts only)"
-            )
-    return texts or None
 
 
 def message_id_for(stream_id: str) -> str:

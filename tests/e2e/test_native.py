@@ -389,30 +389,27 @@ async def test_a_fallback_of_another_dialect_serves_plain_text_translated() -> N
     assert events_of(response.text)[-1][0] == "message_stop"
 
 
-# ---- the translated path is unchanged ------------------------------------------------------
+# ---- the translated path ------------------------------------------------------------------
 
 
-async def test_tools_on_a_translated_pair_are_a_clear_400_in_each_envelope() -> None:
+async def test_a_translated_pair_carries_tools_and_names_what_it_cannot() -> None:
+    # Claude Code's kind of request on an OpenAI upstream: everything maps except the server
+    # tool, which needs Anthropic's servers: a 400 naming it, and nothing goes upstream.
+    body = {key: value for key, value in ANTHROPIC_BODY.items() if key != "a_field_from_next_year"}
     async with native("openai", Reply(body=[OPENAI_STREAM])) as (http, stub, _):
-        # Claude Code's kind of request (fields the text relay would also refuse): the 400
-        # names the tools and what would carry them.
-        response = await http.post("/v1/messages", json=ANTHROPIC_BODY)
+        response = await http.post("/v1/messages", json=body)
     assert response.status_code == 400
     assert response.json()["type"] == "error"
-    assert response.json()["error"] == {
-        "type": "invalid_request_error",
-        "message": "tools are not supported on this model: they reach only a model whose "
-        "provider is of type 'anthropic' (the native path); to other providers the gateway "
-        "relays text so far",
-    }
-    async with native("anthropic", Reply(body=[ANTHROPIC_STREAM])) as (http, stub, _):
-        body = {"model": "m", "messages": MESSAGES, "tools": [OPENAI_TOOL]}
-        response = await http.post("/v1/chat/completions", json=body)
-    assert response.status_code == 400
-    assert response.json()["error"]["message"].startswith("tools are not supported on this model")
-    assert "type 'openai'" in response.json()["error"]["message"]
-    assert response.json()["error"]["type"] == "invalid_request"
+    error = response.json()["error"]
+    assert error["type"] == "invalid_request_error"
+    assert error["message"].startswith("tools.1: the server tool 'web_search_20250305'")
     assert not stub.seen
+    async with native("anthropic", Reply(body=[ANTHROPIC_STREAM])) as (http, stub, _):
+        tools = {"model": "m", "messages": MESSAGES, "tools": [OPENAI_TOOL], "stream": True}
+        response = await http.post("/v1/chat/completions", json=tools)
+    assert response.status_code == 200
+    assert response.text.endswith("data: [DONE]\n\n")
+    assert stub.seen[0].path == "/v1/messages"
 
 
 # ---- hostile bodies ------------------------------------------------------------------------
