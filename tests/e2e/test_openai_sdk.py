@@ -125,8 +125,8 @@ async def test_sdk_mid_stream_failure_without_streaming_is_an_error_status(
     ("fields", "needle"),
     [
         ({"n": 2}, "n > 1"),
-        ({"tools": [{"type": "function", "function": {"name": "f"}}]}, "tools"),
-        ({"response_format": {"type": "json_object"}}, "response_format"),
+        ({"tools": [{"type": "custom", "custom": {"name": "f"}}]}, "tools.0.type"),
+        ({"response_format": {"type": "json_schema", "json_schema": {"name": "x"}}}, "schema"),
         ({"logprobs": True}, "logprobs"),
     ],
 )
@@ -137,17 +137,17 @@ async def test_sdk_unsupported_features_are_a_400(
         await sdk.chat.completions.create(model="story", messages=MESSAGES, **fields)  # type: ignore[call-overload]
 
 
-async def test_sdk_image_content_is_a_400(sdk: openai.AsyncOpenAI) -> None:
+async def test_sdk_image_url_the_gateway_would_fetch_is_a_400(sdk: openai.AsyncOpenAI) -> None:
     messages = [
         {
             "role": "user",
             "content": [
                 {"type": "text", "text": "what is this?"},
-                {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}},
+                {"type": "image_url", "image_url": {"url": "http://169.254.169.254/x.png"}},
             ],
         }
     ]
-    with pytest.raises(openai.BadRequestError, match="text content parts"):
+    with pytest.raises(openai.BadRequestError, match="only data URLs and https URLs"):
         await sdk.chat.completions.create(model="story", messages=messages)  # type: ignore[arg-type]
 
 
