@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from openai.lib.streaming.chat._completions import ChatCompletionStreamState
 from openai.types.chat import ChatCompletionChunk
@@ -283,6 +283,10 @@ def body_of(encoder: MessagesEncoder) -> bytes:
 
 @settings(max_examples=300, deadline=None)
 @given(deltas=hostile, points=st.lists(st.integers(0, 100), max_size=4))
+@example(deltas=[ToolCallStart(0, "a", "f"), ToolCallDelta(0, "{"), ToolCallEnd(0)], points=[])
+@example(
+    deltas=["x", ToolCallStart(0, "a", "f"), ToolCallDelta(0, "{"), ToolCallEnd(0)], points=[1]
+)
 def test_hostile_part_sequences_give_valid_blocks_or_the_protocol_error(
     deltas: list[Delta], points: list[int]
 ) -> None:
