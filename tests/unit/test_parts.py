@@ -130,3 +130,26 @@ def test_ui_reasoning_is_closed_by_a_call_and_unknown_calls_frame_nothing() -> N
     assert ui.frame(ToolCallDelta(7, "x")) == b"" and ui.frame(ToolCallEnd(7)) == b""
     assert ui.frame(ReasoningEnd()) == b""  # nothing open, nothing to sign
     assert chunks(ui.frame(ReasoningEnd("s", "gemini")))[0]["type"] == "reasoning-start"
+
+
+def test_a_traced_answer_shows_its_reasoning_and_calls_as_genai_parts() -> None:
+    from gateway.tracing import _output_parts
+
+    deltas: list[str | StreamPart] = [
+        ReasoningDelta("hm"),
+        ReasoningEnd("s", "anthropic"),
+        "ok",
+        ToolCallStart(0, "c1", "write"),
+        ToolCallDelta(0, '{"a": 1}'),
+        ToolCallEnd(0),
+        ToolCallStart(1, "c2", "raw"),
+        ToolCallDelta(1, "{broken"),
+        ToolCallEnd(1),
+    ]
+    assert _output_parts(deltas) == [
+        {"type": "reasoning", "content": "hm"},
+        {"type": "text", "content": "ok"},
+        {"type": "tool_call", "id": "c1", "name": "write", "arguments": {"a": 1}},
+        {"type": "tool_call", "id": "c2", "name": "raw", "arguments": "{broken"},
+    ]
+    assert _output_parts([]) == [{"type": "text", "content": ""}]
