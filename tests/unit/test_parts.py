@@ -153,3 +153,16 @@ def test_a_traced_answer_shows_its_reasoning_and_calls_as_genai_parts() -> None:
         {"type": "tool_call", "id": "c2", "name": "raw", "arguments": "{broken"},
     ]
     assert _output_parts([]) == [{"type": "text", "content": ""}]
+
+
+@given(st.text(), st.sampled_from(["anthropic", "gemini", "openai", "fake"]))
+def test_a_signature_comes_back_from_a_client_knowing_its_origin(
+    signature: str, origin: str
+) -> None:
+    from gateway.parts import client_signature, signature_origin
+
+    held = client_signature(signature, origin, "anthropic")
+    assert signature_origin(held, "anthropic") == (signature, origin) or (
+        origin != "anthropic" and not signature  # an empty foreign signature: nothing to keep
+    )
+    assert client_signature("abc", "anthropic", "anthropic") == "abc"  # its own: untouched
