@@ -25,9 +25,8 @@ import orjson
 from gateway.dialects import Dialect, DialectRoute, ErrorReply, Finish, finish_of
 from gateway.dialects.anthropic_blocks import TEXT, Blocks, event, input_of
 from gateway.dialects.anthropic_in import ANTHROPIC_ONLY, MessagesRequest
-from gateway.dialects.translated import signature_out
 from gateway.errors import BadRequest, GatewayError, UpstreamOverloaded
-from gateway.parts import AnswerBlock, Reasoning, StreamPart, ToolCall
+from gateway.parts import AnswerBlock, Reasoning, StreamPart, ToolCall, client_signature
 from gateway.providers.base import Usage
 from gateway.relay import Relay
 from gateway.responses import Encoder
@@ -249,7 +248,8 @@ def content_of(blocks: list[AnswerBlock]) -> list[dict[str, Any]]:
 
 
 def _thinking(block: Reasoning) -> list[dict[str, Any]]:
-    signature = "" if block.signature is None else signature_out(block.signature, block.origin)
+    signature = block.signature
+    signature = "" if signature is None else client_signature(signature, block.origin, "anthropic")
     if block.redacted:
         return [{"type": "redacted_thinking", "data": signature}] if signature else []
     return [{"type": "thinking", "thinking": block.text, "signature": signature}]

@@ -22,7 +22,6 @@ from typing import Any
 import orjson
 from fastapi.sse import format_sse_event
 
-from gateway.dialects.translated import signature_out
 from gateway.errors import UpstreamProtocolError
 from gateway.parts import (
     ReasoningDelta,
@@ -31,6 +30,7 @@ from gateway.parts import (
     ToolCallDelta,
     ToolCallEnd,
     ToolCallStart,
+    client_signature,
 )
 
 __all__ = ["TEXT", "THINKING", "Blocks", "event", "text_head"]
@@ -146,7 +146,7 @@ class Blocks:
     def _reasoning_end(self, end: ReasoningEnd) -> bytes:
         if end.signature is None:
             return self._stop() if self.open == THINKING else b""
-        signature = signature_out(end.signature, end.origin)
+        signature = client_signature(end.signature, end.origin, "anthropic")
         if end.redacted:
             block = {"type": "redacted_thinking", "data": signature}
             return self._start(block, _REDACTED) + self._stop()

@@ -10,9 +10,8 @@ entry's `params` merged exactly as for `/stream` (`gateway.models.to_chat_reques
 What the model would be asked differently and cannot be carried is a 400 naming the field,
 raised while reading; hints (caching, billing, display) are dropped here, each logged at debug
 (`dropped`) and listed in docs/DECISIONS.md. Also here, because every dialect needs them:
-data URLs, the shape checks of tool definitions and of tool results' call ids, and the
-envelope that carries another upstream's opaque reasoning signature through a client dialect
-whose signature slot is Anthropic's (`signature_out` / `signature_in`).
+data URLs, the shape checks of tool definitions and of tool results' call ids, and reading
+back a signature from the Anthropic dialect's slot (`signature_in`).
 """
 
 from __future__ import annotations
@@ -38,6 +37,7 @@ from gateway.parts import (
     ToolChoice,
     ToolResult,
     ToolSpec,
+    signature_origin,
 )
 from gateway.providers.base import ChatMessage, ChatRequest, Role
 from gateway.schemas import StreamRequest
@@ -51,7 +51,6 @@ __all__ = [
     "media_of",
     "schema_of",
     "signature_in",
-    "signature_out",
     "tool_names",
 ]
 
@@ -229,26 +228,9 @@ def _answered(
     return replace(result, name=name)
 
 
-# ---- opaque reasoning ----------------------------------------------------------------------
-
-# Another upstream's signature, in the Anthropic dialect's `signature` / `data` slot: the
-# prefix names its origin (Anthropic's own are base64, which has no '.', so never collide).
-_ENVELOPE = "gw1."
-
-
-def signature_out(signature: str, origin: str | None) -> str:
-    """A signature as an Anthropic client holds it: Anthropic's own unchanged."""
-    if origin is None or origin == "anthropic":
-        return signature
-    return f"{_ENVELOPE}{origin}.{signature}"
-
-
 def signature_in(value: str) -> tuple[str | None, str | None]:
-    """(signature, origin) of what an Anthropic client sent back; an empty one is none."""
+    """(signature, origin) of what an Anthropic client sent back (`parts.signature_origin`,
+    whose tag `client_signature` wrote); an empty one is none."""
     if not value:
         return None, None
-    if value.startswith(_ENVELOPE):
-        origin, dot, signature = value[len(_ENVELOPE) :].partition(".")
-        if dot and origin and signature:
-            return signature, origin
-    return value, "anthropic"
+    return signature_origin(value, "anthropic")

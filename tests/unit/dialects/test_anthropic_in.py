@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from gateway.dialects.anthropic_in import MessagesRequest
-from gateway.dialects.translated import Translated, signature_in, signature_out
+from gateway.dialects.translated import Translated, signature_in
 from gateway.errors import BadRequest
 from gateway.parts import (
     Document,
@@ -23,6 +23,7 @@ from gateway.parts import (
     ToolChoice,
     ToolResult,
     ToolSpec,
+    client_signature,
 )
 from gateway.providers.base import ChatMessage
 
@@ -225,7 +226,7 @@ def test_structured_output_and_input_examples() -> None:
 def test_signatures_of_other_upstreams_round_trip_with_their_origin(
     signature: str, origin: str
 ) -> None:
-    sent = signature_out(signature, origin)
+    sent = client_signature(signature, origin, "anthropic")
     assert (origin == "anthropic") == (sent == signature)
     assert signature_in(sent) == (signature, origin)
 
