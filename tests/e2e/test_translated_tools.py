@@ -1,5 +1,5 @@
 """Tool round trips on the translated path (SPEC §4.9), on real sockets: the official OpenAI
-and Anthropic SDKs (Python) call a tool through the gateway against a scripted upstream of
+and Anthropic SDKs (Python), and `useChat`'s transport on /ui/chat, call a tool through the gateway against a scripted upstream of
 each other dialect, send its result back and get the answer; what each upstream received is
 asserted in its own words (the result attached to the right call). Two calls in one answer
 (parallel tool use) included."""
@@ -12,12 +12,14 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import anthropic
+import httpx
 import openai
 import pytest
 
 from gateway.app import create_app
 from tests.conftest import settings_from
 from tests.e2e.scripted import (
+    GEMINI_SIGNATURE,
     Call,
     ScriptedModel,
     Turn,
@@ -153,3 +155,56 @@ async def test_anthropic_sdk_completes_a_parallel_tool_round_trip(
     assert second.content[0].text == "Sunny in both."  # type: ignore[union-attr]
     assert second.stop_reason == "end_turn"
     assert_results_follow_their_calls(dialect, upstream.received[1].json())
+
+
+def ui_chunks(body: str) -> list[dict[str, Any]]:
+    events = [
+        line.removeprefix("data: ") for line in body.split("\n\n") if line.startswith("data: ")
+    ]
+    assert events[-1] == "[DONE]"
+    return [json.loads(event) for event in events[:-1]]
+
+
+@pytest.mark.parametrize("dialect", ["openai", "anthropic", "gemini", "ollama"])
+async def test_use_chat_completes_a_client_side_tool_round_trip(dialect: str) -> None:
+    """`useChat`'s transport, as the AI SDK sends it: the calls stream as tool-input chunks,
+    the browser runs them and posts the message back with its tool parts (and the reasoning
+    part that carries the upstream's signature); the upstream gets each result on its call."""
+    tools = {"weather": {"description": "The weather", "inputSchema": WEATHER}}
+    user = {"id": "u1", "role": "user", "parts": [{"type": "text", "text": "Paris and Rome?"}]}
+    async with gateway(dialect) as (url, upstream), httpx.AsyncClient(base_url=url) as http:
+        first = await http.post(
+            "/ui/chat", json={"id": "chat-1", "messages": [user], "tools": tools, "model": "m"}
+        )
+        chunks = ui_chunks(first.text)
+        kinds = [chunk["type"] for chunk in chunks]
+        assert kinds[:2] == ["start", "start-step"] and kinds[-2:] == ["finish-step", "finish"]
+        available = [chunk for chunk in chunks if chunk["type"] == "tool-input-available"]
+        assert [chunk["input"] for chunk in available] == [{"city": "Paris"}, {"city": "Rome"}]
+        assert all("dynamic" not in chunk for chunk in chunks)
+        parts: list[dict[str, Any]] = [{"type": "step-start"}]
+        for chunk in chunks:
+            if chunk["type"] == "reasoning-end" and "providerMetadata" in chunk:
+                meta = chunk["providerMetadata"]
+                parts.append({"type": "reasoning", "text": "", "providerMetadata": meta})
+        for chunk, answer in zip(available, ("18C Paris", "21C Rome"), strict=True):
+            parts.append(
+                {
+                    "type": "tool-weather",
+                    "toolCallId": chunk["toolCallId"],
+                    "state": "output-available",
+                    "input": chunk["input"],
+                    "output": answer,
+                }
+            )
+        answer = {"id": "a1", "role": "assistant", "parts": parts}
+        second = await http.post(
+            "/ui/chat",
+            json={"id": "chat-1", "messages": [user, answer], "tools": tools, "model": "m"},
+        )
+    deltas = [c["delta"] for c in ui_chunks(second.text) if c["type"] == "text-delta"]
+    assert "".join(deltas) == "Sunny in both."
+    body = upstream.received[1].json()
+    assert_results_follow_their_calls(dialect, body)
+    if dialect == "gemini":  # the signature came back to the call it signed
+        assert calls_sent(dialect, body)[0]["thoughtSignature"] == GEMINI_SIGNATURE
