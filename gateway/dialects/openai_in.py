@@ -74,7 +74,10 @@ class ToolCallIn(BaseModel):
 
 
 class ChatMessageIn(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Ignored, not refused: the SDKs hand back a response's message as the next request's
+    # (the Node SDK's stream helpers add `parsed`; responses carry `annotations`, `audio`),
+    # and OpenAI takes them.
+    model_config = ConfigDict(extra="ignore", frozen=True)
 
     role: Literal["system", "developer", "user", "assistant", "tool", "function"]
     content: TextField | list[ContentPartIn] | None = None

@@ -81,14 +81,14 @@ class ScriptedModel:
         self.received.append(seen)
         data = seen.json()
         turn = self.plan(tools_offered(self.dialect, data), results_sent(self.dialect, data))
-        media = "application/x-ndjson" if self.dialect == "ollama" else "text/event-stream"
-        start = {
-            "type": "http.response.start",
-            "status": 200,
-            "headers": [(b"content-type", media.encode())],
-        }
-        await send(start)
-        await send({"type": "http.response.body", "body": ANSWERS[self.dialect](turn)})
+        if self.dialect in WHOLE and data.get("stream") is not True:  # native `stream: false`
+            media, answer = "application/json", WHOLE[self.dialect](turn)
+        else:
+            media = "application/x-ndjson" if self.dialect == "ollama" else "text/event-stream"
+            answer = ANSWERS[self.dialect](turn)
+        headers = [(b"content-type", media.encode())]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": answer})
 
 
 # --- What each dialect's request offers and carries ---------------------------------------
@@ -291,3 +291,52 @@ ANSWERS: dict[str, Callable[[Turn], bytes]] = {
     "gemini": _gemini,
     "ollama": _ollama,
 }
+
+
+def _openai_whole(turn: Turn) -> bytes:
+    message: dict[str, Any] = {"role": "assistant", "content": turn.text or None}
+    if turn.calls:
+        message["tool_calls"] = [
+            {
+                "id": c.id,
+                "type": "function",
+                "function": {"name": c.name, "arguments": json.dumps(c.arguments)},
+            }
+            for c in turn.calls
+        ]
+    choice = {
+        "index": 0,
+        "message": message,
+        "finish_reason": "tool_calls" if turn.calls else "stop",
+    }
+    usage = {"prompt_tokens": 100, "completion_tokens": 20, "total_tokens": 120}
+    completion = {
+        "id": "chatcmpl-w",
+        "object": "chat.completion",
+        "created": 1,
+        "model": "m",
+        "choices": [choice],
+        "usage": usage,
+    }
+    return json.dumps(completion).encode()
+
+
+def _anthropic_whole(turn: Turn) -> bytes:
+    content: list[dict[str, Any]] = [
+        {"type": "tool_use", "id": c.id, "name": c.name, "input": c.arguments} for c in turn.calls
+    ] or [{"type": "text", "text": turn.text}]
+    message = {
+        "id": "msg_w",
+        "type": "message",
+        "role": "assistant",
+        "model": "m",
+        "content": content,
+        "stop_reason": "tool_use" if turn.calls else "end_turn",
+        "stop_sequence": None,
+        "usage": {"input_tokens": 100, "output_tokens": 20},
+    }
+    return json.dumps(message).encode()
+
+
+# Whole answers for the dialects whose clients reach them natively with `stream: false`.
+WHOLE: dict[str, Callable[[Turn], bytes]] = {"openai": _openai_whole, "anthropic": _anthropic_whole}
