@@ -200,6 +200,7 @@ def test_tool_choices(choice: dict[str, Any], expected: ToolChoice, parallel: bo
         ({"thinking": {"type": "disabled"}}, ReasoningControl(enabled=False)),
         ({"thinking": {"type": "adaptive"}}, ReasoningControl()),
         ({"output_config": {"effort": "low"}}, ReasoningControl(effort="low")),
+        ({"output_config": {"effort": "max"}}, ReasoningControl(effort="xhigh")),
         ({}, None),
     ],
 )
