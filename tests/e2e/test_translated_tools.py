@@ -154,7 +154,12 @@ async def test_anthropic_sdk_completes_a_parallel_tool_round_trip(
     assert [block.type for block in second.content] == ["text"]
     assert second.content[0].text == "Sunny in both."  # type: ignore[union-attr]
     assert second.stop_reason == "end_turn"
-    assert_results_follow_their_calls(dialect, upstream.received[1].json())
+    body = upstream.received[1].json()
+    assert_results_follow_their_calls(dialect, body)
+    if dialect == "gemini":  # its signature rode in a thinking block and came back to its call
+        (thinking,) = [block for block in first.content if block.type == "thinking"]
+        assert thinking.signature == f"gw1.gemini.{GEMINI_SIGNATURE}"
+        assert calls_sent(dialect, body)[0]["thoughtSignature"] == GEMINI_SIGNATURE
 
 
 def ui_chunks(body: str) -> list[dict[str, Any]]:
