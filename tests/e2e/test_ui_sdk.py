@@ -147,13 +147,18 @@ async def test_failure_before_the_first_event_is_a_status_and_json_error(gateway
     assert json.loads(unknown["rejected"])["error"]["type"] == "unknown_model"
 
 
-async def test_non_text_parts_are_refused_by_name(gateway: str) -> None:
-    image = {"type": "file", "mediaType": "image/png", "url": "data:image/png;base64,AA=="}
-    message = {"id": "u1", "role": "user", "parts": [image]}
+async def test_unknown_parts_are_refused_by_name_and_files_are_carried(gateway: str) -> None:
+    future = {"type": "hologram", "frames": 3}
+    message = {"id": "u1", "role": "user", "parts": [user("hi")["parts"][0], future]}
     result = await run_sdk(scenario="chat", url=gateway, messages=[message])
     error = json.loads(result["rejected"])["error"]
     assert error["type"] == "invalid_request"
-    assert "'file'" in error["message"]
+    assert "'hologram'" in error["message"]
+    image = {"type": "file", "mediaType": "image/png", "url": "data:image/png;base64,AA=="}
+    message = {"id": "u1", "role": "user", "parts": [image]}
+    result = await run_sdk(scenario="chat", url=gateway, messages=[message])
+    assert "rejected" not in result and result["errors"] == [] and result["threw"] is None
+    assert text_of(result["message"]) == STORY
 
 
 async def test_use_completion_reads_the_answer(gateway: str) -> None:
