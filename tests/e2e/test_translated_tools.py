@@ -115,7 +115,12 @@ async def test_openai_sdk_completes_a_parallel_tool_round_trip(dialect: str, str
             second = await client.chat.completions.create(model="m", messages=messages, tools=tools)
     assert second.choices[0].message.content == "Sunny in both."
     assert second.choices[0].finish_reason == "stop"
-    assert_results_follow_their_calls(dialect, upstream.received[1].json())
+    body = upstream.received[1].json()
+    assert_results_follow_their_calls(dialect, body)
+    if dialect == "gemini":  # no signature slot: it rode in the call's id, and came back
+        assert calls[0].id.endswith(f"~gw1.gemini.{GEMINI_SIGNATURE}")
+        assert calls_sent(dialect, body)[0]["thoughtSignature"] == GEMINI_SIGNATURE
+        assert "~" not in json.dumps(body)  # ids upstream are the upstream's own
 
 
 @pytest.mark.parametrize("dialect", ["openai", "gemini", "ollama"])

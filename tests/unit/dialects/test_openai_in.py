@@ -267,3 +267,27 @@ def test_a_tool_message_holds_text_only() -> None:
     ]
     with pytest.raises(BadRequest, match="messages.1: a tool message may hold text only"):
         read(messages)
+
+
+def test_a_signature_in_a_call_id_comes_back_as_reasoning_before_its_call() -> None:
+    signed = "call_1~gw1.gemini.c2ln"
+    messages = [
+        {"role": "user", "content": "x"},
+        {"role": "assistant", "tool_calls": [{**CALL, "id": signed}]},
+        {"role": "tool", "tool_call_id": signed, "content": "ok"},
+    ]
+    _, assistant, results = read(messages).messages
+    assert assistant.content == (
+        Reasoning("", "c2ln", "gemini"),
+        ToolCall("call_1", "weather", "{}"),
+    )
+    assert results.content == (ToolResult("call_1", "ok", name="weather"),)
+
+
+@pytest.mark.parametrize("call_id", ["call~gw1.", "~gw1.gemini.x", "call~gw1.gemini", "a.b:0"])
+def test_ids_that_only_look_signed_are_ids(call_id: str) -> None:
+    messages = [
+        {"role": "user", "content": "x"},
+        {"role": "assistant", "tool_calls": [{**CALL, "id": call_id}]},
+    ]
+    assert read(messages).messages[1].content == (ToolCall(call_id, "weather", "{}"),)
