@@ -109,6 +109,7 @@ class ChatCompletionEncoder(Encoder):
         self._close += b',"usage":null}\n\n' if include_usage else b"}\n\n"
         self._calls: dict[int, int] = {}  # a part's call index -> the call's index here
         self._signed: tuple[str, str] | None = None  # a signature for the next call's id
+        self._signed_at = -1  # ... if that call is the very next delta (`deltas` then)
 
     def delta(self, text: str) -> bytes:
         self.deltas += 1
@@ -122,15 +123,17 @@ class ChatCompletionEncoder(Encoder):
             if part.index in self._calls:
                 return b""  # a second start of one call: the first one stands
             ordinal = self._calls[part.index] = len(self._calls)
-            call_id, self._signed = _signed(part.id, self._signed), None
+            signed = self._signed if self._signed_at == self.deltas - 1 else None
+            call_id, self._signed = _signed(part.id, signed), None
             function = {"name": part.name, "arguments": ""}
             call = {"index": ordinal, "id": call_id, "type": "function", "function": function}
             return self._delta({"tool_calls": [call]})
         if isinstance(part, ToolCallDelta) and (index := self._calls.get(part.index)) is not None:
             fragment = {"index": index, "function": {"arguments": part.arguments}}
             return self._delta({"tool_calls": [fragment]})
-        if isinstance(part, ReasoningEnd):
+        if isinstance(part, ReasoningEnd):  # a text part's signature: text comes in between
             self._signed = _carried(part.signature, part.origin, part.redacted)
+            self._signed_at = self.deltas
         return b""  # a signature (no slot but a call's id), a call's end, an unknown call
 
     def _delta(self, delta: dict[str, Any]) -> bytes:
@@ -185,6 +188,8 @@ def completion_body(relay: Relay, stream_id: str, blocks: list[AnswerBlock]) -> 
             function = {"name": block.name, "arguments": block.arguments}
             call_id, signed = _signed(block.id, signed), None
             calls.append({"id": call_id, "type": "function", "function": function})
+        else:  # text between: the signature was the text's
+            signed = None
     message: dict[str, Any] = {
         "role": "assistant",
         "content": None if calls and not text else text,
