@@ -182,6 +182,7 @@ class MessagesRequest(BaseModel):
     def _reasoning(self) -> ReasoningControl | None:
         """`thinking` and `output_config.effort` (SPEC §4.9: mapped, never dropped)."""
         effort = self.output_config.effort if self.output_config is not None else None
+        effort = "xhigh" if effort == "max" else effort  # the highest word others know
         thinking = self.thinking
         if thinking is None:
             return ReasoningControl(effort=effort) if effort is not None else None

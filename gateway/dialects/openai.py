@@ -19,11 +19,13 @@ import orjson
 
 from gateway.dialects import Dialect, DialectRoute, ErrorReply, Finish, finish_of
 from gateway.dialects.openai_in import ChatCompletionRequest
+from gateway.dialects.translated import SIGNED_ORIGINS, signed_call_id
 from gateway.errors import GatewayError
 from gateway.parts import (
     AnswerBlock,
     Reasoning,
     ReasoningDelta,
+    ReasoningEnd,
     StreamPart,
     ToolCall,
     ToolCallDelta,
@@ -106,6 +108,8 @@ class ChatCompletionEncoder(Encoder):
         self._close = b'},"logprobs":null,"finish_reason":null}]'
         self._close += b',"usage":null}\n\n' if include_usage else b"}\n\n"
         self._calls: dict[int, int] = {}  # a part's call index -> the call's index here
+        self._signed: tuple[str, str] | None = None  # a signature for the next call's id
+        self._signed_at = -1  # ... if that call is the very next delta (`deltas` then)
 
     def delta(self, text: str) -> bytes:
         self.deltas += 1
@@ -119,13 +123,18 @@ class ChatCompletionEncoder(Encoder):
             if part.index in self._calls:
                 return b""  # a second start of one call: the first one stands
             ordinal = self._calls[part.index] = len(self._calls)
+            signed = self._signed if self._signed_at == self.deltas - 1 else None
+            call_id, self._signed = _signed(part.id, signed), None
             function = {"name": part.name, "arguments": ""}
-            call = {"index": ordinal, "id": part.id, "type": "function", "function": function}
+            call = {"index": ordinal, "id": call_id, "type": "function", "function": function}
             return self._delta({"tool_calls": [call]})
         if isinstance(part, ToolCallDelta) and (index := self._calls.get(part.index)) is not None:
             fragment = {"index": index, "function": {"arguments": part.arguments}}
             return self._delta({"tool_calls": [fragment]})
-        return b""  # a signature (no slot in this dialect), a call's end, an unknown call
+        if isinstance(part, ReasoningEnd):  # a text part's signature: text comes in between
+            self._signed = _carried(part.signature, part.origin, part.redacted)
+            self._signed_at = self.deltas
+        return b""  # a signature (no slot but a call's id), a call's end, an unknown call
 
     def _delta(self, delta: dict[str, Any]) -> bytes:
         return self._frame([{"index": 0, "delta": delta, "logprobs": None, "finish_reason": None}])
@@ -154,21 +163,33 @@ class ChatCompletionEncoder(Encoder):
         return b"data: " + orjson.dumps({"error": _error(error)}) + b"\n\n"
 
 
+def _carried(signature: str | None, origin: str | None, redacted: bool) -> tuple[str, str] | None:
+    """A signature the client must give back with the next call (it has no other slot)."""
+    if signature is None or origin not in SIGNED_ORIGINS or redacted:
+        return None
+    return signature, origin
+
+
+def _signed(call_id: str, signed: tuple[str, str] | None) -> str:
+    return call_id if signed is None else signed_call_id(call_id, *signed)
+
+
 def completion_body(relay: Relay, stream_id: str, blocks: list[AnswerBlock]) -> dict[str, Any]:
     """A whole `chat.completion` object (stream: false): its text, its reasoning as
     `reasoning_content`, its calls as `tool_calls` (then `content` is null when it has no
     text, as OpenAI sends it)."""
     text = "".join(block.text for block in blocks if not isinstance(block, Reasoning | ToolCall))
     thought = "".join(block.text for block in blocks if isinstance(block, Reasoning))
-    calls = [
-        {
-            "id": block.id,
-            "type": "function",
-            "function": {"name": block.name, "arguments": block.arguments},
-        }
-        for block in blocks
-        if isinstance(block, ToolCall)
-    ]
+    calls, signed = [], None
+    for block in blocks:
+        if isinstance(block, Reasoning):
+            signed = _carried(block.signature, block.origin, block.redacted)
+        elif isinstance(block, ToolCall):
+            function = {"name": block.name, "arguments": block.arguments}
+            call_id, signed = _signed(block.id, signed), None
+            calls.append({"id": call_id, "type": "function", "function": function})
+        else:  # text between: the signature was the text's
+            signed = None
     message: dict[str, Any] = {
         "role": "assistant",
         "content": None if calls and not text else text,

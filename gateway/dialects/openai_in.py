@@ -25,6 +25,7 @@ from gateway.dialects.translated import (
     message,
     schema_of,
     tool_names,
+    unsigned_call_id,
 )
 from gateway.errors import BadRequest
 from gateway.parts import (
@@ -295,7 +296,10 @@ def _assistant(index: int, each: ChatMessageIn) -> ChatMessage:
     if each.refusal:
         parts.append(Text(each.refusal))
     for call in each.tool_calls or ():
-        parts.append(ToolCall(call.id, call.function.name, call.function.arguments))
+        call_id, signature, origin = unsigned_call_id(call.id)
+        if signature is not None:  # the signature the gateway gave the client in the id
+            parts.append(Reasoning("", signature, origin))
+        parts.append(ToolCall(call_id, call.function.name, call.function.arguments))
     return message("assistant", parts)
 
 
@@ -306,7 +310,7 @@ def _result(index: int, each: ChatMessageIn) -> ToolResult:
     if not all(isinstance(part, Text) for part in parts):
         raise BadRequest(f"messages.{index}: a tool message may hold text only")
     text = "".join(part.text for part in parts if isinstance(part, Text))
-    return ToolResult(each.tool_call_id, text)
+    return ToolResult(unsigned_call_id(each.tool_call_id)[0], text)
 
 
 def _parts(index: int, each: ChatMessageIn, assistant: bool) -> list[ContentPart]:

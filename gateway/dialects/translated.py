@@ -51,7 +51,9 @@ __all__ = [
     "media_of",
     "schema_of",
     "signature_in",
+    "signed_call_id",
     "tool_names",
+    "unsigned_call_id",
 ]
 
 log = logging.getLogger("gateway.dialects")
@@ -234,3 +236,23 @@ def signature_in(value: str) -> tuple[str | None, str | None]:
     if not value:
         return None, None
     return signature_origin(value, "anthropic")
+
+
+# A Gemini thought signature behind an OpenAI Chat client, which has no slot for one, rides in
+# the id the client is given for the call it signed (SPEC §4.9: "rides in the call id"), and
+# comes back with it: `<id>~gw1.<origin>.<signature>` (base64 and gateway ids have no '~').
+_SIGNED = "~gw1."
+SIGNED_ORIGINS = frozenset({"gemini"})  # self-contained signatures (Anthropic's need the text)
+
+
+def signed_call_id(call_id: str, signature: str, origin: str) -> str:
+    return f"{call_id}{_SIGNED}{origin}.{signature}"
+
+
+def unsigned_call_id(call_id: str) -> tuple[str, str | None, str | None]:
+    """(the call's own id, signature, origin) of an id `signed_call_id` wrote."""
+    own, tag, rest = call_id.partition(_SIGNED)
+    origin, dot, signature = rest.partition(".")
+    if not tag or not own or not dot or not origin or not signature:
+        return call_id, None, None
+    return own, signature, origin

@@ -143,7 +143,9 @@ def _assistant(index: int, each: UIMessage) -> list[ChatMessage]:
         elif _skipped(where, part):
             continue
         elif part.type == "text":
-            said.append(_text(where, part))
+            text = _text(where, part)
+            if text.text:  # an empty one says nothing (and some upstreams refuse it)
+                said.append(text)
         elif part.type == "reasoning":
             said.append(_reasoning(where, part))
         elif part.type.startswith("tool-") or part.type == "dynamic-tool":

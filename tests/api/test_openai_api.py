@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
+from gateway.parts import JsonFormat, ToolCall, ToolChoice, ToolResult
 from tests.api.test_ui_api import RecordingProvider
 from tests.conftest import FAST_FAKE, app_client, settings_from
 
@@ -100,3 +101,69 @@ async def test_unknown_v1_route_uses_openai_shape(client: httpx.AsyncClient) -> 
     response = await client.get("/v1/nothing")
     assert response.status_code == 404
     assert openai_error(response)["type"] == "not_found"
+
+
+USER = [{"role": "user", "content": "x"}]
+
+
+@pytest.mark.parametrize(
+    ("fields", "needle"),
+    [
+        ({"tools": [{"type": "custom", "custom": {"name": "f"}}]}, "tools.0.type"),
+        ({"tool_choice": "required"}, "tool_choice"),
+        (
+            {"messages": [*USER, {"role": "tool", "tool_call_id": "call_9", "content": "r"}]},
+            "'call_9', which no earlier assistant message called",
+        ),
+        (
+            {
+                "messages": [
+                    {
+                        "role": "user",
+                        "content": [{"type": "image_url", "image_url": {"url": "file:///etc/x"}}],
+                    }
+                ]
+            },
+            "messages.0.content.0.image_url.url: only data URLs and https URLs",
+        ),
+        ({"response_format": {"type": "json_schema", "json_schema": {"name": "x"}}}, "schema"),
+    ],
+)
+async def test_what_cannot_be_carried_is_a_400_naming_it(
+    client: httpx.AsyncClient, fields: dict[str, object], needle: str
+) -> None:
+    body = {"model": "story", "messages": USER, **fields}
+    response = await client.post("/v1/chat/completions", json=body)
+    assert response.status_code == 400, response.text
+    error = openai_error(response)
+    assert error["type"] == "invalid_request" and needle in str(error["message"])
+
+
+async def test_tools_and_their_results_reach_the_upstream_as_parts() -> None:
+    recording = RecordingProvider()
+    settings = settings_from(
+        FAST_FAKE
+        + "[providers.recording]\ntype = 'fake'\n[models.recorded]\nprovider = 'recording'\n"
+    )
+    call = {"id": "call_1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+    body = {
+        "model": "recorded",
+        "messages": [
+            *USER,
+            {"role": "assistant", "tool_calls": [call]},
+            {"role": "tool", "tool_call_id": "call_1", "content": "done"},
+        ],
+        "tools": [{"type": "function", "function": {"name": "f"}}],
+        "tool_choice": "auto",
+        "parallel_tool_calls": False,
+        "response_format": {"type": "json_object"},
+    }
+    async with app_client(settings, {"recording": recording}) as (client, _):
+        response = await client.post("/v1/chat/completions", json=body)
+    assert response.status_code == 200
+    (sent,) = recording.requests
+    assert [tool.name for tool in sent.tools] == ["f"]
+    assert (sent.tool_choice, sent.parallel_tool_calls) == (ToolChoice("auto"), False)
+    assert sent.response_format == JsonFormat()
+    assert sent.messages[1].content == (ToolCall("call_1", "f", "{}"),)
+    assert sent.messages[2].content == (ToolResult("call_1", "done", name="f"),)

@@ -15,6 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gateway.dialects.ui_messages import delta_frame, error_text
+from gateway.parts import ToolCall, ToolResult
 from gateway.providers.base import ChatRequest, StreamOutcome
 from gateway.providers.fake import load_story, split_chunks
 from tests.api.test_fuzz import FUZZ, check, json_values
@@ -378,3 +379,34 @@ async def test_fuzzed_chat_ids_on_resume_and_stop_are_never_5xx(
     else:
         response = await client.post(path)
         assert response.status_code in (404, 405), response.text
+
+
+async def test_tools_and_tool_parts_reach_the_upstream_as_parts(
+    client: httpx.AsyncClient, recording: RecordingProvider
+) -> None:
+    answer = {
+        "id": "a1",
+        "role": "assistant",
+        "parts": [
+            {"type": "step-start"},
+            {
+                "type": "tool-weather",
+                "toolCallId": "call_1",
+                "state": "output-error",
+                "input": {"city": "Paris"},
+                "errorText": "no network",
+            },
+        ],
+    }
+    schema = {"type": "object", "properties": {"city": {"type": "string"}}}
+    tools = {"weather": {"description": "The weather", "inputSchema": schema}}
+    response = await client.post(
+        "/ui/chat", json=chat_body(user("weather?"), answer, model="recorded", tools=tools)
+    )
+    assert response.status_code == 200
+    (sent,) = recording.requests
+    assert [(tool.name, tool.parameters) for tool in sent.tools] == [("weather", schema)]
+    assert sent.messages[1].content == (ToolCall("call_1", "weather", '{"city":"Paris"}'),)
+    assert sent.messages[2].content == (
+        ToolResult("call_1", "no network", is_error=True, name="weather"),
+    )

@@ -162,7 +162,13 @@ async def test_sdk_against_each_upstream_dialect(kind: str, stream: bool) -> Non
             assert text == expected
         else:
             message = await client.messages.create(model="m", max_tokens=50, messages=MESSAGES)
-    assert message.content[0].type == "text" and message.content[0].text == expected
+    # The text blocks are the answer; the recorded Gemini and Ollama streams also think, and
+    # their thoughts are thinking blocks where they came (SPEC §4.9).
+    assert {block.type for block in message.content} <= {"text", "thinking"}
+    texts = [block.text for block in message.content if block.type == "text"]
+    assert "".join(texts) == expected
+    thinking = [block.thinking for block in message.content if block.type == "thinking"]
+    assert thinking == {"gemini": ["Let me think"], "ollama": ["hmm"]}.get(kind, [])
     assert message.stop_reason == "end_turn"
     assert message.usage.input_tokens > 0 and message.usage.output_tokens > 0
     seen = stub.seen[0]

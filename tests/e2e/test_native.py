@@ -372,6 +372,20 @@ async def test_a_fallback_of_another_dialect_is_skipped_for_what_it_cannot_carry
     assert len(stub.seen) == 1  # the OpenAI entry was never asked
 
 
+async def test_a_fallback_of_another_dialect_carries_tools_translated() -> None:
+    config = FALLBACKS.replace("{fallback}", "other-openai")
+    replies = (OVERLOADED, Reply(body=[OPENAI_STREAM]))
+    body = {"model": "m", "max_tokens": 5, "messages": MESSAGES, "stream": True, "tools": [TOOL]}
+    async with native("anthropic", *replies, config=config) as (http, stub, _):
+        response = await http.post("/v1/messages", json=body)
+    assert response.headers["x-gateway-model"] == "other-openai"
+    assert events_of(response.text)[-1][0] == "message_stop"
+    sent = sent_to(stub, 1)
+    assert stub.seen[1].path == "/v1/chat/completions"
+    assert [tool["function"]["name"] for tool in sent["tools"]] == ["get_weather"]
+    assert sent["tools"][0]["function"]["parameters"] == TOOL["input_schema"]
+
+
 async def test_a_fallback_of_another_dialect_serves_plain_text_translated() -> None:
     config = FALLBACKS.replace("{fallback}", "other-openai")
     replies = (OVERLOADED, Reply(body=[OPENAI_STREAM]))

@@ -115,7 +115,12 @@ async def test_openai_sdk_completes_a_parallel_tool_round_trip(dialect: str, str
             second = await client.chat.completions.create(model="m", messages=messages, tools=tools)
     assert second.choices[0].message.content == "Sunny in both."
     assert second.choices[0].finish_reason == "stop"
-    assert_results_follow_their_calls(dialect, upstream.received[1].json())
+    body = upstream.received[1].json()
+    assert_results_follow_their_calls(dialect, body)
+    if dialect == "gemini":  # no signature slot: it rode in the call's id, and came back
+        assert calls[0].id.endswith(f"~gw1.gemini.{GEMINI_SIGNATURE}")
+        assert calls_sent(dialect, body)[0]["thoughtSignature"] == GEMINI_SIGNATURE
+        assert "~" not in json.dumps(body)  # ids upstream are the upstream's own
 
 
 @pytest.mark.parametrize("dialect", ["openai", "gemini", "ollama"])
@@ -154,7 +159,12 @@ async def test_anthropic_sdk_completes_a_parallel_tool_round_trip(
     assert [block.type for block in second.content] == ["text"]
     assert second.content[0].text == "Sunny in both."  # type: ignore[union-attr]
     assert second.stop_reason == "end_turn"
-    assert_results_follow_their_calls(dialect, upstream.received[1].json())
+    body = upstream.received[1].json()
+    assert_results_follow_their_calls(dialect, body)
+    if dialect == "gemini":  # its signature rode in a thinking block and came back to its call
+        (thinking,) = [block for block in first.content if block.type == "thinking"]
+        assert thinking.signature == f"gw1.gemini.{GEMINI_SIGNATURE}"
+        assert calls_sent(dialect, body)[0]["thoughtSignature"] == GEMINI_SIGNATURE
 
 
 def ui_chunks(body: str) -> list[dict[str, Any]]:

@@ -147,13 +147,18 @@ async def test_failure_before_the_first_event_is_a_status_and_json_error(gateway
     assert json.loads(unknown["rejected"])["error"]["type"] == "unknown_model"
 
 
-async def test_non_text_parts_are_refused_by_name(gateway: str) -> None:
-    image = {"type": "file", "mediaType": "image/png", "url": "data:image/png;base64,AA=="}
-    message = {"id": "u1", "role": "user", "parts": [image]}
+async def test_unknown_parts_are_refused_by_name_and_files_are_carried(gateway: str) -> None:
+    future = {"type": "hologram", "frames": 3}
+    message = {"id": "u1", "role": "user", "parts": [user("hi")["parts"][0], future]}
     result = await run_sdk(scenario="chat", url=gateway, messages=[message])
     error = json.loads(result["rejected"])["error"]
     assert error["type"] == "invalid_request"
-    assert "'file'" in error["message"]
+    assert "'hologram'" in error["message"]
+    image = {"type": "file", "mediaType": "image/png", "url": "data:image/png;base64,AA=="}
+    message = {"id": "u1", "role": "user", "parts": [image]}
+    result = await run_sdk(scenario="chat", url=gateway, messages=[message])
+    assert "rejected" not in result and result["errors"] == [] and result["threw"] is None
+    assert text_of(result["message"]) == STORY
 
 
 async def test_use_completion_reads_the_answer(gateway: str) -> None:
@@ -268,3 +273,37 @@ async def test_recorded_stop_and_keep_alive_parse_with_ai_5_0_0(
     assert result["threw"] is None and result["errors"] == []
     assert chunk_types(result) == [*CHUNK_ORDER[:4], "abort"]
     assert text_of(result["message"]) == "one "
+
+
+async def test_a_client_side_tool_round_trip_with_the_sdks_own_client() -> None:
+    """The AI SDK's client reads the model's reasoning and call into the message's parts (a
+    static `tool-get_weather` part in `input-available`, which `onToolCall` would run); the
+    app sets the output, as `addToolResult` does, and sends the message back: the model's
+    next answer has the result."""
+    toml = FAKES + (
+        "[models.tools]\nprovider = 'fake'\n"
+        "params = { tool_call = { name = 'get_weather', arguments = { city = 'Paris' } }, "
+        "reasoning = 'Weather first.' }\n"
+    )
+    schema = {"type": "object", "properties": {"city": {"type": "string"}}}
+    body = {
+        "model": "tools",
+        "tools": {"get_weather": {"description": "Weather", "inputSchema": schema}},
+    }
+    async with serve(create_app(settings_from(toml))) as url:
+        first = await run_sdk(scenario="chat", url=url, messages=[user("weather?")], body=body)
+        assert first["errors"] == [] and first["threw"] is None
+        message = first["message"]
+        # (The stream opens its text part before anything arrives: an empty text part.)
+        parts = [part for part in message["parts"] if part.get("text") != ""]
+        assert [part["type"] for part in parts] == ["step-start", "reasoning", "tool-get_weather"]
+        reasoning, call = parts[1], parts[2]
+        assert reasoning["text"] == "Weather first."
+        assert reasoning["providerMetadata"]["gateway"]["origin"] == "fake"
+        assert (call["state"], call["input"]) == ("input-available", {"city": "Paris"})
+        call.update(state="output-available", output={"sky": "clear"})
+        second = await run_sdk(
+            scenario="chat", url=url, messages=[user("weather?"), message], body=body
+        )
+    assert second["errors"] == [] and second["threw"] is None
+    assert text_of(second["message"]).startswith('The tool answered: {"sky":"clear"}')

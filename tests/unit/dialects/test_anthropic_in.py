@@ -200,6 +200,7 @@ def test_tool_choices(choice: dict[str, Any], expected: ToolChoice, parallel: bo
         ({"thinking": {"type": "disabled"}}, ReasoningControl(enabled=False)),
         ({"thinking": {"type": "adaptive"}}, ReasoningControl()),
         ({"output_config": {"effort": "low"}}, ReasoningControl(effort="low")),
+        ({"output_config": {"effort": "max"}}, ReasoningControl(effort="xhigh")),
         ({}, None),
     ],
 )
@@ -281,3 +282,25 @@ def test_blocks_that_cannot_be_carried_are_refused_naming_them(
 def test_malformed_controls_are_refused_naming_them(fields: dict[str, Any], needle: str) -> None:
     with pytest.raises(BadRequest, match=needle):
         read(**fields)
+
+
+def test_a_tool_result_of_text_blocks_is_its_text() -> None:
+    call = {"type": "tool_use", "id": "t", "name": "f", "input": {}}
+    blocks = [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]
+    result = {"type": "tool_result", "tool_use_id": "t", "content": blocks}
+    messages = [
+        {"role": "user", "content": "x"},
+        {"role": "assistant", "content": [call]},
+        {"role": "user", "content": [result]},
+    ]
+    assert read(messages=messages).messages[2].content == (ToolResult("t", "a\n\nb", name="f"),)
+
+
+def test_an_input_nested_deeper_than_json_is_written_is_a_400() -> None:
+    nested: Any = {}
+    for _ in range(300):
+        nested = {"a": nested}
+    call = {"type": "tool_use", "id": "t", "name": "f", "input": nested}
+    messages = [{"role": "user", "content": "x"}, {"role": "assistant", "content": [call]}]
+    with pytest.raises(BadRequest, match="messages.1.content.0.input: nested too deeply"):
+        read(messages=messages)

@@ -246,3 +246,48 @@ def test_an_assistants_refusal_part_is_its_text() -> None:
     refusal = {"type": "refusal", "refusal": "I can't."}
     messages = [{"role": "user", "content": "x"}, {"role": "assistant", "content": [refusal]}]
     assert read(messages).messages[1] == ChatMessage("assistant", "I can't.")
+
+
+def test_odd_but_valid_parts() -> None:
+    image_as_file = {"type": "file", "file": {"file_data": "data:image/png;base64,iVBO"}}
+    messages = [
+        {"role": "user", "content": [image_as_file]},
+        {"role": "assistant", "content": None, "refusal": "I won't."},
+    ]
+    user, assistant = read(messages).messages
+    assert user.content == (Document(media_type="image/png", data="iVBO"),)
+    assert assistant.content == "I won't."
+
+
+def test_a_tool_message_holds_text_only() -> None:
+    image = {"type": "image_url", "image_url": {"url": "https://x/a.png"}}
+    messages = [
+        {"role": "assistant", "tool_calls": [CALL]},
+        {"role": "tool", "tool_call_id": "call_1", "content": [image]},
+    ]
+    with pytest.raises(BadRequest, match="messages.1: a tool message may hold text only"):
+        read(messages)
+
+
+def test_a_signature_in_a_call_id_comes_back_as_reasoning_before_its_call() -> None:
+    signed = "call_1~gw1.gemini.c2ln"
+    messages = [
+        {"role": "user", "content": "x"},
+        {"role": "assistant", "tool_calls": [{**CALL, "id": signed}]},
+        {"role": "tool", "tool_call_id": signed, "content": "ok"},
+    ]
+    _, assistant, results = read(messages).messages
+    assert assistant.content == (
+        Reasoning("", "c2ln", "gemini"),
+        ToolCall("call_1", "weather", "{}"),
+    )
+    assert results.content == (ToolResult("call_1", "ok", name="weather"),)
+
+
+@pytest.mark.parametrize("call_id", ["call~gw1.", "~gw1.gemini.x", "call~gw1.gemini", "a.b:0"])
+def test_ids_that_only_look_signed_are_ids(call_id: str) -> None:
+    messages = [
+        {"role": "user", "content": "x"},
+        {"role": "assistant", "tool_calls": [{**CALL, "id": call_id}]},
+    ]
+    assert read(messages).messages[1].content == (ToolCall(call_id, "weather", "{}"),)

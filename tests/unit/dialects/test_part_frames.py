@@ -425,3 +425,31 @@ def test_a_whole_anthropic_answer_parses_each_calls_input() -> None:
 def test_a_whole_anthropic_answer_with_a_broken_call_is_the_protocol_error() -> None:
     with pytest.raises(UpstreamProtocolError, match="'f'"):
         message_body(relay(), "s", [ToolCall("a", "f", "{")], 1)
+
+
+def test_a_gemini_signature_rides_in_the_openai_call_id_it_signed() -> None:
+    deltas: list[Delta] = [
+        ReasoningEnd("c2ln", "gemini"),
+        ToolCallStart(0, "call_a", "f"),
+        ToolCallDelta(0, "{}"),
+        ReasoningEnd("EqQB", "anthropic"),  # needs its thinking text: no slot, dropped
+        ToolCallStart(1, "call_b", "g"),
+        ReasoningEnd("c2ln", "gemini", redacted=True),
+        ToolCallStart(2, "call_c", "h"),
+        ReasoningEnd("dGV4dA==", "gemini"),  # a text part's signature, not the next call's
+        "text",
+        ToolCallStart(3, "call_d", "i"),
+    ]
+    calls = openai_message(openai_chunks(openai_frames(deltas))).message.tool_calls
+    ids = [call.id for call in calls]
+    assert ids == ["call_a~gw1.gemini.c2ln", "call_b", "call_c", "call_d"]
+    blocks = [
+        Reasoning("", "c2ln", "gemini"),
+        ToolCall("call_a", "f", "{}"),
+        ToolCall("call_b", "g", "{}"),
+        Reasoning("", "dGV4dA==", "gemini"),
+        Text("text"),
+        ToolCall("call_c", "h", "{}"),
+    ]
+    whole = completion_body(relay(), "s", blocks)["choices"][0]["message"]["tool_calls"]
+    assert [call["id"] for call in whole] == ["call_a~gw1.gemini.c2ln", "call_b", "call_c"]

@@ -164,3 +164,21 @@ def test_conversations_that_cannot_be_sent_are_refused(messages: list[dict[str, 
 def test_a_tool_without_a_schema_takes_no_parameters() -> None:
     request = chat(user({"type": "text", "text": "x"}), tools={"now": {}}).translated()
     assert request.tools == (ToolSpec("now", None, {"type": "object", "properties": {}}),)
+
+
+def test_an_assistants_empty_text_parts_say_nothing() -> None:
+    answer = {
+        "role": "assistant",
+        "parts": [
+            {"type": "step-start"},
+            {"type": "text", "text": ""},  # the stream's text part, opened before a tool call
+            {"type": "tool-f", "toolCallId": "c", "state": "output-available", "output": "ok"},
+        ],
+    }
+    empty = {"role": "assistant", "parts": [{"type": "text", "text": ""}]}
+    request = chat(user({"type": "text", "text": "go"}), answer, empty).translated()
+    assert [m.content for m in request.messages] == [
+        "go",
+        (ToolCall("c", "f", "{}"),),
+        (ToolResult("c", "ok", name="f"),),
+    ]
