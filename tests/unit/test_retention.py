@@ -15,7 +15,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.lifecycle import Drain
 from gateway.metrics import Metrics
-from gateway.resume.generation import Generations, finished_record
+from gateway.resume.events import End, Event, Failure
+from gateway.resume.generation import Finished, Generations, finished_record
+from gateway.resume.memory import MemoryLog
 from gateway.retention import ENTRY_OVERHEAD, ENTRY_SHARE, Entry, Retained, Ring
 from gateway.settings import ResumeConfig
 from tests.conftest import FAST_FAKE, app_client, settings_from
@@ -186,10 +188,10 @@ class Model:
 
 @settings(max_examples=300, deadline=None)
 @given(
-    ring=st.integers(1, 64),
-    cap=st.integers(1, 6),
+    ring=st.integers(1, 48),
+    cap=st.integers(1, 8),
     ops=st.lists(
-        st.tuples(st.sampled_from("abcdefgh"), st.integers(0, 70)),  # 0: drop
+        st.tuples(st.sampled_from("abcdefgh"), st.integers(0, 24)),  # 0: drop
         max_size=60,
     ),
 )
@@ -301,3 +303,44 @@ async def ended(app: FastAPI, stream_id: str) -> None:
         generation.task.add_done_callback(lambda _: after_registry.set_result(None))
         async with asyncio.timeout(5):
             await after_registry
+
+
+class _Ended:
+    """What `finished_record` reads of a generation."""
+
+    def __init__(self, log: MemoryLog, owner: str) -> None:
+        self.log, self.owner, self.model, self.provider = log, owner, "modèle/☃", "prov"
+
+
+@given(
+    texts=st.lists(st.text(max_size=12), max_size=8),
+    owner=st.text(max_size=20),
+    failed=st.booleans(),
+    after=st.integers(-1, 9),
+)
+def test_a_finished_record_reads_back_every_event_after_any_position(
+    texts: list[str], owner: str, failed: bool, after: int
+) -> None:
+    log = MemoryLog(2**20)
+    terminal = Failure("upstream_error", "ö") if failed else End("stop", {"t": 1}, "m", "p")
+    for text in [*texts, terminal]:
+        log.append(text, len(text) if isinstance(text, str) else 0)
+    record = Finished(b"".join(finished_record(_Ended(log, owner))))  # type: ignore[arg-type]
+    assert (record.owner, record.model, record.provider) == (owner, "modèle/☃", "prov")
+    assert not record.truncated and record.last_seq() == len(texts)
+    events = [(seq, text) for seq, text in enumerate(texts)] + [(len(texts), terminal)]
+    after = min(after, len(texts) - 1)  # `attach` answers 204 from the terminal event on
+
+    async def read() -> list[Event]:
+        return [event async for event in record.reader(after)]
+
+    assert asyncio.run(read()) == events[after + 1 :]
+
+
+def test_a_truncated_log_leaves_a_record_that_only_says_so() -> None:
+    log = MemoryLog(4)
+    for text in ["abc", "def", "ghi"]:
+        log.append(text, 3)
+    assert log.truncated
+    record = Finished(b"".join(finished_record(_Ended(log, "me"))))  # type: ignore[arg-type]
+    assert record.truncated and record.owner == "me" and record.text == b""
