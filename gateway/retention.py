@@ -60,10 +60,10 @@ class Ring:
 
     `place` says where the next entry's bytes go: at the head, or at 0 when they do not fit
     before the end (the end's remainder is skipped, and whatever lay there is older than
-    anything at the start). `overwrites` says whether writing there reaches an entry: the
-    caller forgets those, oldest first, before `write`. The buffer is an anonymous mapping:
-    the OS gives it pages as they are first written, so a budget that is never used costs
-    nothing, and one that is costs at most its size."""
+    anything at the start) or fit before the oldest entry. `overwrites` says whether writing
+    there reaches an entry: the caller forgets those, oldest first, before `write`. The
+    buffer is an anonymous mapping: the OS gives it pages as they are first written, so a
+    budget that is never used costs nothing, and one that is costs at most its size."""
 
     def __init__(self, size: int) -> None:
         self.size = size
@@ -72,9 +72,17 @@ class Ring:
         self._buffer = mmap.mmap(-1, size) if size > 0 else None
 
     def place(self, size: int) -> int | None:
-        """Where `size` bytes go next; None when they are more than the whole ring."""
+        """Where `size` bytes go next; None when they are more than the whole ring.
+
+        Back to 0 as soon as they fit there before the oldest entry, even with room left at
+        the head, when the entries lie in one run (the oldest not after the newest): when
+        something else than bytes limits the entries (their count, their retention time),
+        the ring's resident pages stay those of what it holds, not the whole ring."""
         if size > self.size:
             return None
+        entries = self.entries
+        if not entries or size <= entries[0][0] <= entries[-1][0]:
+            return 0
         return self.head if self.head + size <= self.size else 0
 
     def overwrites(self, entry: Entry, start: int, size: int) -> bool:

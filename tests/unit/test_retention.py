@@ -84,6 +84,25 @@ def test_an_entry_larger_than_the_ring_has_no_place_and_a_full_ring_one() -> Non
     assert Ring(0).place(1) is None and Ring(0).place(0) == 0
 
 
+def test_a_ring_whose_entries_are_limited_otherwise_goes_back_to_0_early() -> None:
+    # Entries forgotten for another reason than room (their count, their retention) free the
+    # start of the ring: the next entry goes there, and the pages written stay those of what
+    # the ring holds, not the whole ring's.
+    ring = Ring(1000)
+    reach = 0
+    for n in range(50):
+        if len(ring.entries) == 2:
+            ring.entries.popleft()  # the cap of two entries
+        assert put(ring, str(n), b"x" * 10) == []
+        reach = max(reach, ring.head)
+    assert reach == 20  # never more than the two entries held
+    ring.entries.popleft()
+    (last,) = ring.entries
+    assert last[:2] == (10, 20)
+    assert put(ring, "w", b"w" * 25) == []  # does not fit before it: after it, at the head
+    assert ring.read(last) == b"x" * 10 and entry(ring, "w")[:2] == (20, 45)
+
+
 def test_a_record_reads_back_whole_after_others_were_written_around_it() -> None:
     ring = Ring(64)
     put(ring, "a", b"A" * 30)
@@ -202,7 +221,7 @@ def test_retained_against_a_model(ring: int, cap: int, ops: list[tuple[str, int]
     retained.max_entries = cap
     retained.register("stream", 60)
     model = Model()
-    dropped, biggest, sizes = False, 0, {}
+    dropped, capped, biggest, sizes = False, False, 0, {}
     for n, (key, size) in enumerate(ops):
         if size == 0:
             retained.drop("stream", key)
@@ -210,7 +229,9 @@ def test_retained_against_a_model(ring: int, cap: int, ops: list[tuple[str, int]
             dropped = True
             continue
         data = bytes([n]) * size
-        model.kept.pop(key, None)
+        if model.kept.pop(key, None) is not None:
+            dropped = True  # kept again: the older one is dropped first
+        capped = capped or len(model.kept) >= cap
         before = list(model.kept)
         kept = retained.keep("stream", key, [data[: size // 2], data[size // 2 :]])
         assert kept == (size <= ring)
@@ -227,9 +248,11 @@ def test_retained_against_a_model(ring: int, cap: int, ops: list[tuple[str, int]
         live = sum(map(len, model.kept.values()))
         assert live <= ring and retained.bytes == live + len(model.kept) * ENTRY_OVERHEAD
         biggest = max(biggest, size)
-        if kept and len(held) < len(before) and not dropped and len(before) < cap:
+        if kept and len(held) < len(before) and not dropped and not capped:
             # Nor too early: what went was in the way, the end's remainders skipped aside
             # (at most two: before the head and at the last wrap) each less than an entry.
+            # (Dropped entries hold their place until overwritten, and entries forgotten for
+            # the cap let the ring go back to 0 early: then the bytes bound it less tightly.)
             last_gone = sizes[before[len(before) - len(held) - 1]]
             assert live + last_gone + 2 * biggest > ring
         sizes[key] = size
