@@ -110,7 +110,7 @@ async def test_an_ended_generation_keeps_its_parts_and_texts_that_start_with_nul
     assert generation is not None
     async with asyncio.timeout(5):
         await generation.task
-    assert "S" in generations.finished
+    assert generations.ended_here("S")
     reader = await generations.attach("S", "me", -1)
     assert reader is not None
     events = [event async for event in reader]
