@@ -16,7 +16,6 @@ import argparse
 import os
 import statistics
 import subprocess
-import sys
 
 from bench import run as bench
 from bench.loadgen import closed_loop
@@ -34,12 +33,7 @@ def main() -> None:
     if (os.cpu_count() or 1) > 1:
         os.sched_setaffinity(0, {1})
     mock_port = bench.free_port()
-    command = [sys.executable, "-m", "bench.mock_upstream", str(mock_port)]
-    mock = subprocess.Popen(
-        bench.pinned(1, command), stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=bench.ROOT
-    )
-    assert mock.stdout is not None
-    mock.stdout.readline()
+    mock = bench.start_mock(mock_port, core=1)
     gateways: dict[str, tuple[int, subprocess.Popen[bytes]]] = {}
     try:
         for side, pythonpath in (("this", None), ("base", args.base)):

@@ -73,6 +73,18 @@ def pinned(core: int, command: list[str]) -> list[str]:
     return command
 
 
+def start_mock(mock_port: int, core: int | None = None) -> subprocess.Popen[bytes]:
+    """The mock upstream on `mock_port` (pinned to `core`, when given), once it listens; its
+    stdin and stdout stay open: the benchmark asks it for its CPU time through them."""
+    command = [sys.executable, "-m", "bench.mock_upstream", str(mock_port)]
+    if core is not None:
+        command = pinned(core, command)
+    mock = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=ROOT)
+    assert mock.stdout is not None
+    mock.stdout.readline()  # its ready line
+    return mock
+
+
 class Process:
     def __init__(self, pid: int) -> None:
         self.pid = pid
@@ -436,14 +448,7 @@ def run(profile: Profile, with_peers: bool = False) -> dict[str, Any]:
     if (os.cpu_count() or 1) > 1:
         os.sched_setaffinity(0, {1})
     mock_port = free_port()
-    mock = subprocess.Popen(
-        pinned(1, [sys.executable, "-m", "bench.mock_upstream", str(mock_port)]),
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        cwd=ROOT,
-    )
-    assert mock.stdout is not None
-    mock.stdout.readline()
+    mock = start_mock(mock_port, core=1)
     try:
         gw_port = free_port()
         gateway = start_gateway(mock_port, gw_port)
@@ -474,14 +479,7 @@ def run(profile: Profile, with_peers: bool = False) -> dict[str, Any]:
 def run_replay(profile: Profile) -> dict[str, Any]:
     """The replay phase on its own (a smoke run of it; no report is written)."""
     mock_port = free_port()
-    mock = subprocess.Popen(
-        [sys.executable, "-m", "bench.mock_upstream", str(mock_port)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        cwd=ROOT,
-    )
-    assert mock.stdout is not None
-    mock.stdout.readline()
+    mock = start_mock(mock_port)
     try:
         gw_port = free_port()
         gateway = start_gateway(mock_port, gw_port)

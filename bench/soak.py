@@ -56,7 +56,7 @@ from typing import Any
 from prometheus_client.parser import text_string_to_metric_families
 
 from bench.loadgen import _header, _Stream
-from bench.run import ROOT, free_port, wait_healthy
+from bench.run import ROOT, Process, free_port, start_mock, wait_healthy
 from gateway.auth import hash_key
 
 RESULTS = ROOT / "bench" / "results"
@@ -502,10 +502,7 @@ class Gateway:
         wait_healthy(self.port)
 
     def rss_mib(self) -> float:
-        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-        raise KeyError("VmRSS")
+        return Process(self.process.pid).memory_kib("VmRSS") / 1024
 
     def fds(self) -> int:
         return len(os.listdir(f"/proc/{self.process.pid}/fd"))
@@ -676,14 +673,7 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
     stamp = time.strftime("%Y%m%d-%H%M%S")
     label = "redis" if args.redis else "memory"
     mock_port = free_port()
-    mock = subprocess.Popen(  # noqa: ASYNC220 (start-up, before any load)
-        [sys.executable, "-m", "bench.mock_upstream", str(mock_port)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        cwd=ROOT,
-    )
-    assert mock.stdout is not None
-    mock.stdout.readline()
+    mock = start_mock(mock_port)  # start-up, before any load
     redis = Redis() if args.redis else None
     if redis is not None:
         redis.start()

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import secrets
 import time
 from collections import deque
@@ -30,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway.metrics import Metrics
+from gateway.redis_client import Outage
 
 __all__ = ["REFRESH_S", "CooldownRule", "Cooldowns"]
 
@@ -90,11 +90,11 @@ class Cooldowns:
         self._failures: dict[str, deque[float]] = {}
         self._redis = redis
         self._timeout_s = timeout_s
-        self._metrics = metrics
         self._script: Any = redis.register_script(_FAILED) if redis is not None else None
         self._keys: list[str] = []
         self._refresher: asyncio.Task[None] | None = None
-        self._last_outage_log = -math.inf
+        counter = metrics.cooldown_store_failures if metrics is not None else None
+        self._store_outage = Outage(log, counter)
         self.on_refresh: Callable[[], None] | None = None  # gauges follow the view
 
     def watch(self, keys: Sequence[str]) -> None:
@@ -198,15 +198,9 @@ class Cooldowns:
             self.until = {key: ends for key, ends in self.until.items() if ends > now}
 
     def _outage(self, exc: Exception) -> None:
-        if self._metrics is not None:
-            self._metrics.cooldown_store_failures.inc()
-        now = time.monotonic()
-        if now - self._last_outage_log >= 60:
-            self._last_outage_log = now
-            log.warning(
-                "cooldown store unreachable (%s); cooldowns are this replica's own meanwhile",
-                type(exc).__name__,
-            )
+        self._store_outage.failed(
+            exc, "cooldown store unreachable (%s); cooldowns are this replica's own meanwhile"
+        )
 
 
 # One hash tag for them all: the refresh's MGET stays on one Redis Cluster node.

@@ -33,6 +33,7 @@ from typing import Any, Protocol
 from gateway.auth import GatewayKey
 from gateway.errors import BudgetExceeded, RateLimited, Unavailable
 from gateway.metrics import Metrics
+from gateway.redis_client import Outage
 from gateway.spend import NANO, period_of
 
 __all__ = ["Clock", "Lease", "Limiter", "MemoryStore", "RedisStore"]
@@ -276,7 +277,7 @@ class Limiter:
         self.ttl_s = ttl_s
         self.metrics = metrics
         self.live: set[Lease] = set()
-        self._last_outage_log = -math.inf
+        self._store_outage = Outage(log, metrics.redis_failures)
         self._keeper: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -354,15 +355,8 @@ class Limiter:
             self._outage(exc, refuse=False)
 
     def _outage(self, exc: Exception, refuse: bool = True) -> None:
-        self.metrics.redis_failures.inc()
-        now = time.monotonic()
-        if now - self._last_outage_log >= 60:
-            self._last_outage_log = now
-            log.warning(
-                "limit store unreachable (%s); failing %s",
-                type(exc).__name__,
-                "open" if self.fail_open else "closed",
-            )
+        mode = "open" if self.fail_open else "closed"
+        self._store_outage.failed(exc, "limit store unreachable (%s); failing %s", mode)
         if refuse and not self.fail_open:
             raise Unavailable("the rate-limit store is unreachable") from None
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 from functools import partial
+from typing import Literal
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -87,6 +88,26 @@ class DeploymentMetrics:
         self._failures(error_type).inc()
 
 
+GaugeMode = Literal["livesum", "livemax"]  # how /metrics combines the workers' values
+
+
+class _Declare:
+    """Metric families in one registry, each from its name, help text and label names (gauges
+    sum over workers unless told otherwise)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+
+    def counter(self, name: str, doc: str, *labels: str) -> Counter:
+        return Counter(name, doc, labels, registry=self.registry)
+
+    def gauge(self, name: str, doc: str, *labels: str, mode: GaugeMode = "livesum") -> Gauge:
+        return Gauge(name, doc, labels, registry=self.registry, multiprocess_mode=mode)
+
+    def histogram(self, name: str, doc: str, *labels: str, buckets: tuple[float, ...]) -> Histogram:
+        return Histogram(name, doc, labels, buckets=buckets, registry=self.registry)
+
+
 class Metrics:
     def __init__(self, configured_models: Iterable[str] = ()) -> None:
         self._configured = frozenset(configured_models)  # always labelled as themselves
@@ -94,174 +115,154 @@ class Metrics:
         self._models: dict[tuple[str, str], ModelMetrics] = {}
         self._requests: dict[tuple[str, str, str, str, str], Counter] = {}
         self._spends: dict[tuple[str, str], Counter] = {}
-        self.registry = registry = CollectorRegistry(auto_describe=True)
-        self.requests = Counter(
+        self.registry = CollectorRegistry(auto_describe=True)
+        declare = _Declare(self.registry)
+        self.requests = declare.counter(
             "gateway_requests_total",
             "Requests by route, model, provider, outcome and error type (empty when none). "
             "Requests rejected before a model served have empty model and provider labels: "
             "a requested name is the client's to choose, so never a label.",
-            ["route", "model", "provider", "outcome", "type"],
-            registry=registry,
+            "route",
+            "model",
+            "provider",
+            "outcome",
+            "type",
         )
-        self.time_to_first_delta = Histogram(
+        self.time_to_first_delta = declare.histogram(
             "gateway_time_to_first_delta_seconds",
             "From admission to the first relayed delta.",
-            ["model", "provider"],
+            "model",
+            "provider",
             buckets=LATENCY_BUCKETS,
-            registry=registry,
         )
-        self.stream_duration = Histogram(
+        self.stream_duration = declare.histogram(
             "gateway_stream_duration_seconds",
             "From admission to the end of the stream.",
-            ["model", "provider", "outcome"],
+            "model",
+            "provider",
+            "outcome",
             buckets=DURATION_BUCKETS,
-            registry=registry,
         )
-        self.deltas = Counter(
-            "gateway_deltas_total",
-            "Text deltas relayed.",
-            ["model", "provider"],
-            registry=registry,
+        self.deltas = declare.counter(
+            "gateway_deltas_total", "Text deltas relayed.", "model", "provider"
         )
-        self.bytes_out = Counter(
+        self.bytes_out = declare.counter(
             "gateway_bytes_out_total",
             "Body bytes written to clients by streams.",
-            ["model", "provider"],
-            registry=registry,
+            "model",
+            "provider",
         )
-        self.tokens = Counter(
+        self.tokens = declare.counter(
             "gateway_usage_tokens_total",
             "Tokens the providers reported.",
-            ["model", "provider", "kind"],
-            registry=registry,
+            "model",
+            "provider",
+            "kind",
         )
-        self.active_streams = Gauge(
-            "gateway_active_streams",
-            "Streams admitted and not yet ended.",
-            registry=registry,
-            multiprocess_mode="livesum",
+        self.active_streams = declare.gauge(
+            "gateway_active_streams", "Streams admitted and not yet ended."
         )
-        self.upstream_errors = Counter(
+        self.upstream_errors = declare.counter(
             "gateway_upstream_errors_total",
             "Upstream failures by provider and type.",
-            ["provider", "type"],
-            registry=registry,
+            "provider",
+            "type",
         )
-        self.fallbacks = Counter(
-            "gateway_fallbacks_total",
-            "Requests served by a fallback entry.",
-            ["model", "served_by"],
-            registry=registry,
+        self.fallbacks = declare.counter(
+            "gateway_fallbacks_total", "Requests served by a fallback entry.", "model", "served_by"
         )
-        self.rate_limited = Counter(
-            "gateway_rate_limited_total",
-            "Requests refused by a key's limits.",
-            ["key"],
-            registry=registry,
+        self.rate_limited = declare.counter(
+            "gateway_rate_limited_total", "Requests refused by a key's limits.", "key"
         )
-        self.redis_failures = Counter(
+        self.redis_failures = declare.counter(
             "gateway_limit_store_failures_total",
             "Calls to the limit store (Redis) that failed or timed out.",
-            registry=registry,
         )
-        self.spend = Counter(
-            "gateway_spend",  # exposed as gateway_spend_total
+        self.spend = declare.counter(
+            "gateway_spend",
             "What streams cost by key and served model, from the usage and the configured "
             'prices (currency units; estimated usage included). Key "": an open gateway.',
-            ["key", "model"],
-            registry=registry,
+            "key",
+            "model",
         )
-        self.client_disconnects = Counter(
+        self.client_disconnects = declare.counter(
             "gateway_client_disconnects_total",
             "Clients that left before their stream ended.",
-            ["route"],
-            registry=registry,
+            "route",
         )
 
-        self.resumable_streams = Counter(
-            "gateway_resumable_streams_total",
-            "Resumable generations started (SPEC §4.5).",
-            registry=registry,
+        self.resumable_streams = declare.counter(
+            "gateway_resumable_streams_total", "Resumable generations started (SPEC §4.5)."
         )
-        self.reconnections = Counter(
+        self.reconnections = declare.counter(
             "gateway_reconnections_total",
             "Reconnections to resumable streams, by what they got (resumed, nothing, refused).",
-            ["result"],
-            registry=registry,
+            "result",
         )
-        self.replayed_events = Counter(
+        self.replayed_events = declare.counter(
             "gateway_replayed_events_total",
             "Events sent again to reconnecting readers (the live events after them not counted).",
-            registry=registry,
         )
-        self.orphan_cancellations = Counter(
+        self.orphan_cancellations = declare.counter(
             "gateway_orphan_cancellations_total",
             "Resumable generations cancelled because no reader came back in time.",
-            registry=registry,
         )
-        self.retained_bytes = Gauge(
+        self.retained_bytes = declare.gauge(
             "gateway_retained_bytes",
             "Bytes kept after their streams ended (ended resumable streams' events, for "
             "reconnections), under resume_retained_max_bytes.",
-            registry=registry,
-            multiprocess_mode="livesum",
         )
-        self.retained_evictions = Counter(
+        self.retained_evictions = declare.counter(
             "gateway_retained_evictions_total",
             "Entries forgotten before their retention time was over, to stay under "
             "resume_retained_max_bytes (the oldest first), by kind.",
-            ["kind"],
-            registry=registry,
+            "kind",
         )
-        self.asyncio_tasks = Gauge(
+        self.asyncio_tasks = declare.gauge(
             "gateway_asyncio_tasks",
             "Tasks alive in the event loop, as of the scrape (a leak of tasks shows here).",
-            registry=registry,
-            multiprocess_mode="livesum",
         )
-        self.resume_store_failures = Counter(
+        self.resume_store_failures = declare.counter(
             "gateway_resume_store_failures_total",
             "Calls to the resumable-stream store (Redis) that failed or timed out.",
-            registry=registry,
         )
 
-        self.deployment_requests = Counter(
+        self.deployment_requests = declare.counter(
             "gateway_deployment_requests_total",
             "Upstream attempts per deployment of a model entry (retries and failovers included).",
-            ["model", "deployment"],
-            registry=registry,
+            "model",
+            "deployment",
         )
-        self.deployment_failures = Counter(
+        self.deployment_failures = declare.counter(
             "gateway_deployment_failures_total",
             "Attempts that failed before their first token, per deployment and error type.",
-            ["model", "deployment", "type"],
-            registry=registry,
+            "model",
+            "deployment",
+            "type",
         )
-        self.deployment_in_flight = Gauge(
+        self.deployment_in_flight = declare.gauge(
             "gateway_deployment_in_flight",
             "Attempts and streams open on a deployment (what least-busy routing counts).",
-            ["model", "deployment"],
-            registry=registry,
-            multiprocess_mode="livesum",
+            "model",
+            "deployment",
         )
-        self.deployment_cooling = Gauge(
+        self.deployment_cooling = declare.gauge(
             "gateway_deployment_cooling",
             "1 while a deployment is cooling down (skipped by routing), else 0.",
-            ["model", "deployment"],
-            registry=registry,
-            multiprocess_mode="livemax",
+            "model",
+            "deployment",
+            mode="livemax",
         )
-        self.deployment_ttft = Histogram(
+        self.deployment_ttft = declare.histogram(
             "gateway_deployment_time_to_first_token_seconds",
             "From sending an attempt upstream to its first token, per deployment.",
-            ["model", "deployment"],
+            "model",
+            "deployment",
             buckets=LATENCY_BUCKETS,
-            registry=registry,
         )
-        self.cooldown_store_failures = Counter(
+        self.cooldown_store_failures = declare.counter(
             "gateway_cooldown_store_failures_total",
             "Calls to the shared cooldown store (Redis) that failed or timed out.",
-            registry=registry,
         )
 
     def of_deployment(self, model: str, deployment: str) -> DeploymentMetrics:

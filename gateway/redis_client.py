@@ -10,13 +10,18 @@ for one stream or one limit carries the same hash tag, so scripts and pipelines 
 
 from __future__ import annotations
 
+import logging
+import math
+import time
+from collections.abc import Callable
 from typing import Any
 
+from prometheus_client import Counter
 from redis.asyncio import Redis, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-__all__ = ["connect"]
+__all__ = ["Outage", "connect"]
 
 
 def connect(url: str, timeout_s: float, cluster: bool = False) -> Any:
@@ -29,3 +34,31 @@ def connect(url: str, timeout_s: float, cluster: bool = False) -> Any:
     if cluster:
         return RedisCluster.from_url(url, **options)
     return Redis.from_url(url, retry_on_timeout=False, health_check_interval=0, **options)
+
+
+class Outage:
+    """A shared store's failures: each one counted, and logged once a minute at most (SPEC
+    §7: in an outage every call in flight fails at once, and one line says so). The line names
+    the exception's type only: its text may name the host, or a password in the URL."""
+
+    def __init__(
+        self,
+        log: logging.Logger,
+        counter: Counter | None,
+        clock: Callable[[], float] = time.monotonic,
+        every_s: float = 60.0,
+    ) -> None:
+        self.log = log
+        self.counter = counter
+        self.clock = clock
+        self.every_s = every_s
+        self._logged = -math.inf
+
+    def failed(self, exc: BaseException, message: str, *args: object) -> None:
+        """Count it; log `message` % (the exception's type, *args) unless logged lately."""
+        if self.counter is not None:
+            self.counter.inc()
+        now = self.clock()
+        if now - self._logged >= self.every_s:
+            self._logged = now
+            self.log.warning(message, type(exc).__name__, *args)

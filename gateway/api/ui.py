@@ -186,7 +186,7 @@ async def _has_ended(state: GatewayState, stream_id: str) -> bool:
     generations = state.generations
     if (generation := generations.local.get(stream_id)) is not None:
         return generation.ended
-    if generations.store is None or stream_id in generations.finished:
+    if generations.store is None or generations.ended_here(stream_id):
         return True
     try:
         meta = await generations.store.lookup(stream_id)

@@ -25,9 +25,9 @@ import asyncio
 import enum
 import logging
 import math
+import struct
 import time
 from array import array
-from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from itertools import accumulate
 from typing import TYPE_CHECKING, Protocol
@@ -358,37 +358,31 @@ class Generation:
         return reader
 
 
-# (owner, model, provider, truncated, text, ends, encoded terminal event): the deltas as one
-# UTF-8 blob and the end offset of each (an array of uint32, as bytes). Strings, bytes and
-# tuples of them only, which the garbage collector stops tracking altogether; and compact, so
-# that the bytes the retention budget counts are about the bytes the process holds.
-FinishedRecord = tuple[str, str, str, bool, bytes, bytes, tuple[bytes, bytes]]
-# What a record costs beyond its events' bytes: the tuple, the stream id, its entries in the
-# registry, the retention budget and the expiry queue, with the allocator's own overhead
-# (measured as RSS over 40,000 records of 32 and 100 deltas: 1,299 bytes each, 1,241
-# counted with 640 here; tracemalloc, which counts no allocator overhead, says about 600).
-RECORD_OVERHEAD = 704
+# A finished record, as `Retained` keeps it: this header (truncated, the terminal event's
+# kind, the lengths of the owner, model and provider names, the count of deltas, the length of
+# the terminal event), those names in UTF-8, each delta's end offset in the text (uint32), the
+# deltas' text as one UTF-8 blob, and the terminal event, encoded. Plain bytes in the
+# retention ring: nothing for the allocator to fragment or the collector to walk.
+RECORD_HEADER = struct.Struct("=?cIIIII")
 OFFSET = "I"  # each delta's end in the blob (a stream's log is capped far below 4 GiB)
 
 
-def finished_record(generation: Generation) -> FinishedRecord:
+def finished_record(generation: Generation) -> list[bytes]:
     """What an ended generation leaves behind in memory (no Redis mirror) for the readers of
-    its retention time: who may read it and its events. The generation itself (relay, upstream
-    response, accounting, task) goes. A busy process keeps tens of thousands of these, and
-    each full collection walked them all while they held objects (100 ms each, at c=50)."""
+    its retention time, as the parts of one record: who may read it and its events. The
+    generation itself (relay, upstream response, accounting, task) goes."""
     log = generation.log
     # A log that dropped its oldest events is never attached again: nothing to keep.
     held = [] if log.truncated else log.held()
     encoded = [_blob_entry(payload) for payload in held if not is_terminal(payload)]
     ends = array(OFFSET, accumulate(map(len, encoded))).tobytes()
-    terminal = (FAILURE, b"")
-    if held:
-        # A copy of exactly its size: orjson's output keeps its whole working buffer (about
-        # 4 KiB of memory for a 150-byte event), and this one is kept for minutes.
-        kind, data = encode(held[-1])
-        terminal = (kind, bytes(memoryview(data)))
-    owner, model, provider = generation.owner, generation.model, generation.provider
-    return (owner, model, provider, log.truncated, b"".join(encoded), ends, terminal)
+    kind, terminal = encode(held[-1]) if held else (FAILURE, b"")
+    owner = generation.owner.encode()
+    model, provider = generation.model.encode(), generation.provider.encode()
+    header = RECORD_HEADER.pack(
+        log.truncated, kind, len(owner), len(model), len(provider), len(encoded), len(terminal)
+    )
+    return [header, owner, model, provider, ends, b"".join(encoded), terminal]
 
 
 # In a finished record's blob, a text delta is its UTF-8 bytes and a part is PART_MARK and its
@@ -411,23 +405,26 @@ def _from_blob(data: bytes) -> Payload:
     return data[1:].decode()
 
 
-def retained_size(record: FinishedRecord) -> int:
-    """The bytes a record holds: its events, encoded, and their offsets, plus its overhead."""
-    return len(record[4]) + len(record[5]) + len(record[6][1]) + RECORD_OVERHEAD
-
-
 class Finished:
     """A finished record, read: the registry's view for `attach`."""
 
     __slots__ = ("ends", "model", "owner", "provider", "terminal", "text", "truncated")
     ended = True
 
-    def __init__(self, record: FinishedRecord) -> None:
-        self.owner, self.model, self.provider, self.truncated, self.text, ends, self.terminal = (
-            record
-        )
+    def __init__(self, record: bytes) -> None:
+        self.truncated, kind, *lengths = RECORD_HEADER.unpack_from(record)
+        owner, model, provider, deltas, terminal = lengths
+        at = RECORD_HEADER.size
+        names = []
+        for length in (owner, model, provider):
+            names.append(record[at : at + length].decode())
+            at += length
+        self.owner, self.model, self.provider = names
         self.ends = array(OFFSET)
-        self.ends.frombytes(ends)
+        self.ends.frombytes(record[at : at + deltas * self.ends.itemsize])
+        at += deltas * self.ends.itemsize
+        self.text = record[at : len(record) - terminal]
+        self.terminal = (kind, record[len(record) - terminal :])
 
     def last_seq(self) -> int:
         """The terminal event's seq (only meaningful for a log that was not truncated)."""
@@ -470,18 +467,14 @@ class Generations:
         self.drain = drain
         self.metrics = metrics
         self.local: dict[str, Generation] = {}  # running here
-        # Ended here, for resume_retention_s or until the process's retention budget
+        # Ended here: their records are kept by the process's retention budget
         # (`resume_retained_max_bytes`, shared with whatever else is kept after its stream
-        # ended) evicts them, the oldest first: either way a reconnection then gets 204.
-        self.finished: dict[str, FinishedRecord] = {}
+        # ended) for resume_retention_s, or until it needs their room, the oldest first:
+        # either way a reconnection then gets 204.
         if retained is None:
             retained = Retained(config.resume_retained_max_bytes, metrics)
         self.retained = retained
-        retained.register(RETAINED_KIND, self._evicted)
-        # (when, stream id) in the order they ended, and one timer for the oldest: a timer per
-        # finished stream was tens of thousands of handles for the collector to walk.
-        self._expiring: deque[tuple[float, str]] = deque()
-        self._sweeper: asyncio.TimerHandle | None = None
+        retained.register(RETAINED_KIND, config.resume_retention_s)
 
     def store_failed(self) -> None:
         self.metrics.resume_store_failures.inc()
@@ -522,38 +515,17 @@ class Generations:
         self.local.pop(generation.id, None)
         if generation.mirror is not None:  # Redis holds it for everyone
             return
-        record = finished_record(generation)
-        self.finished[generation.id] = record
-        self.retained.keep(RETAINED_KIND, generation.id, retained_size(record))
-        loop = asyncio.get_running_loop()
-        self._expiring.append((loop.time() + self.config.resume_retention_s, generation.id))
-        if self._sweeper is None:
-            self._sweeper = loop.call_later(self.config.resume_retention_s, self._sweep)
+        self.retained.keep(RETAINED_KIND, generation.id, finished_record(generation))
 
-    def _sweep(self) -> None:
-        """Forget the finished streams whose retention is over; come back for the next one."""
-        loop = asyncio.get_running_loop()
-        now, expiring = loop.time(), self._expiring
-        while expiring and expiring[0][0] <= now:
-            stream_id = expiring.popleft()[1]
-            if self.finished.pop(stream_id, None) is not None:
-                self.retained.drop(RETAINED_KIND, stream_id)
-        self._sweeper = loop.call_at(expiring[0][0], self._sweep) if expiring else None
-
-    def _evicted(self, stream_id: str) -> None:
-        """The retention budget forgot this ended stream. The budget evicts in the order the
-        streams ended, the expiry queue's order too: the queue's head is this stream (or
-        others already gone), so its entry goes now rather than in `resume_retention_s`
-        (queued ids of evicted streams were memory the budget did not count)."""
-        self.finished.pop(stream_id, None)
-        expiring = self._expiring
-        while expiring and expiring[0][1] not in self.finished:
-            expiring.popleft()
+    def ended_here(self, stream_id: str) -> bool:
+        """Whether the stream ended in this process and its record is still kept."""
+        return self.retained.holds(RETAINED_KIND, stream_id)
 
     async def attach(self, stream_id: str, owner: str, after: int) -> Reader | None:
         """A reader after `after`; None when there is nothing to resume (204)."""
-        record = self.finished.get(stream_id)
-        here = self.local.get(stream_id) or (Finished(record) if record is not None else None)
+        here: Generation | Finished | None = self.local.get(stream_id)
+        if here is None and (record := self.retained.get(RETAINED_KIND, stream_id)) is not None:
+            here = Finished(record)
         if here is not None:
             if here.owner != owner:
                 raise NotFound("no such stream")
@@ -589,7 +561,7 @@ class Generations:
             generation.stop(Stop.CANCELLED)
             await asyncio.wait({generation.task})
             return
-        if self.store is None or stream_id in self.finished:
+        if self.store is None or self.ended_here(stream_id):
             raise NotFound("no such running stream")
         try:
             done = await self.store.cancel(stream_id, owner)
@@ -601,8 +573,6 @@ class Generations:
 
     async def close(self) -> None:
         """Shutdown: generations end (the drain's deadline stops the slow ones)."""
-        if self._sweeper is not None:
-            self._sweeper.cancel()
         running = [g.task for g in self.local.values() if not g.task.done()]
         if not self.drain.draining:
             for generation in self.local.values():

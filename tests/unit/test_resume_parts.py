@@ -110,7 +110,7 @@ async def test_an_ended_generation_keeps_its_parts_and_texts_that_start_with_nul
     assert generation is not None
     async with asyncio.timeout(5):
         await generation.task
-    assert "S" in generations.finished
+    assert generations.ended_here("S")
     reader = await generations.attach("S", "me", -1)
     assert reader is not None
     events = [event async for event in reader]
@@ -238,18 +238,21 @@ async def test_an_ended_generation_is_kept_as_plain_data_and_forgotten_after_ret
     from gateway.lifecycle import Drain
     from gateway.metrics import Metrics
     from gateway.resume.generation import Generations
+    from gateway.retention import Retained
     from gateway.settings import ResumeConfig
 
-    generations = Generations(ResumeConfig(), None, Drain(), Metrics())
+    now = [0.0]
+    retained = Retained(2**20, Metrics(), lambda: now[0])
+    generations = Generations(ResumeConfig(), None, Drain(), Metrics(), retained)
     generation = await generations.start("S", "me", _relay(["a", "b", "c"]), Settled())
     assert generation is not None
     async with asyncio.timeout(5):
         await generation.task  # the registry's done-callback ran before this await returned
-    assert "S" not in generations.local and "S" in generations.finished
-    record = generations.finished["S"]
+    assert "S" not in generations.local and generations.ended_here("S")
+    (entry,) = retained.ring.entries  # its record's place in the ring: no Python objects
     gc.collect()
     gc.collect()  # a tuple is untracked once what it holds is
-    assert not gc.is_tracked(record)  # nothing a full collection has to walk
+    assert not gc.is_tracked(entry)  # nothing a full collection has to walk
 
     async def events_after(after: int) -> list[tuple[int, object]]:
         reader = await generations.attach("S", "me", after)
@@ -266,9 +269,8 @@ async def test_an_ended_generation_is_kept_as_plain_data_and_forgotten_after_ret
         await generations.attach("S", "someone else", -1)
     with pytest.raises(NotFound):
         await generations.cancel("S", "me")  # ended: nothing to cancel
-    generations._expiring[0] = (0.0, "S")  # its retention is over: the sweep forgets it
-    generations._sweep()
-    assert "S" not in generations.finished
+    now[0] = ResumeConfig().resume_retention_s  # its retention is over
+    assert not generations.ended_here("S")
     assert await generations.attach("S", "me", -1) is None
     await generations.close()
 
