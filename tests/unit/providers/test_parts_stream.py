@@ -1,4 +1,4 @@
-"""Every upstream's reasoning and tool calls as stream parts, under every cut of the bytes.
+"""Every upstream's reasoning and tool calls as stream parts, however the bytes are cut.
 
 One recorded-shape body per upstream dialect (tests/wire/*/tools.*): reasoning, text and
 parallel calls. The parts must come out the same whatever the network's chunking: ids as the
@@ -23,7 +23,7 @@ from gateway.parts import (
 )
 from gateway.providers.base import Delta
 from tests.conftest import wire
-from tests.splits import every_split, multibyte_splits
+from tests.splits import framing_splits, multibyte_splits
 from tests.unit.providers.helpers import collect_all, make_adapter, mock
 
 UPSTREAM_IDS = {
@@ -125,7 +125,7 @@ async def test_reasoning_and_parallel_calls_are_parts_under_every_cut(
 ) -> None:
     body = wire(FILES.get(kind, f"{kind}/tools.sse"))
     adapter = make_adapter(kind)
-    for pieces in [*every_split(body), *multibyte_splits(body)]:
+    for pieces in [*framing_splits(body), *multibyte_splits(body)]:
         mock(respx_mock, kind, pieces)
         deltas, outcome, error = await collect_all(adapter)
         assert error is None, error
