@@ -26,6 +26,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from gateway.errors import UpstreamUnavailable, error_for_status
+from gateway.parts import text_of
 from gateway.providers.base import Batch, ChatRequest, ProviderSettings, StreamOutcome, Usage
 
 __all__ = ["FakeConfig", "FakeFaults", "FakeProvider", "load_story", "split_chunks"]
@@ -98,7 +99,7 @@ class FakeProvider:
             yield [chunk]  # one chunk per "read": the fake paces them one by one
         outcome.finish_reason = "length" if len(chunks) < len(self._chunks) else "stop"
         outcome.usage = Usage(
-            prompt_tokens=sum(len(m.content.split()) for m in request.messages),
+            prompt_tokens=sum(len(text_of(m.content).split()) for m in request.messages),
             completion_tokens=len(chunks),
         )
 
