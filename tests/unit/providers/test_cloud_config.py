@@ -1,0 +1,160 @@
+"""The cloud vendors' provider settings (SPEC §5.2) and the credential refresher: defaults,
+the validation `gateway check-config` reports, and what requests get when no credential is in
+hand."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+import respx
+
+from gateway.errors import UpstreamAuth, UpstreamUnavailable
+from gateway.providers._http import build_client
+from gateway.providers.auth import Refreshing, Token, refresh_delay
+from gateway.providers.base import ChatMessage, ChatRequest, StreamOutcome
+from gateway.providers.bedrock import BedrockConfig, BedrockProvider
+from gateway.settings import ConfigError
+from tests.conftest import settings_from
+
+
+def provider(toml: str) -> str:
+    return f"[providers.p]\n{toml}\n[models.m]\nprovider = 'p'\nmodel = 'x'\n"
+
+
+@pytest.mark.parametrize(
+    ("toml", "problem"),
+    [
+        ("type = 'azure'\nbase_url = 'https://r.openai.azure.com'", "api_key_env"),
+        (
+            "type = 'azure'\nbase_url = 'https://r.openai.azure.com'\napi_key = 'k'\nentra_id = true",
+            "not both",
+        ),
+        ("type = 'vertex'\nlocation = 'us-east5'", "project"),
+        ("type = 'vertex'\nproject = 'p'\nlocation = 'l'\napi_key = 'k'", "not api_key"),
+        ("type = 'bedrock'", "region"),
+        ("type = 'bedrock'\nregion = 'us-east-1'\napi_key_env = 'K'", "api_key is not used"),
+    ],
+)
+def test_cloud_settings_are_validated(toml: str, problem: str) -> None:
+    with pytest.raises(ConfigError, match=problem):
+        settings_from(provider(toml))
+
+
+def test_default_urls_follow_region_and_location() -> None:
+    settings = settings_from(
+        "[providers.v]\ntype = 'vertex'\nproject = 'p'\nlocation = 'europe-west4'\n"
+        "[providers.g]\ntype = 'vertex'\nproject = 'p'\nlocation = 'global'\n"
+        "[providers.b]\ntype = 'bedrock'\nregion = 'eu-central-1'\n"
+        "[models.m]\nprovider = 'v'\nmodel = 'x'\n"
+    )
+    urls = {name: getattr(settings.providers[name], "base_url", None) for name in "vgb"}
+    assert urls == {
+        "v": "https://europe-west4-aiplatform.googleapis.com",
+        "g": "https://aiplatform.googleapis.com",
+        "b": "https://bedrock-runtime.eu-central-1.amazonaws.com",
+    }
+
+
+def test_a_bedrock_api_key_only_over_https(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_BEARER_TOKEN_BEDROCK", "bedrock-api-key-canary")
+    with pytest.raises(ConfigError, match="only over https"):
+        settings_from(provider("type = 'bedrock'\nregion = 'r'\nbase_url = 'http://127.0.0.1:9'"))
+    settings = settings_from(provider("type = 'bedrock'\nregion = 'us-east-1'"))
+    assert "bedrock-api-key-canary" in settings.secrets()  # redacted from every log line
+
+
+@respx.mock
+async def test_a_bedrock_api_key_is_a_bearer_token_and_nothing_is_signed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("AWS_BEARER_TOKEN_BEDROCK", "bedrock-api-key-canary")
+    config = BedrockConfig(region="us-east-1")
+    route = respx.post(
+        "https://bedrock-runtime.us-east-1.amazonaws.com/model/amazon.nova-pro-v1%3A0/converse-stream"
+    ).respond(503, json={"message": "later"})
+    adapter = BedrockProvider(config, build_client(config, mockable=True))
+    await adapter.start()
+    request = ChatRequest("amazon.nova-pro-v1:0", (ChatMessage("user", "hi"),))
+    with pytest.raises(UpstreamUnavailable, match="later"):
+        async for _ in adapter.stream(request, StreamOutcome()):
+            pass
+    sent = route.calls.last.request
+    assert sent.headers["authorization"] == "Bearer bedrock-api-key-canary"
+    assert "x-amz-date" not in sent.headers
+    await adapter.aclose()
+
+
+async def test_refreshing_keeps_the_reason_and_refuses_when_none_is_in_hand() -> None:
+    def fail() -> Token:
+        raise OSError("metadata service unreachable")
+
+    tokens = Refreshing("AWS credentials", fail)
+    with pytest.raises(UpstreamAuth, match="not fetched yet"):
+        tokens.current()
+    await tokens.start()
+    with pytest.raises(UpstreamAuth, match="OSError: metadata service unreachable"):
+        tokens.current()
+    await tokens.aclose()
+    await tokens.aclose()  # twice is harmless
+
+
+async def test_an_expired_credential_that_could_not_be_renewed_is_refused() -> None:
+    calls = 0
+
+    def fetch() -> Token:
+        nonlocal calls
+        calls += 1
+        if calls > 1:
+            raise RuntimeError("invalid_grant")
+        return Token("t", time.time() - 1)  # already expired once it arrives
+
+    tokens = Refreshing("Google access token", fetch)
+    await tokens.start()
+    with pytest.raises(UpstreamAuth, match="expired and could not be renewed"):
+        tokens.current()
+    await tokens.aclose()
+
+
+async def test_a_credential_that_never_expires_is_fetched_once() -> None:
+    calls = 0
+
+    def fetch() -> Token:
+        nonlocal calls
+        calls += 1
+        return Token("static", None)
+
+    tokens = Refreshing("AWS credentials", fetch)
+    await tokens.start()
+    assert tokens.current() == "static"
+    assert tokens._task is not None
+    await tokens._task  # the loop ends by itself: nothing to renew
+    assert calls == 1
+
+
+def test_renewal_comes_well_before_expiry() -> None:
+    now = time.time()
+    hour = Token("t", now + 3600)
+    assert 3290 < (refresh_delay(hour) or 0) <= 3300  # five minutes ahead
+    short = Token("t", now + 10)
+    assert 4 < (refresh_delay(short) or 0) <= 5  # half way through a short life
+    assert refresh_delay(Token("t", None)) is None
+
+
+def test_key_shaped_cloud_credentials_are_redacted() -> None:
+    from gateway.redaction import KEY_SHAPED
+
+    text = "AKIAIOSFODNN7EXAMPLE ya29.a0AfH6SMBx-y eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiIxIn0.sig"
+    assert KEY_SHAPED.sub("[redacted]", text) == "[redacted] [redacted] [redacted]"
+
+
+def test_a_google_credentials_file_that_is_not_a_service_account_is_refused(
+    tmp_path: Path,
+) -> None:
+    from gateway.providers.auth.google import GoogleTokens
+
+    path = tmp_path / "user.json"
+    path.write_text('{"type": "authorized_user"}')
+    with pytest.raises(ValueError):
+        GoogleTokens(path)._fetch()
