@@ -34,12 +34,13 @@ from gateway.providers._http import (
     in_stream_error,
     parse_event,
 )
-from gateway.providers._shapes import count, obj, object_at, text
+from gateway.providers._shapes import object_at, text
 from gateway.providers._sse import SSEEvent
 from gateway.providers.anthropic import AnthropicConfig, AnthropicProvider, on_event, unfinished
 from gateway.providers.auth import KeyHeader, RequestAuth
 from gateway.providers.auth.aws import SigV4
-from gateway.providers.base import Batch, ChatRequest, StreamOutcome, Usage
+from gateway.providers.base import Batch, ChatRequest, StreamOutcome
+from gateway.providers.converse import ConverseEvents, converse_body
 
 __all__ = ["ANTHROPIC_VERSION", "BedrockConfig", "BedrockProvider", "ClaudeEvents"]
 
@@ -194,7 +195,7 @@ class BedrockConverse:
     def build_request(self, request: ChatRequest) -> httpx.Request:
         headers = {"Accept": "application/vnd.amazon.eventstream", **self.config.headers}
         url = self.config.model_url(request.model, "converse-stream")
-        return self._client.post_json(url, _converse_body(request), headers, self.auth)
+        return self._client.post_json(url, converse_body(request), headers, self.auth)
 
     def stream(self, request: ChatRequest, outcome: StreamOutcome) -> AsyncIterator[Batch]:
         frames = EventStreamDecoder(self.config.max_event_bytes)
@@ -202,7 +203,7 @@ class BedrockConverse:
             self._client,
             partial(self.build_request, request),
             frames,
-            _on_converse,
+            partial(_on_converse, ConverseEvents()),
             outcome,
             content_type=STREAM_TYPE,
             unfinished=partial(_converse_unfinished, frames),
@@ -212,45 +213,12 @@ class BedrockConverse:
         return None
 
 
-def _converse_body(request: ChatRequest) -> dict[str, Any]:
-    messages = [{"role": m.role, "content": [{"text": m.content}]} for m in request.messages]
-    body: dict[str, Any] = {"messages": messages}
-    if request.system is not None:
-        body["system"] = [{"text": request.system}]
-    config: dict[str, Any] = {}
-    for ours, theirs in (
-        ("max_tokens", "maxTokens"),
-        ("temperature", "temperature"),
-        ("top_p", "topP"),
-    ):
-        value = getattr(request, ours)
-        if value is not None:
-            config[theirs] = value
-    if request.stop:
-        config["stopSequences"] = list(request.stop)
-    if config:
-        body["inferenceConfig"] = config
-    body.update(request.extra)
-    return body
-
-
-def _on_converse(frame: Frame, outcome: StreamOutcome, batch: Batch) -> bool:
+def _on_converse(
+    events: ConverseEvents, frame: Frame, outcome: StreamOutcome, batch: Batch
+) -> bool:
     if frame.kind != "event":
         raise in_stream_error(orjson.loads(_exception(frame)))
-    name = frame.name
-    if name == "contentBlockDelta":
-        event = object_at(parse_event(frame.payload), "a contentBlockDelta event")
-        if delta := text(obj(event, "delta"), "text"):
-            batch.append(delta)
-    elif name == "messageStop":
-        event = object_at(parse_event(frame.payload), "a messageStop event")
-        outcome.finish_reason = text(event, "stopReason") or "end_turn"
-    elif name == "metadata":
-        event = object_at(parse_event(frame.payload), "a metadata event")
-        usage = obj(event, "usage")
-        outcome.usage = Usage(count(usage, "inputTokens"), count(usage, "outputTokens"))
-        return outcome.finish_reason is not None  # metadata follows messageStop: the end
-    return False
+    return events(frame, outcome, batch)
 
 
 def _converse_unfinished(

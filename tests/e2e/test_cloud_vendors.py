@@ -425,7 +425,7 @@ async def test_bedrock_fault_after_text_is_the_in_band_error(
         response = await http.post("/stream?format=sse", json={"prompt": "hi", "model": "nova"})
     assert response.status_code == 200
     assert 'data: "partial "' in response.text
-    assert "event: error" in response.text and type_ in response.text
+    assert "event: error" in response.text and type_ in response.text, response.text
 
 
 async def test_bedrock_wrong_secret_is_upstream_auth(
@@ -489,3 +489,49 @@ async def test_credentials_are_fetched_off_the_request_path(
         )
     assert [r.text for r in results] == ["Bonjour à tous"] * 5
     assert before == 1 and len(fake.issued) == 1  # fetched at start-up, once
+
+
+async def test_a_bedrock_converse_tool_call_reaches_a_ui_client(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    frames = [
+        event("messageStart", {"role": "assistant"}),
+        event(
+            "contentBlockStart",
+            {"contentBlockIndex": 0, "start": {"toolUse": {"toolUseId": "tu1", "name": "weather"}}},
+        ),
+        event(
+            "contentBlockDelta",
+            {"contentBlockIndex": 0, "delta": {"toolUse": {"input": '{"city":'}}},
+        ),
+        event(
+            "contentBlockDelta",
+            {"contentBlockIndex": 0, "delta": {"toolUse": {"input": '"Paris"}'}}},
+        ),
+        event("contentBlockStop", {"contentBlockIndex": 0}),
+        event("messageStop", {"stopReason": "tool_use"}),
+        event("metadata", {"usage": {"inputTokens": 4, "outputTokens": 2}}),
+    ]
+    chat = {
+        "id": "chat-1",
+        "messages": [{"id": "m1", "role": "user", "parts": [{"type": "text", "text": "weather?"}]}],
+    }
+    async with cloud(tmp_path, monkeypatch) as (http, fake):
+        fake.bedrock_body = pieces(b"".join(frames), 5)
+        response = await http.post("/ui/chat", json={**chat, "model": "nova"})
+    assert response.status_code == 200
+    chunks = [
+        json.loads(line[6:]) for line in response.text.splitlines() if line.startswith("data: {")
+    ]
+    tool = [chunk for chunk in chunks if chunk["type"].startswith("tool-input")]
+    assert tool == [
+        {"type": "tool-input-start", "toolCallId": "tu1", "toolName": "weather"},
+        {"type": "tool-input-delta", "toolCallId": "tu1", "inputTextDelta": '{"city":'},
+        {"type": "tool-input-delta", "toolCallId": "tu1", "inputTextDelta": '"Paris"}'},
+        {
+            "type": "tool-input-available",
+            "toolCallId": "tu1",
+            "toolName": "weather",
+            "input": {"city": "Paris"},
+        },
+    ]
