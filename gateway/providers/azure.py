@@ -18,7 +18,6 @@ from pydantic import model_validator
 
 from gateway.providers._http import UpstreamClient
 from gateway.providers.auth import KeyHeader, RequestAuth
-from gateway.providers.auth.azure import EntraTokens
 from gateway.providers.openai import OpenAIConfig, OpenAIProvider
 
 __all__ = ["AzureConfig", "AzureProvider"]
@@ -44,9 +43,12 @@ class AzureProvider(OpenAIProvider):
     def __init__(self, config: AzureConfig, client: UpstreamClient) -> None:
         super().__init__(config, client)
         self.azure = config
-        self.auth: RequestAuth = (
-            EntraTokens() if config.entra_id else KeyHeader("api-key", config.require_key)
-        )
+        self.auth: RequestAuth = KeyHeader("api-key", config.require_key)
+        if config.entra_id:
+            # Imported here: azure-identity costs start-up time and memory only where used.
+            from gateway.providers.auth.azure import EntraTokens
+
+            self.auth = EntraTokens()
         self._urls: dict[str, httpx.URL] = {}
 
     def url_for(self, model: str) -> httpx.URL:

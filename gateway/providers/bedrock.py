@@ -38,7 +38,6 @@ from gateway.providers._shapes import object_at, text
 from gateway.providers._sse import SSEEvent
 from gateway.providers.anthropic import AnthropicConfig, AnthropicProvider, on_event, unfinished
 from gateway.providers.auth import KeyHeader, RequestAuth
-from gateway.providers.auth.aws import SigV4
 from gateway.providers.base import Batch, ChatRequest, StreamOutcome
 from gateway.providers.converse import ConverseEvents, converse_body
 
@@ -235,11 +234,12 @@ class BedrockProvider:
     def __init__(self, config: BedrockConfig, client: UpstreamClient) -> None:
         self.config = config
         key = config.bearer_token()
-        self.auth: RequestAuth = (
-            KeyHeader("Authorization", lambda: f"Bearer {key}")
-            if key
-            else SigV4(config.region, config.profile)
-        )
+        self.auth: RequestAuth = KeyHeader("Authorization", lambda: f"Bearer {key}")
+        if not key:
+            # Imported here: botocore costs start-up time and memory only where it is used.
+            from gateway.providers.auth.aws import SigV4
+
+            self.auth = SigV4(config.region, config.profile)
         self.claude = BedrockClaude(config, client, self.auth)
         self.converse = BedrockConverse(config, client, self.auth)
 

@@ -19,7 +19,7 @@ from pydantic import FilePath, model_validator
 
 from gateway.providers._http import HTTPProviderConfig, UpstreamClient
 from gateway.providers.anthropic import AnthropicConfig, AnthropicProvider
-from gateway.providers.auth.google import GoogleTokens
+from gateway.providers.auth import RequestAuth
 from gateway.providers.base import Batch, ChatRequest, StreamOutcome
 from gateway.providers.gemini import GeminiConfig, GeminiProvider
 
@@ -61,7 +61,7 @@ class VertexConfig(HTTPProviderConfig):
 
 
 class VertexGemini(GeminiProvider):
-    def __init__(self, config: VertexConfig, client: UpstreamClient, auth: GoogleTokens) -> None:
+    def __init__(self, config: VertexConfig, client: UpstreamClient, auth: RequestAuth) -> None:
         super().__init__(GeminiConfig(base_url=config.base_url), client)
         self.vertex = config
         self.auth = auth
@@ -73,7 +73,7 @@ class VertexGemini(GeminiProvider):
 
 
 class VertexClaude(AnthropicProvider):
-    def __init__(self, config: VertexConfig, client: UpstreamClient, auth: GoogleTokens) -> None:
+    def __init__(self, config: VertexConfig, client: UpstreamClient, auth: RequestAuth) -> None:
         super().__init__(AnthropicConfig(base_url=config.base_url), client)
         self.vertex = config
         self.auth = auth
@@ -94,6 +94,9 @@ class VertexClaude(AnthropicProvider):
 class VertexProvider:
     def __init__(self, config: VertexConfig, client: UpstreamClient) -> None:
         self.config = config
+        # Imported here: google-auth costs start-up time and memory only where it is used.
+        from gateway.providers.auth.google import GoogleTokens
+
         self.auth = GoogleTokens(config.credentials_file)
         self.gemini = VertexGemini(config, client, self.auth)
         self.claude = VertexClaude(config, client, self.auth)
