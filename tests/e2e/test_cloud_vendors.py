@@ -391,6 +391,7 @@ BEDROCK_FAULTS = [
         "upstream_protocol",
     ),
     (event("messageStart", {"role": "assistant"})[:-3], 502, "upstream_protocol"),  # truncated
+    (event("messageStart", {"role": "assistant"}), 502, "upstream_protocol"),  # no messageStop
 ]
 
 

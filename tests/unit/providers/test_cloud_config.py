@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 import respx
 
@@ -158,3 +159,46 @@ def test_a_google_credentials_file_that_is_not_a_service_account_is_refused(
     path.write_text('{"type": "authorized_user"}')
     with pytest.raises(ValueError):
         GoogleTokens(path)._fetch()
+
+
+async def test_no_aws_credentials_anywhere_is_upstream_auth_naming_the_chain(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from gateway.providers.auth.aws import SigV4
+
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.delenv("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", raising=False)
+    monkeypatch.delenv("AWS_CONTAINER_CREDENTIALS_FULL_URI", raising=False)
+    monkeypatch.delenv("AWS_WEB_IDENTITY_TOKEN_FILE", raising=False)
+    signer = SigV4("us-east-1", None)
+    await signer.start()
+    with pytest.raises(UpstreamAuth, match="no AWS credentials found"):
+        signer.headers("POST", httpx.URL("https://bedrock-runtime.us-east-1.amazonaws.com/"), b"")
+    await signer.aclose()
+
+
+async def test_entra_tokens_close_their_credential(monkeypatch: pytest.MonkeyPatch) -> None:
+    from azure.core.credentials import AccessToken
+
+    from gateway.providers.auth.azure import EntraTokens
+
+    closed: list[bool] = []
+
+    class Credential:
+        def get_token(self, scope: str) -> AccessToken:
+            return AccessToken("eyJ0eXAiOiJKV1QifQ.entra", int(time.time()) + 3600)
+
+        def close(self) -> None:
+            closed.append(True)
+
+    monkeypatch.setattr("gateway.providers.auth.azure.DefaultAzureCredential", Credential)
+    tokens = EntraTokens()
+    await tokens.start()
+    url = httpx.URL("https://r.openai.azure.com/")
+    assert tokens.headers("POST", url, b"") == {"Authorization": "Bearer eyJ0eXAiOiJKV1QifQ.entra"}
+    await tokens.aclose()
+    assert closed == [True]

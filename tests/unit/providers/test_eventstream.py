@@ -198,3 +198,13 @@ def test_claude_unknown_events_are_skipped() -> None:
 def test_broken_claude_chunks_are_protocol_errors(payload: dict[str, object], match: str) -> None:
     with pytest.raises(UpstreamProtocolError, match=match):
         claude([event("chunk", payload)], raw=False)
+
+
+def test_an_exception_frame_without_a_json_body_is_named_by_its_type() -> None:
+    headers = {":message-type": "exception", ":exception-type": "internalServerException"}
+    (found,) = claude([frame(headers, b"<html>oops</html>")], raw=False)
+    assert isinstance(found, SSEEvent)
+    assert json.loads(found.data)["error"] == {
+        "type": "internalServerException",
+        "message": "internalServerException",
+    }
