@@ -11,7 +11,13 @@ import httpx
 import pytest
 import respx
 
-from gateway.errors import UpstreamAuth, UpstreamUnavailable
+from gateway.errors import (
+    UpstreamAuth,
+    UpstreamRateLimited,
+    UpstreamRejected,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+)
 from gateway.providers._http import build_client
 from gateway.providers.auth import Refreshing, Token, refresh_delay
 from gateway.providers.base import ChatMessage, ChatRequest, StreamOutcome
@@ -85,6 +91,33 @@ async def test_a_bedrock_api_key_is_a_bearer_token_and_nothing_is_signed(
     assert sent.headers["authorization"] == "Bearer bedrock-api-key-canary"
     assert "x-amz-date" not in sent.headers
     await adapter.aclose()
+
+
+@pytest.mark.parametrize(
+    ("status", "error_type", "error"),
+    [
+        (429, "ThrottlingException", UpstreamRateLimited),
+        (400, "ValidationException", UpstreamRejected),
+        (403, "AccessDeniedException", UpstreamAuth),
+        (424, "ModelErrorException", UpstreamUnavailable),
+        (408, "ModelTimeoutException", UpstreamTimeout),
+        (503, "ServiceUnavailableException", UpstreamUnavailable),
+    ],
+)
+@respx.mock
+async def test_bedrock_error_statuses_are_mapped(
+    monkeypatch: pytest.MonkeyPatch, status: int, error_type: str, error: type[Exception]
+) -> None:
+    monkeypatch.setenv("AWS_BEARER_TOKEN_BEDROCK", "bedrock-api-key-canary")
+    config = BedrockConfig(region="us-east-1")
+    respx.post(url__regex=r".*/invoke-with-response-stream$").respond(
+        status, json={"message": f"{error_type}: no"}, headers={"x-amzn-ErrorType": error_type}
+    )
+    adapter = BedrockProvider(config, build_client(config, mockable=True))
+    request = ChatRequest("anthropic.claude-3-haiku-20240307-v1:0", (ChatMessage("user", "hi"),))
+    with pytest.raises(error, match="no"):
+        async for _ in adapter.stream(request, StreamOutcome()):
+            pass
 
 
 async def test_refreshing_keeps_the_reason_and_refuses_when_none_is_in_hand() -> None:
