@@ -219,11 +219,6 @@ async def test_azure_entra_id_tokens(tmp_path: Path, monkeypatch: pytest.MonkeyP
 async def test_azure_wrong_key_is_upstream_auth(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    async with cloud(tmp_path, monkeypatch) as (http, fake):
-        monkeypatch.setenv("TEST_AZURE_KEY", "wrong")  # read at start-up: this changes nothing
-        fake.azure_sse = openai_sse(["x"])
-        ok = await http.post("/stream", json={"prompt": "hi", "model": "gpt"})
-    assert ok.status_code == 200
     fake = CloudFake()
     monkeypatch.setenv("TEST_AZURE_KEY", "wrong-key")
     async with serve(fake) as upstream:
@@ -232,6 +227,7 @@ async def test_azure_wrong_key_is_upstream_auth(
             refused = await http.post("/stream", json={"prompt": "hi", "model": "gpt"})
     assert refused.status_code == 502
     assert refused.json()["error"]["type"] == "upstream_auth"
+    assert "wrong-key" not in refused.text
 
 
 async def test_vertex_gemini_and_claude_with_service_account_tokens(
@@ -278,7 +274,7 @@ async def test_an_anthropic_client_on_vertex_claude_is_served_natively_with_tool
 async def test_vertex_token_is_renewed_in_the_background_before_it_expires(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    fake = CloudFake(token_lifetime=2, vertex_sse=GEMINI_SSE)
+    fake = CloudFake(token_lifetime=3, vertex_sse=GEMINI_SSE)
     async with serve(fake) as upstream:
         info, fake.public_key = service_account(f"{upstream}/token")
         account_file = tmp_path / "adc.json"
@@ -294,8 +290,10 @@ async def test_vertex_token_is_renewed_in_the_background_before_it_expires(
             second = await http.post("/stream", json={"prompt": "hi", "model": "gemini"})
     assert (first.text, second.text) == ("Bonjour à tous", "Bonjour à tous")
     calls = [seen for seen in fake.seen if seen.path != "/token"]
-    assert calls[0].headers["authorization"] == f"Bearer {fake.issued[0]}"
-    assert calls[1].headers["authorization"] == f"Bearer {fake.issued[1]}"
+    used = [fake.issued.index(call.headers["authorization"][7:]) for call in calls]
+    # The second request carried a token issued after the first one's, with no request
+    # having waited for it (however slow this machine is, the order is what is asserted).
+    assert used[1] > used[0]
 
 
 async def test_a_revoked_service_account_is_upstream_auth(
