@@ -168,16 +168,12 @@ class UpstreamClient(httpx.AsyncClient):
         if trace is not None:
             headers.update(trace)
         content = orjson.dumps(body)
+        extensions: dict[str, Any] = {"timeout": self._timeouts}
         if auth is not None:
             url = httpx.URL(url)
             headers.update(auth.headers("POST", url, content))
-        return httpx.Request(
-            "POST",
-            url,
-            content=content,
-            headers=headers,
-            extensions={"timeout": self._timeouts},
-        )
+            extensions["gateway_auth"] = auth  # told when the upstream refuses it
+        return httpx.Request("POST", url, content=content, headers=headers, extensions=extensions)
 
 
 USER_AGENT = f"llm-token-relay/{__version__}"
@@ -296,6 +292,10 @@ async def open_stream(
             if response.is_redirect:
                 raise _redirect_error(response)
             if not response.is_success:
+                if response.status_code in (401, 403) and (
+                    auth := request.extensions.get("gateway_auth")
+                ):
+                    auth.refused()  # a revoked or rotated credential: renew it now
                 raise await _status_error(response)
             if content_type not in response.headers.get("content-type", ""):
                 raise await _content_type_error(response)

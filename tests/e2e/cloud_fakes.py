@@ -187,6 +187,7 @@ class CloudFake:
     bedrock_json: bytes = b""  # the next non-streamed Bedrock answer
     vertex_sse: bytes = b""
     azure_sse: bytes = b""
+    gateway: Any = None  # the gateway app under test, for its state
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if await answered_lifespan(scope, receive, send):

@@ -90,6 +90,7 @@ async def cloud(
         account_file = tmp_path / "service-account.json"
         account_file.write_text(json.dumps(info))
         app = create_app(settings_from(config(upstream, account_file)))
+        fake.gateway = app
         async with serve(app) as url, httpx.AsyncClient(base_url=url, timeout=10) as http:
             yield http, fake
 
@@ -309,14 +310,21 @@ async def test_a_revoked_service_account_is_upstream_auth(
     assert {seen.path for seen in fake.seen} == {"/token"}
 
 
-async def test_a_token_vertex_refuses_is_upstream_auth(
+async def test_a_token_vertex_refuses_is_upstream_auth_and_renewed_at_once(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     async with cloud(tmp_path, monkeypatch) as (http, fake):
+        fake.vertex_sse = GEMINI_SSE
+        tokens = fake.gateway.state.gateway.providers["vertex"].adapter.auth.tokens
+        tokens.renewed.clear()
         fake.tokens.clear()  # revoked on Google's side after it was issued
-        response = await http.post("/stream", json={"prompt": "hi", "model": "claude"})
-    assert response.status_code == 502
-    assert response.json()["error"]["type"] == "upstream_auth"
+        refused = await http.post("/stream", json={"prompt": "hi", "model": "gemini"})
+        await wait_for(tokens.renewed)  # not an hour later, when it would have expired
+        again = await http.post("/stream", json={"prompt": "hi", "model": "gemini"})
+    assert refused.status_code == 502
+    assert refused.json()["error"]["type"] == "upstream_auth"
+    assert (again.status_code, again.text) == (200, "Bonjour à tous")
+    assert len(fake.issued) == 2
 
 
 @pytest.mark.parametrize("size", [1, 5, 13, 64, 1_000_000])

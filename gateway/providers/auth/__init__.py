@@ -36,6 +36,9 @@ log = logging.getLogger("gateway.upstream.auth")
 RENEW_MARGIN_S = 300.0
 RETRY_MIN_S = 1.0
 RETRY_MAX_S = 30.0
+# A credential the upstream refused (revoked, rotated) is renewed at once, but at most this
+# often: a refusal that renewal cannot cure (missing permissions) must not hammer the issuer.
+FORCED_EVERY_S = 30.0
 # How long start-up waits for the first credentials before serving without them (the
 # background task keeps trying; requests meanwhile get 502 upstream_auth).
 FIRST_FETCH_S = 20.0
@@ -44,6 +47,10 @@ FIRST_FETCH_S = 20.0
 class RequestAuth(Protocol):
     def headers(self, method: str, url: httpx.URL, body: bytes) -> dict[str, str]:
         """The headers that authenticate one request (no I/O; raises `UpstreamAuth`)."""
+        ...
+
+    def refused(self) -> None:
+        """The upstream refused a request (401/403): renew the credential soon, off-path."""
         ...
 
     async def start(self) -> None: ...
@@ -61,6 +68,9 @@ class KeyHeader:
 
     def headers(self, method: str, url: httpx.URL, body: bytes) -> dict[str, str]:
         return {self._name: self._key()}
+
+    def refused(self) -> None:
+        return None  # a key is what it is: nothing to renew
 
     async def start(self) -> None:
         return None
@@ -112,6 +122,8 @@ class Refreshing:
         self._task: asyncio.Task[None] | None = None
         self._fetched = asyncio.Event()
         self.renewed = asyncio.Event()  # set at each fetch that succeeds (tests observe it)
+        self._wake = asyncio.Event()  # set by `renew()`: fetch now, not at the scheduled time
+        self._forced_at = 0.0
 
     async def start(self) -> None:
         if self._task is not None:
@@ -129,6 +141,13 @@ class Refreshing:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+
+    def renew(self) -> None:
+        """Fetch again now, in the background (the upstream refused the credential in hand)."""
+        now = time.monotonic()
+        if self._task is not None and now - self._forced_at >= FORCED_EVERY_S:
+            self._forced_at = now
+            self._wake.set()
 
     def current(self) -> object:
         token = self._token
@@ -155,7 +174,9 @@ class Refreshing:
                 self._fetched.set()
                 retry = RETRY_MIN_S
                 delay_or_none = refresh_delay(token)
-                if delay_or_none is None:
-                    return  # never expires: nothing more to do
-                delay = delay_or_none
-            await asyncio.sleep(delay)
+                # One that never expires is fetched again only when the upstream refuses it.
+                delay = 365 * 86400.0 if delay_or_none is None else delay_or_none
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(delay):
+                    await self._wake.wait()
+            self._wake.clear()

@@ -63,6 +63,9 @@ class SigV4:
             signed["X-Amz-Security-Token"] = credentials.token
         return signed
 
+    def refused(self) -> None:
+        self.tokens.renew()
+
     async def start(self) -> None:
         await self.tokens.start()
 

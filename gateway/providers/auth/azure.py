@@ -35,6 +35,9 @@ class EntraTokens:
         assert isinstance(value, dict)
         return value
 
+    def refused(self) -> None:
+        self.tokens.renew()
+
     async def start(self) -> None:
         await self.tokens.start()
 

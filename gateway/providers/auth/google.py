@@ -61,6 +61,9 @@ class GoogleTokens:
         assert isinstance(value, dict)
         return value
 
+    def refused(self) -> None:
+        self.tokens.renew()
+
     async def start(self) -> None:
         await self.tokens.start()
 

@@ -4,6 +4,7 @@ hand."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from pathlib import Path
 
@@ -151,20 +152,25 @@ async def test_an_expired_credential_that_could_not_be_renewed_is_refused() -> N
     await tokens.aclose()
 
 
-async def test_a_credential_that_never_expires_is_fetched_once() -> None:
+async def test_a_refused_credential_is_renewed_at_once_but_not_hammered() -> None:
     calls = 0
 
     def fetch() -> Token:
         nonlocal calls
         calls += 1
-        return Token("static", None)
+        return Token(f"static-{calls}", None)  # never expires: renewed only when refused
 
     tokens = Refreshing("AWS credentials", fetch)
     await tokens.start()
-    assert tokens.current() == "static"
-    assert tokens._task is not None
-    await tokens._task  # the loop ends by itself: nothing to renew
-    assert calls == 1
+    assert tokens.current() == "static-1"
+    tokens.renewed.clear()
+    tokens.renew()  # the upstream refused it
+    await asyncio.wait_for(tokens.renewed.wait(), 10)
+    assert tokens.current() == "static-2"
+    tokens.renew()  # refused again at once: not another fetch within FORCED_EVERY_S
+    assert not tokens._wake.is_set()
+    await tokens.aclose()
+    assert calls == 2
 
 
 def test_renewal_comes_well_before_expiry() -> None:
