@@ -36,7 +36,12 @@ from gateway.providers._http import (
 )
 from gateway.providers._shapes import object_at, text
 from gateway.providers._sse import SSEEvent
-from gateway.providers.anthropic import AnthropicConfig, AnthropicProvider, on_event, unfinished
+from gateway.providers.anthropic import (
+    AnthropicConfig,
+    AnthropicProvider,
+    message_reader,
+    unfinished,
+)
 from gateway.providers.auth import KeyHeader, RequestAuth
 from gateway.providers.base import Batch, ChatRequest, StreamOutcome
 from gateway.providers.converse import ConverseEvents, converse_body
@@ -176,7 +181,7 @@ class BedrockClaude(AnthropicProvider):
             self._client,
             partial(self.build_request, request),
             ClaudeEvents(self.bedrock.max_event_bytes, raw=False),
-            on_event,
+            message_reader(),
             outcome,
             content_type=STREAM_TYPE,
             unfinished=unfinished,
