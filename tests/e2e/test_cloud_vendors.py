@@ -542,3 +542,32 @@ async def test_a_bedrock_converse_tool_call_reaches_a_ui_client(
             "input": {"city": "Paris"},
         },
     ]
+
+
+async def test_a_vertex_gemini_tool_call_reaches_a_ui_client(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    call = {"functionCall": {"name": "weather", "args": {"city": "Paris"}}}
+    chunk = {
+        "candidates": [{"content": {"parts": [call], "role": "model"}, "finishReason": "STOP"}],
+        "usageMetadata": {"promptTokenCount": 2, "candidatesTokenCount": 3},
+    }
+    chat = {
+        "id": "chat-1",
+        "messages": [{"id": "m1", "role": "user", "parts": [{"type": "text", "text": "weather?"}]}],
+    }
+    async with cloud(tmp_path, monkeypatch) as (http, fake):
+        fake.vertex_sse = f"data: {json.dumps(chunk)}\n\n".encode()
+        response = await http.post("/ui/chat", json={**chat, "model": "gemini"})
+    assert response.status_code == 200
+    chunks = [
+        json.loads(line[6:]) for line in response.text.splitlines() if line.startswith("data: {")
+    ]
+    tool = [chunk for chunk in chunks if chunk["type"].startswith("tool-input")]
+    assert [chunk["type"] for chunk in tool] == [
+        "tool-input-start",
+        "tool-input-delta",
+        "tool-input-available",
+    ]
+    assert tool[0]["toolName"] == "weather"
+    assert tool[-1]["input"] == {"city": "Paris"}
