@@ -199,6 +199,8 @@ def error_for_status(
         return UpstreamTimeout(message)
     if status in (503, 529):
         return UpstreamOverloaded(message, retry_after=retry_after)
+    if status == 424:  # Failed Dependency: the model behind the endpoint failed (Bedrock)
+        return UpstreamUnavailable(message)
     if 400 <= status < 500:
         return UpstreamRejected(message)
     return UpstreamUnavailable(message)

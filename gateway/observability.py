@@ -236,6 +236,9 @@ class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
         pass
 
 
+VENDOR_LOGGERS = ("botocore", "google.auth", "azure", "msal", "urllib3")
+
+
 def configure_logging(level: str, log_format: str, secrets_: Iterable[str] = ()) -> None:
     """One handler on the root logger: every library's lines get the format and redaction."""
     handler = _StderrHandler()
@@ -247,3 +250,7 @@ def configure_logging(level: str, log_format: str, secrets_: Iterable[str] = ())
     root.addHandler(handler)
     root.setLevel(level.upper())
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    # The cloud vendors' libraries log signatures, canonical requests and token exchanges at
+    # debug: never in the gateway's logs, whatever its level.
+    for name in VENDOR_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)

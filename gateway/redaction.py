@@ -8,4 +8,9 @@ __all__ = ["KEY_SHAPED"]
 
 # Provider keys by their usual prefixes (OpenAI/Anthropic sk-…, Google AIza…, Groq gsk_…,
 # xAI xai-…): upstreams echo them back ("Incorrect API key provided: sk-…").
-KEY_SHAPED = re.compile(r"\b(?:sk|pk|rk|AIza|gsk|xai)[-_A-Za-z0-9*.]{8,}")
+# Cloud credentials too: AWS access key ids (AKIA… long-term, ASIA… temporary), Google OAuth2
+# access tokens (ya29.…) and JWTs (eyJ…, Entra ID tokens and signed assertions).
+KEY_SHAPED = re.compile(
+    r"\b(?:(?:sk|pk|rk|AIza|gsk|xai)[-_A-Za-z0-9*.]{8,}"
+    r"|A(?:KIA|SIA)[A-Z0-9]{16}|ya29\.[-_A-Za-z0-9.]+|eyJ[-_A-Za-z0-9.]{16,})"
+)

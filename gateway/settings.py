@@ -38,6 +38,7 @@ from pydantic_settings import (
 from gateway.providers import PROVIDERS, ProviderConfig
 from gateway.providers._http import HTTPProviderConfig
 from gateway.providers.anthropic import AnthropicConfig
+from gateway.providers.bedrock import BedrockConfig
 from gateway.providers.fake import FakeConfig, FakeFaults
 from gateway.providers.gemini import GeminiConfig
 
@@ -277,6 +278,11 @@ class Settings(BaseSettings):
         """Every configured secret value, for log redaction."""
         keys = [getattr(provider, "api_key", None) for provider in self.providers.values()]
         found = [key.get_secret_value() for key in keys if key is not None]
+        found += [
+            token
+            for provider in self.providers.values()
+            if isinstance(provider, BedrockConfig) and (token := provider.bearer_token())
+        ]
         token_secret = self.token_secret()
         return [*found, token_secret] if token_secret else found
 

@@ -57,20 +57,25 @@ class Native:
     @classmethod
     def serves(cls, attempt: Attempt) -> bool:
         """Whether the attempt's upstream speaks the client's dialect (the native path)."""
-        return isinstance(attempt.provider.adapter, cls.provider)
+        return isinstance(adapter_for(attempt), cls.provider)
 
     def start(self, attempt: Attempt, outcome: StreamOutcome) -> AsyncIterator[Batch]:
         """The attempt's stream: one batch of raw events per read, or the whole body."""
         client, max_event_bytes, request_for = self.upstream(attempt)
         if not self.stream:
             return _whole(client, request_for, self.read_whole, outcome)
+        # Claude on Bedrock sends Anthropic's events inside AWS event-stream frames: its
+        # adapter re-frames them as the SSE events a direct upstream would have sent.
+        adapter = adapter_for(attempt)
+        raw_events = getattr(adapter, "raw_events", None)
+        decoder = raw_events() if raw_events is not None else RawEvents(max_event_bytes)
         return event_stream(
             client,
             request_for,
-            RawEvents(max_event_bytes),
+            decoder,
             self.on_event,
             outcome,
-            content_type="event-stream",
+            content_type=getattr(adapter, "stream_type", "event-stream"),
             unfinished=self.unfinished,
         )
 
@@ -91,6 +96,14 @@ class Native:
     def read_whole(self, data: Any, outcome: StreamOutcome) -> None:
         """Usage and stop reason of a non-streamed answer."""
         raise NotImplementedError
+
+
+def adapter_for(attempt: Attempt) -> object:
+    """The adapter that serves the attempt's model: a cloud vendor's provider serves several
+    dialects (Vertex: Gemini and Claude; Bedrock: Claude and Converse) and names the one."""
+    adapter = attempt.provider.adapter
+    for_model = getattr(adapter, "for_model", None)
+    return adapter if for_model is None else for_model(attempt.upstream_model)
 
 
 def _merged(data: dict[str, Any], params: Mapping[str, Any]) -> dict[str, Any]:
@@ -125,7 +138,7 @@ class AnthropicNative(Native):
         return body
 
     def upstream(self, attempt: Attempt) -> tuple[UpstreamClient, int, RequestFor]:
-        adapter = attempt.provider.adapter
+        adapter = adapter_for(attempt)
         assert isinstance(adapter, AnthropicProvider)
         request_for = partial(
             adapter.native_request,
@@ -190,7 +203,7 @@ class OpenAINative(Native):
         return body
 
     def upstream(self, attempt: Attempt) -> tuple[UpstreamClient, int, RequestFor]:
-        adapter = attempt.provider.adapter
+        adapter = adapter_for(attempt)
         assert isinstance(adapter, OpenAIProvider)
         request_for = partial(adapter.native_request, self.body(attempt), stream=self.stream)
         return adapter.client, adapter.config.max_event_bytes, request_for

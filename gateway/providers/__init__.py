@@ -11,16 +11,26 @@ from pydantic import Field
 
 from gateway.providers._http import UpstreamClient, build_client
 from gateway.providers.anthropic import AnthropicConfig, AnthropicProvider
+from gateway.providers.azure import AzureConfig, AzureProvider
 from gateway.providers.base import Provider, ProviderSettings
+from gateway.providers.bedrock import BedrockConfig, BedrockProvider
 from gateway.providers.fake import FakeConfig, FakeProvider
 from gateway.providers.gemini import GeminiConfig, GeminiProvider
 from gateway.providers.ollama import OllamaConfig, OllamaProvider
 from gateway.providers.openai import OpenAIConfig, OpenAIProvider
+from gateway.providers.vertex import VertexConfig, VertexProvider
 
 __all__ = ["PROVIDERS", "ProviderConfig", "RegisteredProvider", "open_registry"]
 
 ProviderConfig = Annotated[
-    FakeConfig | OpenAIConfig | AnthropicConfig | GeminiConfig | OllamaConfig,
+    FakeConfig
+    | OpenAIConfig
+    | AnthropicConfig
+    | GeminiConfig
+    | OllamaConfig
+    | AzureConfig
+    | VertexConfig
+    | BedrockConfig,
     Field(discriminator="type"),
 ]
 
@@ -31,6 +41,9 @@ PROVIDERS: dict[str, Callable[[Any, UpstreamClient], Provider]] = {
     "anthropic": AnthropicProvider,
     "gemini": GeminiProvider,
     "ollama": OllamaProvider,
+    "azure": AzureProvider,
+    "vertex": VertexProvider,
+    "bedrock": BedrockProvider,
 }
 
 
@@ -61,6 +74,12 @@ async def open_registry(
                 clients.append(client)
                 adapter = PROVIDERS[config.type](config, client)  # type: ignore[attr-defined]
             registry[name] = RegisteredProvider(name, config, adapter)
+        for entry in registry.values():
+            # Cloud vendors' adapters fetch their first credentials now, and keep them
+            # fresh in the background from here on (gateway.providers.auth).
+            start = getattr(entry.adapter, "start", None)
+            if start is not None:
+                await start()
         yield registry
     finally:
         for entry in registry.values():

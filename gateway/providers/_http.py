@@ -37,6 +37,7 @@ from gateway.errors import (
 )
 from gateway.providers._client import AiohttpTransport, ClientOptions, MalformedResponse
 from gateway.providers._sse import DEFAULT_MAX_EVENT_BYTES, SSEDecoder, SSEEvent
+from gateway.providers.auth import RequestAuth
 from gateway.providers.base import Batch, ProviderSettings, StreamOutcome
 from gateway.redaction import KEY_SHAPED
 
@@ -152,19 +153,27 @@ class UpstreamClient(httpx.AsyncClient):
         self.transport = transport
         self._timeouts = timeout.as_dict()
 
-    def post_json(self, url: str | httpx.URL, body: Any, headers: dict[str, str]) -> httpx.Request:
+    def post_json(
+        self,
+        url: str | httpx.URL,
+        body: Any,
+        headers: dict[str, str],
+        auth: RequestAuth | None = None,
+    ) -> httpx.Request:
+        """A POST of `body` as JSON; `auth` (a vendor's signer) adds its headers last, over
+        the URL and the serialised body (`gateway.providers.auth`)."""
         headers["Content-Type"] = "application/json"
         headers.setdefault("User-Agent", USER_AGENT)
         trace = TRACE_HEADERS.get()
         if trace is not None:
             headers.update(trace)
-        return httpx.Request(
-            "POST",
-            url,
-            content=orjson.dumps(body),
-            headers=headers,
-            extensions={"timeout": self._timeouts},
-        )
+        content = orjson.dumps(body)
+        extensions: dict[str, Any] = {"timeout": self._timeouts}
+        if auth is not None:
+            url = httpx.URL(url)
+            headers.update(auth.headers("POST", url, content))
+            extensions["gateway_auth"] = auth  # told when the upstream refuses it
+        return httpx.Request("POST", url, content=content, headers=headers, extensions=extensions)
 
 
 USER_AGENT = f"llm-token-relay/{__version__}"
@@ -283,6 +292,10 @@ async def open_stream(
             if response.is_redirect:
                 raise _redirect_error(response)
             if not response.is_success:
+                if response.status_code in (401, 403) and (
+                    auth := request.extensions.get("gateway_auth")
+                ):
+                    auth.refused()  # a revoked or rotated credential: renew it now
                 raise await _status_error(response)
             if content_type not in response.headers.get("content-type", ""):
                 raise await _content_type_error(response)
@@ -398,8 +411,18 @@ def find_message(body: Any) -> str | None:
     return None
 
 
-_RATE_LIMITED = ("rate_limit", "resource_exhausted", "429", "quota")
-_REJECTED = ("invalid_request", "invalid_argument", "context_length", "not_found", "400", "404")
+# Bedrock's in-stream exceptions are named in camel case: throttlingException,
+# validationException (model stream errors and unavailability fall through to unavailable).
+_RATE_LIMITED = ("rate_limit", "resource_exhausted", "429", "quota", "throttling")
+_REJECTED = (
+    "invalid_request",
+    "invalid_argument",
+    "context_length",
+    "not_found",
+    "400",
+    "404",
+    "validation",
+)
 _AUTH = ("auth", "permission", "401", "403")
 
 

@@ -34,6 +34,7 @@ from gateway.parts import (
 )
 from gateway.providers._calls import StreamedCalls, arguments_object
 from gateway.providers._http import (
+    EventHandler,
     HTTPProviderConfig,
     UpstreamClient,
     in_stream_error,
@@ -44,7 +45,14 @@ from gateway.providers._shapes import count, obj, object_at, text
 from gateway.providers._sse import SSEEvent
 from gateway.providers.base import Batch, ChatMessage, ChatRequest, StreamOutcome, Usage
 
-__all__ = ["DEFAULT_MAX_TOKENS", "AnthropicConfig", "AnthropicProvider", "read_progress"]
+__all__ = [
+    "DEFAULT_MAX_TOKENS",
+    "AnthropicConfig",
+    "AnthropicProvider",
+    "message_reader",
+    "read_progress",
+    "unfinished",
+]
 
 API_VERSION = "2023-06-01"
 DEFAULT_MAX_TOKENS = 1024  # required by the API
@@ -63,14 +71,22 @@ class AnthropicProvider:
 
     def build_request(self, request: ChatRequest) -> httpx.Request:
         headers = {
-            "x-api-key": self.config.require_key(),
             "anthropic-version": API_VERSION,
             "Accept": "text/event-stream",
             "Accept-Encoding": "identity",
             **request.anthropic_headers,
             **self.config.headers,
         }
-        return self._client.post_json(self._url, _body(request), headers)
+        return self.post(_body(request), headers, stream=True, beta=False)
+
+    def post(
+        self, body: dict[str, Any], headers: dict[str, str], *, stream: bool, beta: bool
+    ) -> httpx.Request:
+        """The Messages request with this provider's key. Claude on Vertex and Bedrock is the
+        same request in another envelope: their adapters change this, and nothing else."""
+        headers["x-api-key"] = self.config.require_key()
+        url = self._url.copy_add_param("beta", "true") if beta else self._url
+        return self._client.post_json(url, body, headers)
 
     @property
     def client(self) -> UpstreamClient:
@@ -83,27 +99,24 @@ class AnthropicProvider:
         beta headers, with this provider's credentials; `?beta=true` kept when the client's
         SDK used its beta namespace."""
         headers = {
-            "x-api-key": self.config.require_key(),
             "anthropic-version": API_VERSION,
             "Accept": "text/event-stream" if stream else "application/json",
             "Accept-Encoding": "identity",
             **client_headers,
             **self.config.headers,
         }
-        url = self._url.copy_add_param("beta", "true") if beta else self._url
-        return self._client.post_json(url, body, headers)
+        return self.post(body, headers, stream=stream, beta=beta)
 
     def stream(self, request: ChatRequest, outcome: StreamOutcome) -> AsyncIterator[Batch]:
         build = partial(self.build_request, request)
         max_bytes = self.config.max_event_bytes
-        on_event = _MessageStream().on_event
-        return sse_stream(self._client, build, max_bytes, on_event, outcome, _unfinished)
+        return sse_stream(self._client, build, max_bytes, message_reader(), outcome, unfinished)
 
     async def aclose(self) -> None:
         return None
 
 
-def _unfinished(outcome: StreamOutcome) -> UpstreamProtocolError:
+def unfinished(outcome: StreamOutcome) -> UpstreamProtocolError:
     return UpstreamProtocolError("the upstream stream ended before message_stop")
 
 
@@ -179,6 +192,12 @@ class _MessageStream:
 
 
 ORIGIN = "anthropic"  # the origin of the signatures this adapter reads (SPEC §4.9)
+
+
+def message_reader() -> EventHandler[SSEEvent]:
+    """A reader of one stream's events (its open blocks are its state): for this adapter's
+    streams, and for Claude on Bedrock, whose events arrive in event-stream frames."""
+    return _MessageStream().on_event
 
 
 def _body(request: ChatRequest) -> dict[str, Any]:

@@ -65,17 +65,19 @@ class GeminiProvider:
         self._client = client
 
     def build_request(self, request: ChatRequest) -> httpx.Request:
+        headers = {"Accept": "text/event-stream", "Accept-Encoding": "identity"}
+        headers.update(self.config.headers)
+        return self.post(request.model, _body(request), headers)
+
+    def post(self, model: str, body: dict[str, Any], headers: dict[str, str]) -> httpx.Request:
+        """The request to the model's URL, with this provider's key (Vertex's adapter changes
+        the URL and the credentials, and nothing else)."""
         # The model lands in the URL path: quote it whole so that no client-chosen name can
         # walk the path ("../") on a host that receives our key.
-        model = quote(request.model, safe="")
+        model = quote(model, safe="")
         url = f"{self.config.base_url}/v1beta/models/{model}:streamGenerateContent?alt=sse"
-        headers = {
-            "x-goog-api-key": self.config.require_key(),
-            "Accept": "text/event-stream",
-            "Accept-Encoding": "identity",
-            **self.config.headers,
-        }
-        return self._client.post_json(url, _body(request), headers)
+        headers["x-goog-api-key"] = self.config.require_key()
+        return self._client.post_json(url, body, headers)
 
     def stream(self, request: ChatRequest, outcome: StreamOutcome) -> AsyncIterator[Batch]:
         build = partial(self.build_request, request)

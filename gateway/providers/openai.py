@@ -65,14 +65,23 @@ class OpenAIProvider:
     def __init__(self, config: OpenAIConfig, client: UpstreamClient) -> None:
         self.config = config
         self._client = client
-        self._url = httpx.URL(f"{config.base_url}/chat/completions")  # parsed once, not per request
+        self._url = httpx.URL(self.url_path(config.base_url))  # parsed once, not per request
+
+    @staticmethod
+    def url_path(base_url: str) -> str:
+        return f"{base_url}/chat/completions"
 
     def build_request(self, request: ChatRequest) -> httpx.Request:
         headers = {"Accept": "text/event-stream", "Accept-Encoding": "identity"}
         headers.update(self.config.headers)
+        return self.post(request.model, _body(request), headers)
+
+    def post(self, model: str, body: dict[str, Any], headers: dict[str, str]) -> httpx.Request:
+        """The request to the chat completions URL, with this provider's credentials (Azure's
+        adapter changes the URL and the credentials, and nothing else)."""
         if (key := self.config.optional_key()) is not None:
             headers["Authorization"] = f"Bearer {key}"
-        return self._client.post_json(self._url, _body(request), headers)
+        return self._client.post_json(self._url, body, headers)
 
     @property
     def client(self) -> UpstreamClient:
@@ -84,9 +93,7 @@ class OpenAIProvider:
         accept = "text/event-stream" if stream else "application/json"
         headers = {"Accept": accept, "Accept-Encoding": "identity"}
         headers.update(self.config.headers)
-        if (key := self.config.optional_key()) is not None:
-            headers["Authorization"] = f"Bearer {key}"
-        return self._client.post_json(self._url, body, headers)
+        return self.post(str(body.get("model", "")), body, headers)
 
     def stream(self, request: ChatRequest, outcome: StreamOutcome) -> AsyncIterator[Batch]:
         build = partial(self.build_request, request)

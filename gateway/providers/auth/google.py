@@ -1,0 +1,71 @@
+"""Google OAuth2 access tokens for Vertex AI, from google-auth.
+
+Credentials are found as Google's SDKs find them (application default credentials:
+GOOGLE_APPLICATION_CREDENTIALS, gcloud's user or service-account file, workload identity
+federation, the metadata server), or read from a configured file. Service accounts sign a JWT
+assertion and exchange it at the `token_uri` their file names; google-auth does all of it.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC
+from pathlib import Path
+
+import google.auth
+import google.auth.credentials
+import google.auth.transport.requests
+import httpx
+from google.oauth2 import service_account
+
+from gateway.providers.auth import Refreshing, Token
+
+__all__ = ["SCOPE", "GoogleTokens"]
+
+SCOPE = "https://www.googleapis.com/auth/cloud-platform"
+
+
+def _load(credentials_file: Path | None) -> google.auth.credentials.Credentials:
+    if credentials_file is not None:
+        # A service account's key file, named in the configuration (google-auth deprecated
+        # loading files of any credential type for want of validation: other types go through
+        # application default credentials, GOOGLE_APPLICATION_CREDENTIALS).
+        return service_account.Credentials.from_service_account_file(  # type: ignore[no-any-return,no-untyped-call]
+            str(credentials_file), scopes=[SCOPE]
+        )
+    found, _project = google.auth.default(scopes=[SCOPE])
+    assert isinstance(found, google.auth.credentials.Credentials)
+    return found
+
+
+class GoogleTokens:
+    """`Authorization: Bearer` with a Google access token kept fresh in the background."""
+
+    def __init__(self, credentials_file: Path | None) -> None:
+        self._file = credentials_file
+        self._credentials: google.auth.credentials.Credentials | None = None
+        self._transport = google.auth.transport.requests.Request()
+        self.tokens = Refreshing("Google access token", self._fetch)
+
+    def _fetch(self) -> Token:
+        """Blocking: runs in a worker thread (`Refreshing`)."""
+        if self._credentials is None:
+            self._credentials = _load(self._file)
+        credentials = self._credentials
+        credentials.refresh(self._transport)  # type: ignore[no-untyped-call]
+        expiry = credentials.expiry  # naive UTC, or None
+        expires_at = expiry.replace(tzinfo=UTC).timestamp() if expiry is not None else None
+        return Token({"Authorization": f"Bearer {credentials.token}"}, expires_at)
+
+    def headers(self, method: str, url: httpx.URL, body: bytes) -> dict[str, str]:
+        value = self.tokens.current()
+        assert isinstance(value, dict)
+        return value
+
+    def refused(self) -> None:
+        self.tokens.renew()
+
+    async def start(self) -> None:
+        await self.tokens.start()
+
+    async def aclose(self) -> None:
+        await self.tokens.aclose()
