@@ -1,4 +1,4 @@
-from gateway.api import anthropic, docs, models, openai, ops, resume, stream, ui
+from gateway.api import anthropic, docs, models, openai, ops, responses_api, resume, stream, ui
 
 # Included into the app one by one: a router of routers is one more level of matching that
 # every request walks through. Routes are matched in this order, so the streaming routes, the
@@ -7,6 +7,7 @@ ROUTERS = (
     stream.router,
     openai.router,
     anthropic.router,
+    responses_api.router,
     ui.router,
     resume.router,
     models.router,

@@ -39,6 +39,9 @@ __all__ = ["OpenAIConfig", "OpenAIProvider", "read_usage"]
 class OpenAIConfig(HTTPProviderConfig):
     type: Literal["openai"] = "openai"
     base_url: str = "https://api.openai.com/v1"
+    # The API the upstream serves Responses clients with (SPEC §4.10): "responses" sends
+    # /v1/responses requests up natively (`POST {base_url}/responses`).
+    api: Literal["chat", "responses"] = "chat"
 
 
 class OpenAIProvider:
@@ -46,6 +49,7 @@ class OpenAIProvider:
         self.config = config
         self._client = client
         self._url = httpx.URL(f"{config.base_url}/chat/completions")  # parsed once, not per request
+        self._responses_url = httpx.URL(f"{config.base_url}/responses")
 
     def build_request(self, request: ChatRequest) -> httpx.Request:
         headers = {"Accept": "text/event-stream", "Accept-Encoding": "identity"}
@@ -58,15 +62,27 @@ class OpenAIProvider:
     def client(self) -> UpstreamClient:
         return self._client
 
-    def native_request(self, body: dict[str, Any], *, stream: bool) -> httpx.Request:
+    def native_request(
+        self, body: dict[str, Any], *, stream: bool, responses: bool = False
+    ) -> httpx.Request:
         """The native path's request (gateway.native): a client's own body with this
-        provider's credentials (none of the client's headers)."""
-        accept = "text/event-stream" if stream else "application/json"
+        provider's credentials (none of the client's headers), to Chat Completions or, for a
+        Responses client, to Responses."""
+        headers = self._headers("text/event-stream" if stream else "application/json")
+        url = self._responses_url if responses else self._url
+        return self._client.post_json(url, body, headers)
+
+    def stored_response_request(self, response_id: str) -> httpx.Request:
+        """`GET {base_url}/responses/{id}`: a response the upstream stored (SPEC §4.10)."""
+        url = self._responses_url.copy_with(path=f"{self._responses_url.path}/{response_id}")
+        return self._client.build_request("GET", url, headers=self._headers("application/json"))
+
+    def _headers(self, accept: str) -> dict[str, str]:
         headers = {"Accept": accept, "Accept-Encoding": "identity"}
         headers.update(self.config.headers)
         if (key := self.config.optional_key()) is not None:
             headers["Authorization"] = f"Bearer {key}"
-        return self._client.post_json(self._url, body, headers)
+        return headers
 
     def stream(self, request: ChatRequest, outcome: StreamOutcome) -> AsyncIterator[Batch]:
         build = partial(self.build_request, request)

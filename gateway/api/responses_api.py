@@ -1,0 +1,174 @@
+"""OpenAI's Responses API: POST /v1/responses and GET /v1/responses/{id} (SPEC §4.10).
+
+A model on an `openai` provider with `api = "responses"` takes the native path
+(`gateway.native.responses`): the body goes up as sent and the upstream's events come back as
+they were. Ownership is the gateway's even there: each response id the upstream makes is
+recorded with the key that made it (`gateway.response_ids`), and a `previous_response_id`
+that is unknown, expired, unstored or another key's is refused as OpenAI refuses it, before
+anything reaches the upstream. Models on other upstreams are not translated for Responses
+clients yet: 400, naming what would serve them.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated
+
+import orjson
+from fastapi import APIRouter, Depends, Request, Response
+from pydantic import BaseModel, ConfigDict, StrictBool, StringConstraints
+
+from gateway.api._common import json_body, json_object, read_body, request_id, validate
+from gateway.api._native import start_for, usable, whole_response
+from gateway.api._serve import collect, relay_headers, respond, serve_stream
+from gateway.auth import authenticate, key_of
+from gateway.dialects.openai import OpenAIRoute
+from gateway.errors import BadRequest, GatewayError, NotFound, UpstreamProtocolError
+from gateway.lifecycle import StreamGuard
+from gateway.native import MAX_BODY_BYTES, bytes_of
+from gateway.native.responses import ResponsesNative, next_sequence_number
+from gateway.providers._http import body_chunks, open_stream
+from gateway.providers.openai import OpenAIProvider
+from gateway.relay import Relay
+from gateway.response_ids import ResponseIds
+from gateway.responses import Encoder, new_stream_id
+from gateway.state import state_of
+from gateway.sticky import conversation_of
+
+__all__ = ["PreviousResponseNotFound", "ResponsesFields", "router"]
+
+router = APIRouter(prefix="/v1", route_class=OpenAIRoute, dependencies=[Depends(authenticate)])
+
+ResponseId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,256}$")]
+
+NOT_TRANSLATED = (
+    "the Responses API reaches only models on an 'openai' provider with api = 'responses' so "
+    "far (the native path); use /v1/chat/completions or /v1/messages for this model"
+)
+
+
+class ResponsesFields(BaseModel):
+    """The only fields of a Responses body the gateway reads (the rest goes up as is)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    model: Annotated[str, StringConstraints(pattern=r"^[!-~]{1,256}$")]
+    stream: StrictBool = False
+    store: StrictBool | None = None  # absent: stored, as OpenAI does
+    previous_response_id: ResponseId | None = None
+    prompt_cache_key: str | None = None
+    user: str | None = None
+
+
+class PreviousResponseNotFound(GatewayError):
+    """OpenAI's own answer for a response it cannot continue (an unknown, expired,
+    unstored or another key's id)."""
+
+    status, type = 400, "invalid_request_error"
+    code, param = "previous_response_not_found", "previous_response_id"
+
+
+@router.post("/responses", openapi_extra=json_body(ResponsesFields), response_class=Response)
+async def create_response(request: Request) -> Response:
+    state = state_of(request)
+    data = json_object(await read_body(request, state.settings.max_body_bytes))
+    fields = validate(ResponsesFields, data)
+    conversation = conversation_of(request.headers, fields.prompt_cache_key or fields.user)
+    plan = state.models.resolve(fields.model, conversation)
+    key = key_of(request)
+    if key is not None:
+        key.check_model(plan[0].model)
+    if not ResponsesNative.serves(plan[0]):
+        raise BadRequest(NOT_TRANSLATED)
+    ids, owner = response_ids(request), owner_of(request)
+    previous = fields.previous_response_id
+    if previous is not None and await ids.find(previous, owner) is None:
+        raise PreviousResponseNotFound(f"Previous response with id '{previous}' not found.")
+
+    def remember(response_id: str, provider: str) -> None:
+        ids.remember(response_id, owner, provider)
+
+    native = ResponsesNative(data, fields.stream, None if fields.store is False else remember)
+
+    async def serve(guard: StreamGuard, relay: Relay) -> Response:
+        if native.stream:
+            encoder = NativeResponsesEncoder(relay, new_stream_id(), native)
+            return respond(request, state, encoder, guard)
+        collected = await collect(request, state, guard, relay)
+        return whole_response(collected.text, relay_headers(request, relay))
+
+    plan = usable(plan, ResponsesNative, translatable=False)
+    return await serve_stream(request, state, plan, None, serve, start_for(native, None))
+
+
+@router.get("/responses/{response_id}", response_class=Response)
+async def retrieve_response(request: Request, response_id: str) -> Response:
+    """The owner's stored response, as the upstream that holds it answers; 404 for anyone
+    else (and for an id the gateway does not know: it never asks an upstream about those)."""
+    state = state_of(request)
+    provider = await response_ids(request).find(response_id, owner_of(request))
+    registered = state.providers.get(provider) if provider is not None else None
+    if registered is None or not isinstance(registered.adapter, OpenAIProvider):
+        raise NotFound(f"no response with id {response_id!r}")
+    adapter = registered.adapter
+    request_out = adapter.stored_response_request(response_id)
+    body = bytearray()
+    async with open_stream(adapter.client, request_out, content_type="json") as upstream:
+        async for chunk in body_chunks(upstream):
+            body += chunk
+            if len(body) > MAX_BODY_BYTES:
+                raise UpstreamProtocolError(f"the upstream's answer is over {MAX_BODY_BYTES} bytes")
+    headers = {"X-Request-ID": request_id(request), "X-Gateway-Provider": registered.name}
+    return Response(bytes(body), media_type="application/json", headers=headers)
+
+
+def response_ids(request: Request) -> ResponseIds:
+    ids: ResponseIds = request.app.state.response_ids
+    return ids
+
+
+def owner_of(request: Request) -> str:
+    """Who a response belongs to: the gateway key's name ("" when the gateway is open)."""
+    key = key_of(request)
+    return key.name if key is not None else ""
+
+
+class NativeResponsesEncoder(Encoder):
+    """The upstream's events as they came; a failure after them is the gateway's own
+    `response.failed`, numbered after the last event relayed (never `response.completed`)."""
+
+    media_type = "text/event-stream"
+
+    def __init__(self, relay: Relay, stream_id: str, native: ResponsesNative) -> None:
+        super().__init__(relay, stream_id)
+        self.native = native
+        self.created_at = int(time.time())
+
+    def opening(self) -> bytes:
+        return b""
+
+    def frames(self, batch: list[str]) -> bytes:
+        self.deltas += len(batch)
+        return bytes_of(batch)
+
+    def error_frame(self, error: GatewayError) -> bytes:
+        native = self.native
+        response = {
+            "id": native.response_id or f"resp_{self.stream_id}",
+            "object": "response",
+            "created_at": self.created_at,
+            "status": "failed",
+            "error": {"code": error.type, "message": error.message},
+            "incomplete_details": None,
+            "model": self.relay.model,
+            "output": [],
+            "parallel_tool_calls": native.data.get("parallel_tool_calls", True),
+            "tool_choice": native.data.get("tool_choice", "auto"),
+            "tools": native.data.get("tools", []),
+        }
+        event = {
+            "type": "response.failed",
+            "sequence_number": next_sequence_number(native.last_event),
+            "response": response,
+        }
+        return b"event: response.failed\ndata: " + orjson.dumps(event) + b"\n\n"

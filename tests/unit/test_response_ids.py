@@ -1,0 +1,97 @@
+"""Response ids and their owners (SPEC §4.10): found only by the key that made them, until
+their retention ends or the shared byte budget lets them go; the expiry queue shrinks with
+both; with Redis another process finds them, and a Redis failure leaves this process's own."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from gateway.metrics import Metrics
+from gateway.native.responses import ResponsesNative, next_sequence_number
+from gateway.native.sse import RawEvents
+from gateway.providers.base import StreamOutcome
+from gateway.response_ids import ENTRY_OVERHEAD, ResponseIds
+from gateway.retention import Retained
+from tests.conftest import ManualClock, wire
+from tests.splits import every_split
+
+CLOCK = ManualClock()
+
+
+def ids(max_bytes: int = 10**6, retention_s: float = 10, **options: Any) -> ResponseIds:
+    return ResponseIds(Retained(max_bytes, Metrics()), retention_s, clock=CLOCK, **options)
+
+
+async def test_an_id_is_found_by_its_owner_only_until_it_expires() -> None:
+    found = ids()
+    found.remember("resp_1", "team-a", "up")
+    assert await found.find("resp_1", "team-a") == "up"
+    assert await found.find("resp_1", "team-b") is None
+    assert await found.find("resp_2", "team-a") is None
+    CLOCK.advance(10)
+    assert await found.find("resp_1", "team-a") is None
+    found.remember("resp_3", "team-a", "up")  # expired entries go as new ones arrive
+    assert len(found) == 1
+    assert len(found._expiry) == 1
+
+
+async def test_remembered_again_an_id_lives_on_from_then() -> None:
+    found = ids()
+    found.remember("resp_1", "a", "up")
+    CLOCK.advance(6)
+    found.remember("resp_1", "a", "up")
+    CLOCK.advance(6)
+    found.remember("resp_2", "a", "up")  # the first expiry is stale: resp_1 stays
+    assert await found.find("resp_1", "a") == "up"
+
+
+async def test_the_budget_forgets_the_oldest_and_their_queue_entries_with_them() -> None:
+    size = ENTRY_OVERHEAD + len("resp_0") + len("a") + len("up")
+    retained = Retained(3 * size, Metrics())
+    found = ResponseIds(retained, 3600, clock=CLOCK)
+    for n in range(10):
+        found.remember(f"resp_{n}", "a", "up")
+    assert len(found) == 3 and retained.bytes == 3 * size
+    assert [await found.find(f"resp_{n}", "a") for n in (6, 7)] == [None, "up"]
+    assert len(found._expiry) == 3  # not rate x retention of evicted ids
+
+
+class BrokenRedis:
+    async def set(self, *args: Any, **kwargs: Any) -> None:
+        raise ConnectionError("down")
+
+    async def get(self, *args: Any) -> None:
+        raise ConnectionError("down")
+
+
+async def test_a_redis_failure_leaves_this_processs_entries() -> None:
+    found = ids(redis=BrokenRedis())
+    found.remember("resp_1", "a", "up")
+    await found.settled()
+    assert await found.find("resp_1", "a") == "up"
+    assert await found.find("resp_2", "a") is None
+
+
+def test_sequence_numbers_follow_the_last_event() -> None:
+    assert next_sequence_number("") == 0
+    assert (
+        next_sequence_number('data: {"delta":"\\"sequence_number\\":9","sequence_number":4}') == 5
+    )
+
+
+def test_events_without_an_event_line_are_read_by_their_type() -> None:
+    """Some servers put the type in the data only: the terminal event is still found."""
+    stream = re.sub(rb"event: [^\n]*\n", b"", wire("openai/responses.sse"))
+    stream = b": a comment\n\n" + stream
+    remembered: list[tuple[str, str]] = []
+    for cut in every_split(stream):
+        native = ResponsesNative({}, True, lambda *made: remembered.append(made))
+        events, outcome, batch, ended = RawEvents(1 << 20), StreamOutcome(), [], False
+        for piece in cut:
+            for event in events.feed(piece):
+                ended = native.on_event(event, outcome, batch)
+        assert ended and "".join(batch).encode("latin-1") == stream
+        assert outcome.usage is not None and outcome.usage.completion_tokens == 18
+        assert outcome.finish_reason == "stop"
+    assert remembered[0][0].startswith("resp_0f9c")
