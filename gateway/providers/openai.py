@@ -50,6 +50,7 @@ class OpenAIProvider:
         self._client = client
         self._url = httpx.URL(f"{config.base_url}/chat/completions")  # parsed once, not per request
         self._responses_url = httpx.URL(f"{config.base_url}/responses")
+        self._speech_url = httpx.URL(f"{config.base_url}/audio/speech")
 
     def build_request(self, request: ChatRequest) -> httpx.Request:
         headers = {"Accept": "text/event-stream", "Accept-Encoding": "identity"}
@@ -71,6 +72,10 @@ class OpenAIProvider:
         headers = self._headers("text/event-stream" if stream else "application/json")
         url = self._responses_url if responses else self._url
         return self._client.post_json(url, body, headers)
+
+    def speech_request(self, body: dict[str, Any]) -> httpx.Request:
+        """`POST {base_url}/audio/speech` (SPEC §4.3): answered with audio bytes."""
+        return self._client.post_json(self._speech_url, body, self._headers("*/*"))
 
     def stored_response_request(self, response_id: str) -> httpx.Request:
         """`GET {base_url}/responses/{id}`: a response the upstream stored (SPEC §4.10)."""
