@@ -101,10 +101,13 @@ async def create_response(request: Request) -> Response:
     return await serve_stream(request, state, plan, None, serve, start_for(native, None))
 
 
-@router.get("/responses/{response_id}", response_class=Response)
+@router.get("/responses/{response_id:path}", response_class=Response)
 async def retrieve_response(request: Request, response_id: str) -> Response:
     """The owner's stored response, as the upstream that holds it answers; 404 for anyone
     else (and for an id the gateway does not know: it never asks an upstream about those)."""
+    # The whole rest of the path, as for /v1/models/{name}: the pattern's `$` stops before a
+    # trailing newline, and a plain `{response_id}` would redirect `…/responses/%2F`.
+    response_id = request.scope["path"].split("/responses/", 1)[1]
     state = state_of(request)
     provider = await response_ids(request).find(response_id, owner_of(request))
     registered = state.providers.get(provider) if provider is not None else None
