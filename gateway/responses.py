@@ -30,6 +30,7 @@ from gateway.keepalive import Keepalive
 from gateway.lifecycle import Interrupt, StreamGuard
 from gateway.limits import Limiter
 from gateway.observability import RequestRecord, outcome_of
+from gateway.parts import StreamPart
 from gateway.providers.base import Batch
 from gateway.relay import Relay
 
@@ -90,8 +91,9 @@ class Encoder:
     def frames(self, batch: Batch) -> bytes:
         """The deltas of one read, each in its own frame, in one chunk (SPEC §4.1)."""
         if len(batch) == 1:
-            return self.delta(batch[0])
-        return b"".join([self.delta(text) for text in batch])
+            delta = batch[0]
+            return self.delta(delta) if isinstance(delta, str) else self.part(delta)
+        return b"".join([self.delta(d) if isinstance(d, str) else self.part(d) for d in batch])
 
     def ending(self) -> bytes:
         """The last chunk: the closing frames, or the in-band error (text: StreamTruncated)."""
@@ -107,6 +109,11 @@ class Encoder:
 
     def delta(self, text: str) -> bytes:
         raise NotImplementedError
+
+    def part(self, part: StreamPart) -> bytes:
+        """A part beyond text (`gateway.parts`): dropped by the formats that carry text only
+        (`/stream`'s text, SSE and NDJSON); the client dialects frame them."""
+        return b""
 
     def closing(self) -> list[bytes]:
         return []

@@ -36,8 +36,9 @@ from gateway import __version__
 from gateway.auth import key_of
 from gateway.errors import GatewayError
 from gateway.observability import request_id_of
+from gateway.parts import text_of
 from gateway.providers._http import TRACE_HEADERS
-from gateway.providers.base import Batch, ChatRequest
+from gateway.providers.base import Batch, ChatRequest, Delta
 from gateway.settings import TracingConfig
 
 if TYPE_CHECKING:
@@ -186,7 +187,7 @@ class RequestTrace:
         self.tracing = tracing
         self.span = span
         self.attempt_span: Span | None = None
-        self.output: list[str] | None = None  # the answer, with capture_content
+        self.output: list[Delta] | None = None  # the answer, with capture_content
 
     def attempt(self, attempt: Attempt, request: ChatRequest | None, retry: int) -> None:
         """A CLIENT span for the attempt; its context goes upstream as `traceparent`. On the
@@ -266,7 +267,7 @@ class RequestTrace:
             attributes["gateway.spend"] = spend.cost
             attributes["gateway.spend_estimated"] = spend.estimated
         if self.output is not None:
-            answer = {"role": "assistant", "parts": _parts("".join(self.output))}
+            answer = {"role": "assistant", "parts": _parts(_text(self.output))}
             attributes["gen_ai.output.messages"] = orjson.dumps([answer]).decode()
         attempt_span, self.attempt_span = self.attempt_span, None
         for span in (attempt_span, self.span):
@@ -310,7 +311,7 @@ def _fail(span: Span, kind: str, message: str) -> None:
     span.set_status(Status(StatusCode.ERROR, f"{kind}: {message}"))
 
 
-async def _captured(rest: AsyncIterator[Batch], into: list[str]) -> AsyncGenerator[Batch, None]:
+async def _captured(rest: AsyncIterator[Batch], into: list[Delta]) -> AsyncGenerator[Batch, None]:
     """The rest of the stream, its text kept for the span (capture_content only)."""
     try:
         async for batch in rest:
@@ -320,6 +321,11 @@ async def _captured(rest: AsyncIterator[Batch], into: list[str]) -> AsyncGenerat
         aclose = getattr(rest, "aclose", None)
         if aclose is not None:
             await aclose()
+
+
+def _text(output: list[Delta]) -> str:
+    """The answer's text (its parts beyond text are not captured yet)."""
+    return "".join(delta for delta in output if isinstance(delta, str))
 
 
 def _parts(text: str) -> list[dict[str, str]]:
@@ -332,7 +338,8 @@ def _text_parts(text: str) -> str:
 
 def _input_messages(request: ChatRequest) -> str:
     messages = [
-        {"role": message.role, "parts": _parts(message.content)} for message in request.messages
+        {"role": message.role, "parts": _parts(text_of(message.content))}
+        for message in request.messages
     ]
     return orjson.dumps(messages).decode()
 

@@ -24,6 +24,8 @@ from gateway.errors import GatewayError
 from gateway.lifecycle import StreamGuard
 from gateway.models import Attempt
 from gateway.observability import outcome_of, record_of
+from gateway.parts import AnswerBlock, assemble
+from gateway.providers.base import Delta
 from gateway.relay import BuildRequest, Relay, StartStream, open_relay
 from gateway.responses import Encoder, RelayEventSourceResponse, RelayResponse, SSEEncoder
 from gateway.state import GatewayState
@@ -159,8 +161,9 @@ def respond(
 
 @dataclass(frozen=True, slots=True)
 class Collected:
-    text: str
+    text: str  # the answer's text (all its text deltas)
     deltas: int
+    blocks: list[AnswerBlock]  # the whole answer: text, reasoning, tool calls, in order
 
 
 async def collect(
@@ -170,7 +173,7 @@ async def collect(
     metrics, the request's record, the key's slot and tokens. A failure is raised as the
     route's error status (nothing has been sent yet)."""
     guard.handed_over = True  # settled here, whatever happens
-    collected: list[str] = []
+    collected: list[Delta] = []
     outcome, error = "complete", None
     try:
         await guard.run(_collect(relay, collected))
@@ -180,13 +183,13 @@ async def collect(
     finally:
         guard.close()
         await relay.aclose()
-        text = "".join(collected)
+        text = "".join(delta for delta in collected if isinstance(delta, str))
         state.ended(record_of(request.scope), relay, outcome, len(collected), len(text), error)
         await state.release(guard.lease, relay, len(collected))
-    return Collected(text, len(collected))
+    return Collected(text, len(collected), assemble(collected))
 
 
-async def _collect(relay: Relay, into: list[str]) -> None:
+async def _collect(relay: Relay, into: list[Delta]) -> None:
     into += relay.first
     async for batch in relay.rest:
         into += batch

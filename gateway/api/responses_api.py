@@ -19,19 +19,19 @@ from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, ConfigDict, StrictBool, StringConstraints
 
 from gateway.api._common import json_body, json_object, read_body, request_id, validate
-from gateway.api._native import start_for, usable, whole_response
+from gateway.api._native import _Relayed, start_for, usable, whole_response
 from gateway.api._serve import collect, relay_headers, respond, serve_stream
 from gateway.auth import authenticate, key_of
 from gateway.dialects.openai import OpenAIRoute
 from gateway.errors import BadRequest, GatewayError, NotFound, UpstreamProtocolError
 from gateway.lifecycle import StreamGuard
-from gateway.native import MAX_BODY_BYTES, bytes_of
+from gateway.native import MAX_BODY_BYTES
 from gateway.native.responses import ResponsesNative, next_sequence_number
 from gateway.providers._http import body_chunks, open_stream
 from gateway.providers.openai import OpenAIProvider
 from gateway.relay import Relay
 from gateway.response_ids import ResponseIds
-from gateway.responses import Encoder, new_stream_id
+from gateway.responses import new_stream_id
 from gateway.state import state_of
 from gateway.sticky import conversation_of
 
@@ -136,7 +136,7 @@ def owner_of(request: Request) -> str:
     return key.name if key is not None else ""
 
 
-class NativeResponsesEncoder(Encoder):
+class NativeResponsesEncoder(_Relayed):
     """The upstream's events as they came; a failure after them is the gateway's own
     `response.failed`, numbered after the last event relayed (never `response.completed`)."""
 
@@ -146,13 +146,6 @@ class NativeResponsesEncoder(Encoder):
         super().__init__(relay, stream_id)
         self.native = native
         self.created_at = int(time.time())
-
-    def opening(self) -> bytes:
-        return b""
-
-    def frames(self, batch: list[str]) -> bytes:
-        self.deltas += len(batch)
-        return bytes_of(batch)
 
     def error_frame(self, error: GatewayError) -> bytes:
         native = self.native

@@ -265,11 +265,16 @@ class ResumableResponse(Response):
             if not batch:
                 continue
             last_seq, last = batch[-1]  # only a batch's last event can be terminal
-            deltas = batch if isinstance(last, str) else batch[:-1]
+            deltas = batch[:-1] if isinstance(last, End | Failure) else batch
             frame = b"data: %b\nid: %b%d\n\n"
-            frames += [frame % (orjson.dumps(text), prefix, seq) for seq, text in deltas]
+            # /stream carries text only: parts beyond text keep their seq and are not sent.
+            frames += [
+                frame % (orjson.dumps(text), prefix, seq)
+                for seq, text in deltas
+                if isinstance(text, str)
+            ]
             self.deltas += len(deltas)
-            if not isinstance(last, str):
+            if isinstance(last, End | Failure):
                 frames.append(self._terminal(last_seq, last))
                 if isinstance(last, Failure):
                     self.result = _outcome(last)

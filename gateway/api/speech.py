@@ -12,16 +12,15 @@ from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, ConfigDict, StringConstraints
 
 from gateway.api._common import json_body, json_object, read_body, validate
-from gateway.api._native import start_for, usable
+from gateway.api._native import _Relayed, start_for, usable
 from gateway.api._serve import respond, serve_stream
 from gateway.auth import authenticate
 from gateway.dialects.openai import OpenAIRoute
 from gateway.errors import ModelUnavailable
 from gateway.lifecycle import StreamGuard
-from gateway.native import bytes_of
 from gateway.native.speech import Speech
 from gateway.relay import Relay
-from gateway.responses import Encoder, new_stream_id
+from gateway.responses import new_stream_id
 from gateway.schemas import ModelName
 from gateway.state import state_of
 
@@ -60,13 +59,6 @@ async def speech(request: Request) -> Response:
     return await serve_stream(request, state, plan, None, serve, start_for(speech, None))
 
 
-class AudioEncoder(Encoder):
+class AudioEncoder(_Relayed):
     """The upstream's bytes, each read as it came; no frames, no in-band error (a failure
     truncates the body)."""
-
-    def opening(self) -> bytes:
-        return b""
-
-    def frames(self, batch: list[str]) -> bytes:
-        self.deltas += len(batch)
-        return bytes_of(batch)

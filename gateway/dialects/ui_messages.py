@@ -34,6 +34,14 @@ from gateway.errors import GatewayError, InvalidRequest
 from gateway.keepalive import Keepalive
 from gateway.lifecycle import Interrupt, StreamGuard
 from gateway.observability import outcome_of
+from gateway.parts import (
+    ReasoningDelta,
+    ReasoningEnd,
+    StreamPart,
+    ToolCallDelta,
+    ToolCallEnd,
+    ToolCallStart,
+)
 from gateway.redaction import KEY_SHAPED
 from gateway.relay import Relay
 from gateway.responses import Encoder, RelayEventSourceResponse
@@ -193,6 +201,81 @@ def delta_frame(text: str) -> bytes:
     return _DELTA_HEAD + orjson.dumps(text) + b"}\n\n"
 
 
+class UIParts:
+    """Frames a stream's parts beyond text as `ai` 5.0.0's chunks: reasoning as
+    `reasoning-start/-delta/-end` (a signature rides in `providerMetadata.gateway`, so that it
+    comes back with the message's reasoning part), tool calls as `tool-input-start/-delta` and,
+    when the upstream ends the call, `tool-input-available` with the parsed input (the raw
+    text when it is not JSON: 5.0.0 has no `tool-input-error`). One per response."""
+
+    __slots__ = ("_calls", "_reasoning", "_reasonings")
+
+    def __init__(self) -> None:
+        self._reasoning: str | None = None  # the id of the reasoning part open, if one is
+        self._reasonings = 0
+        self._calls: dict[int, tuple[str, str, list[str]]] = {}  # index -> id, name, args
+
+    def frame(self, part: StreamPart) -> bytes:
+        if isinstance(part, ReasoningDelta):
+            head = b""
+            if self._reasoning is None:
+                self._reasoning = f"reasoning-{self._reasonings}"
+                self._reasonings += 1
+                head = _event({"type": "reasoning-start", "id": self._reasoning})
+            chunk = {"type": "reasoning-delta", "id": self._reasoning, "delta": part.text}
+            return head + _event(chunk)
+        if isinstance(part, ReasoningEnd):
+            return self._end_reasoning(part)
+        return self._end_reasoning(None) + self._call(part)
+
+    def _end_reasoning(self, end: ReasoningEnd | None) -> bytes:
+        if self._reasoning is None:
+            if end is None or end.signature is None:
+                return b""
+            self._reasoning = f"reasoning-{self._reasonings}"  # a signature with no text
+            self._reasonings += 1
+            head = _event({"type": "reasoning-start", "id": self._reasoning})
+        else:
+            head = b""
+        chunk: dict[str, Any] = {"type": "reasoning-end", "id": self._reasoning}
+        if end is not None and end.signature is not None:
+            meta = {"signature": end.signature, "origin": end.origin, "redacted": end.redacted}
+            chunk["providerMetadata"] = {"gateway": meta}
+        self._reasoning = None
+        return head + _event(chunk)
+
+    def _call(self, part: ToolCallStart | ToolCallDelta | ToolCallEnd) -> bytes:
+        if isinstance(part, ToolCallStart):
+            self._calls[part.index] = (part.id, part.name, [])
+            chunk = {"type": "tool-input-start", "toolCallId": part.id, "toolName": part.name}
+            return _event(chunk)
+        call = self._calls.get(part.index)
+        if call is None:
+            return b""
+        call_id, name, arguments = call
+        if isinstance(part, ToolCallDelta):
+            arguments.append(part.arguments)
+            chunk = {
+                "type": "tool-input-delta",
+                "toolCallId": call_id,
+                "inputTextDelta": part.arguments,
+            }
+            return _event(chunk)
+        del self._calls[part.index]
+        text = "".join(arguments)
+        try:
+            value: Any = orjson.loads(text) if text else {}
+        except orjson.JSONDecodeError:
+            value = text
+        chunk = {
+            "type": "tool-input-available",
+            "toolCallId": call_id,
+            "toolName": name,
+            "input": value,
+        }
+        return _event(chunk)
+
+
 def error_frames(error_type: str, message: str) -> bytes:
     """A failure after the first event: `error`, no `finish`, then `[DONE]`."""
     return _event({"type": "error", "errorText": error_text(error_type, message)}) + DONE
@@ -207,10 +290,15 @@ class UIMessageEncoder(Encoder):
     def __init__(self, relay: Relay, stream_id: str) -> None:
         super().__init__(relay, stream_id)
         self.message_id = message_id_for(stream_id)
+        self.parts = UIParts()
 
     def delta(self, text: str) -> bytes:
         self.deltas += 1
         return _DELTA_HEAD + orjson.dumps(text) + b"}\n\n"
+
+    def part(self, part: StreamPart) -> bytes:
+        self.deltas += 1
+        return self.parts.frame(part)
 
     def opening(self) -> bytes:
         return opening_frames(self.message_id)
@@ -288,6 +376,7 @@ class UIReaderResponse(Response):
         self.recorded = recorded
         self.bytes_out = 0
         self.deltas = 0
+        self.parts = UIParts()
         self.result = "complete"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -314,10 +403,16 @@ class UIReaderResponse(Response):
             if not batch:
                 continue
             last = batch[-1][1]  # only a batch's last event can be terminal
-            deltas = batch if isinstance(last, str) else batch[:-1]
-            frames += [_DELTA_HEAD + orjson.dumps(text) + b"}\n\n" for _, text in deltas]
+            deltas = batch[:-1] if isinstance(last, End | Failure) else batch
+            parts = self.parts
+            frames += [
+                _DELTA_HEAD + orjson.dumps(delta) + b"}\n\n"
+                if isinstance(delta, str)
+                else parts.frame(delta)  # type: ignore[arg-type]  # never terminal here
+                for _, delta in deltas
+            ]
             self.deltas += len(deltas)
-            if not isinstance(last, str):
+            if isinstance(last, End | Failure):
                 frames.append(self._terminal(last))
             body = frames[0] if len(frames) == 1 else b"".join(frames)
             frames = []

@@ -1,14 +1,18 @@
 """Anthropic Messages streaming (`POST /v1/messages`, `stream: true`).
 
-Text is `content_block_delta` with `delta.type == "text_delta"`; thinking, signature, tool-input
-and citation deltas are not answer text. `ping` and unknown event types are ignored, as
-Anthropic asks. Usage: input tokens from `message_start`, cumulative output tokens from the
+Text is `content_block_delta` with `delta.type == "text_delta"`; `thinking` blocks are reasoning
+parts, closed at their `content_block_stop` with their signature (`redacted_thinking`: its
+data), and `tool_use` blocks are tool-call parts (`input_json_delta` fragments, ended at the
+block's stop). Citation deltas are not answer text. `ping` and unknown event types are ignored,
+as Anthropic asks. Usage: input tokens from `message_start`, cumulative output tokens from the
 last `message_delta`. The stream is complete only at `message_stop`; `event: error` (for
 example `overloaded_error`) raises.
 """
 
 from __future__ import annotations
 
+import hashlib
+import re
 from collections.abc import AsyncIterator, Mapping
 from functools import partial
 from typing import Any, Literal
@@ -16,6 +20,19 @@ from typing import Any, Literal
 import httpx
 
 from gateway.errors import UpstreamProtocolError
+from gateway.parts import (
+    ContentPart,
+    Document,
+    Image,
+    Reasoning,
+    ReasoningControl,
+    ReasoningDelta,
+    ReasoningEnd,
+    Text,
+    ToolCall,
+    ToolResult,
+)
+from gateway.providers._calls import StreamedCalls, arguments_object
 from gateway.providers._http import (
     HTTPProviderConfig,
     UpstreamClient,
@@ -25,7 +42,7 @@ from gateway.providers._http import (
 )
 from gateway.providers._shapes import count, obj, object_at, text
 from gateway.providers._sse import SSEEvent
-from gateway.providers.base import Batch, ChatRequest, StreamOutcome, Usage
+from gateway.providers.base import Batch, ChatMessage, ChatRequest, StreamOutcome, Usage
 
 __all__ = ["DEFAULT_MAX_TOKENS", "AnthropicConfig", "AnthropicProvider", "read_progress"]
 
@@ -79,7 +96,8 @@ class AnthropicProvider:
     def stream(self, request: ChatRequest, outcome: StreamOutcome) -> AsyncIterator[Batch]:
         build = partial(self.build_request, request)
         max_bytes = self.config.max_event_bytes
-        return sse_stream(self._client, build, max_bytes, _on_event, outcome, _unfinished)
+        on_event = _MessageStream().on_event
+        return sse_stream(self._client, build, max_bytes, on_event, outcome, _unfinished)
 
     async def aclose(self) -> None:
         return None
@@ -89,44 +107,236 @@ def _unfinished(outcome: StreamOutcome) -> UpstreamProtocolError:
     return UpstreamProtocolError("the upstream stream ended before message_stop")
 
 
-def _on_event(event: SSEEvent, outcome: StreamOutcome, batch: Batch) -> bool:
-    if event.event == "content_block_delta":
-        if delta := _text_delta(parse_event(event.data)):
-            batch.append(delta)
-    elif event.event == "message_stop":
-        return True
-    elif event.event == "error":
-        raise in_stream_error(parse_event(event.data))
-    elif event.event in ("message_start", "message_delta"):
-        read_progress(event.event, parse_event(event.data), outcome)
-    return False
+class _MessageStream:
+    """One stream's reading: the kind of each open content block, a thinking block's
+    signature until its stop, and the tool calls in flight (keyed by block index)."""
+
+    __slots__ = ("blocks", "calls", "signature")
+
+    def __init__(self) -> None:
+        self.blocks: dict[Any, str] = {}  # block index -> "thinking", "redacted" or "tool"
+        self.signature: dict[Any, str] = {}  # block index -> signature or redacted data
+        self.calls = StreamedCalls()
+
+    def on_event(self, event: SSEEvent, outcome: StreamOutcome, batch: Batch) -> bool:
+        kind = event.event
+        if kind == "content_block_delta":
+            data = object_at(parse_event(event.data), "a content_block_delta event")
+            delta = obj(data, "delta")
+            if delta.get("type") == "text_delta":
+                if value := text(delta, "text"):
+                    batch.append(value)
+            else:
+                self.delta(data.get("index"), delta, batch)
+        elif kind == "message_stop":
+            return True
+        elif kind == "content_block_start":
+            self.start(object_at(parse_event(event.data), "a content_block_start event"), batch)
+        elif kind == "content_block_stop":
+            data = object_at(parse_event(event.data), "a content_block_stop event")
+            self.stop(data.get("index"), batch)
+        elif kind == "error":
+            raise in_stream_error(parse_event(event.data))
+        elif kind in ("message_start", "message_delta"):
+            read_progress(kind, parse_event(event.data), outcome)
+        return False
+
+    def start(self, data: dict[str, Any], batch: Batch) -> None:
+        index, block = data.get("index"), obj(data, "content_block")
+        kind = block.get("type")
+        if kind == "thinking":
+            self.blocks[index] = "thinking"
+            if thought := text(block, "thinking"):
+                batch.append(ReasoningDelta(thought))
+        elif kind == "redacted_thinking":
+            self.blocks[index] = "redacted"
+            self.signature[index] = text(block, "data") or ""
+        elif kind == "tool_use":
+            self.blocks[index] = "tool"
+            name = text(block, "name")
+            if not name:
+                raise UpstreamProtocolError("the upstream started a tool_use block without a name")
+            batch.append(self.calls.start(index, text(block, "id"), name))
+
+    def delta(self, index: Any, delta: dict[str, Any], batch: Batch) -> None:
+        kind = delta.get("type")
+        if kind == "thinking_delta":
+            if thought := text(delta, "thinking"):
+                batch.append(ReasoningDelta(thought))
+        elif kind == "signature_delta":
+            self.signature[index] = self.signature.get(index, "") + (text(delta, "signature") or "")
+        elif kind == "input_json_delta" and (fragment := text(delta, "partial_json")):
+            batch.append(self.calls.fragment(index, fragment))
+
+    def stop(self, index: Any, batch: Batch) -> None:
+        kind = self.blocks.pop(index, None)
+        if kind == "tool":
+            if (end := self.calls.end(index)) is not None:
+                batch.append(end)
+        elif kind is not None:
+            signature = self.signature.pop(index, None) or None
+            batch.append(ReasoningEnd(signature, ORIGIN, redacted=kind == "redacted"))
+
+
+ORIGIN = "anthropic"  # the origin of the signatures this adapter reads (SPEC §4.9)
 
 
 def _body(request: ChatRequest) -> dict[str, Any]:
+    systems = [request.system] if request.system is not None else []
+    messages: list[dict[str, Any]] = []
+    for i, message in enumerate(request.messages):
+        if message.role == "system":  # Anthropic's system prompt, in order
+            systems.append(text_of_message(message))
+        elif (content := _content(message, f"messages.{i}")) or isinstance(message.content, str):
+            messages.append({"role": message.role, "content": content})
     body: dict[str, Any] = {
         "model": request.model,
-        "messages": [{"role": m.role, "content": m.content} for m in request.messages],
+        "messages": messages,
         "max_tokens": request.max_tokens or DEFAULT_MAX_TOKENS,
         "stream": True,
     }
-    if request.system is not None:
-        body["system"] = request.system
+    if systems:
+        body["system"] = "\n\n".join(systems)
     if request.temperature is not None:
         body["temperature"] = request.temperature
     if request.top_p is not None:
         body["top_p"] = request.top_p
     if request.stop:
         body["stop_sequences"] = list(request.stop)
+    _beyond_text(request, body)
     body.update(request.anthropic_params)
     body.update(request.extra)
     return body
 
 
-def _text_delta(data: Any) -> str | None:
-    delta = obj(object_at(data, "a content_block_delta event"), "delta")
-    if delta.get("type") == "text_delta":
-        return text(delta, "text")
-    return None  # thinking, signature, tool input, citations: not answer text
+def text_of_message(message: ChatMessage) -> str:
+    content = message.content
+    if isinstance(content, str):
+        return content
+    return "".join(part.text for part in content if isinstance(part, Text))
+
+
+def _content(message: ChatMessage, where: str) -> str | list[dict[str, Any]]:
+    content = message.content
+    if isinstance(content, str):
+        return content
+    # Tool results first in their user turn (Anthropic wants them before any other block).
+    ordered = sorted(content, key=lambda part: not isinstance(part, ToolResult))
+    blocks = [_block(part, where) for part in ordered]
+    return [block for block in blocks if block is not None]
+
+
+def _block(part: ContentPart, where: str) -> dict[str, Any] | None:
+    if isinstance(part, Text):
+        return {"type": "text", "text": part.text} if part.text else None  # no empty blocks
+    if isinstance(part, Image | Document):
+        return _media(part)
+    if isinstance(part, ToolCall):
+        input_ = arguments_object(part.arguments, where)
+        return {"type": "tool_use", "id": tool_id(part.id), "name": part.name, "input": input_}
+    if isinstance(part, ToolResult):
+        return _result(part)
+    return _reasoning(part)
+
+
+def _media(part: Image | Document) -> dict[str, Any]:
+    kind = "image" if isinstance(part, Image) else "document"
+    if part.data is not None:
+        media_type = part.media_type or ("application/pdf" if kind == "document" else None)
+        source = {"type": "base64", "media_type": media_type, "data": part.data}
+    else:
+        source = {"type": "url", "url": part.url}
+    block: dict[str, Any] = {"type": kind, "source": source}
+    if isinstance(part, Document) and part.title:
+        block["title"] = part.title
+    return block
+
+
+def _result(part: ToolResult) -> dict[str, Any]:
+    content: str | list[dict[str, Any]]
+    if isinstance(part.content, str):
+        content = part.content
+    else:
+        content = [
+            {"type": "text", "text": p.text} if isinstance(p, Text) else _media(p)
+            for p in part.content
+            if not isinstance(p, Text) or p.text
+        ]
+    block: dict[str, Any] = {
+        "type": "tool_result",
+        "tool_use_id": tool_id(part.call_id),
+        "content": content,
+    }
+    if part.is_error:
+        block["is_error"] = True
+    return block
+
+
+def _reasoning(part: Reasoning) -> dict[str, Any] | None:
+    """Earlier thinking goes back only with a signature Anthropic made (SPEC §4.9)."""
+    if part.origin != ORIGIN or not part.signature:
+        return None
+    if part.redacted:
+        return {"type": "redacted_thinking", "data": part.signature}
+    return {"type": "thinking", "thinking": part.text, "signature": part.signature}
+
+
+_ID_OK = re.compile(r"[A-Za-z0-9_-]{1,128}")
+
+
+def tool_id(call_id: str) -> str:
+    """A call id as Anthropic accepts it (`^[a-zA-Z0-9_-]+$`): unchanged when it fits, else
+    its allowed characters and a hash of the whole, the same each time (so a call and its
+    result still match, with nothing stored)."""
+    if _ID_OK.fullmatch(call_id):
+        return call_id
+    cleaned = re.sub(r"[^A-Za-z0-9_-]", "_", call_id)[:55]
+    return f"{cleaned}_{hashlib.sha256(call_id.encode()).hexdigest()[:8]}"
+
+
+def _beyond_text(request: ChatRequest, body: dict[str, Any]) -> None:
+    if request.tools:
+        body["tools"] = [
+            {
+                "name": tool.name,
+                **({"description": tool.description} if tool.description else {}),
+                "input_schema": tool.parameters or {"type": "object", "properties": {}},
+            }
+            for tool in request.tools
+        ]
+    choice: dict[str, Any] | None = None
+    if request.tool_choice is not None:
+        mode = request.tool_choice.mode
+        choice = {"type": {"required": "any"}.get(mode, mode)}
+        if mode == "tool":
+            choice["name"] = request.tool_choice.name
+    if request.parallel_tool_calls is False and request.tools:
+        choice = choice or {"type": "auto"}
+        if choice["type"] != "none":
+            choice["disable_parallel_tool_use"] = True
+    if choice is not None:
+        body["tool_choice"] = choice
+    if request.response_format is not None:
+        schema = request.response_format.schema or {"type": "object"}
+        body["output_config"] = {"format": {"type": "json_schema", "schema": schema}}
+    if request.reasoning is not None:
+        _thinking(request.reasoning, body)
+
+
+# Thinking budgets for an effort word (Anthropic takes budgets; OpenAI and Gemini words).
+EFFORT_BUDGET = {"minimal": 1024, "low": 2048, "medium": 8192, "high": 24576, "xhigh": 32768}
+
+
+def _thinking(control: ReasoningControl, body: dict[str, Any]) -> None:
+    if not control.enabled:
+        body["thinking"] = {"type": "disabled"}
+        return
+    budget = control.budget_tokens or EFFORT_BUDGET.get(control.effort or "medium", 8192)
+    # The budget is part of max_tokens (as reasoning tokens are of OpenAI's): kept under it.
+    budget = min(budget, body["max_tokens"] - 1)
+    if budget < 1024:  # the API's least budget: too little room left to think at all
+        return
+    body["thinking"] = {"type": "enabled", "budget_tokens": budget}
 
 
 def read_progress(kind: str, data: Any, outcome: StreamOutcome) -> None:

@@ -1,8 +1,10 @@
 """The provider contract: what every adapter is and promises.
 
 An adapter turns a normalised `ChatRequest` into its provider's streaming call and yields the
-generated text in batches: each batch is a non-empty list of the `str` deltas that one network
-read of the upstream completed, in order, one per upstream delta, never an empty one.
+generated output in batches: each batch is a non-empty list of the deltas that one network
+read of the upstream completed, in order, one per upstream delta, never an empty one. A delta is
+text (`str`) or a part beyond text (`gateway.parts`: reasoning, tool call start / arguments /
+end); an adapter whose upstream sends no parts yields only `str`.
 
     class Provider(Protocol):
         def stream(self, request: ChatRequest, outcome: StreamOutcome) -> AsyncIterator[Batch]
@@ -35,10 +37,20 @@ from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from gateway.parts import (
+    ContentPart,
+    JsonFormat,
+    ReasoningControl,
+    StreamPart,
+    ToolChoice,
+    ToolSpec,
+)
+
 __all__ = [
     "Batch",
     "ChatMessage",
     "ChatRequest",
+    "Delta",
     "Provider",
     "ProviderSettings",
     "StreamOutcome",
@@ -46,13 +58,18 @@ __all__ = [
 ]
 
 Role = Literal["system", "user", "assistant"]
-Batch = list[str]  # the deltas of one network read, in order; never empty
+# A text delta (`str`, the hot case) or a part beyond text (`gateway.parts`).
+Delta = str | StreamPart
+Batch = list[Delta]  # the deltas of one network read, in order; never empty
 
 
 @dataclass(frozen=True, slots=True)
 class ChatMessage:
+    """`content`: text, or parts (`gateway.parts`: tool calls in assistant messages, tool
+    results in user messages, images, documents, earlier reasoning)."""
+
     role: Role
-    content: str
+    content: str | tuple[ContentPart, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +93,13 @@ class ChatRequest:
     # their anthropic-version / anthropic-beta headers: only the Anthropic adapter uses them.
     anthropic_params: Mapping[str, Any] = field(default_factory=dict)
     anthropic_headers: Mapping[str, str] = field(default_factory=dict)
+    # Beyond text (SPEC §4.9), in no dialect's words: tools offered and how one is chosen,
+    # structured output, and reasoning controls.
+    tools: tuple[ToolSpec, ...] = ()
+    tool_choice: ToolChoice | None = None
+    parallel_tool_calls: bool | None = None
+    response_format: JsonFormat | None = None
+    reasoning: ReasoningControl | None = None
 
 
 @dataclass(slots=True)

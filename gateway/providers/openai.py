@@ -7,9 +7,16 @@ role-only first chunks and empty deltas are skipped; usage may come in a `choice
 typed parts; errors arrive as `{"error": …}` events (also as the first event of a 200, as vLLM
 does), as OpenRouter's `finish_reason: "error"`, or as old llama.cpp's `error:` SSE field; a
 stream that ends after a `finish_reason` but without `[DONE]` is accepted (some gateways never
-send it); one that ends with neither is truncated. Only choice 0 is relayed; reasoning fields
-(`reasoning`, `reasoning_content`) and tool-call arguments are not answer text. Refusal text
+send it); one that ends with neither is truncated. Only choice 0 is relayed. Refusal text
 (`delta.refusal`) is relayed: it is what the model says to the user.
+
+Beyond text (SPEC §4.9): reasoning fields (`reasoning_content`, vLLM's and OpenRouter's
+`reasoning`) become reasoning parts; `delta.tool_calls` become tool-call parts, each call's id and
+name first, then its argument fragments, ended when the next call starts or the choice finishes
+(OpenAI's calls are sequential; some servers send a call whole in one chunk, which is the same).
+Requests carry tools, tool choice, the parallel switch, `response_format`, `reasoning_effort`,
+assistant `tool_calls` and one `tool` message per result, images as `image_url` and documents as
+`file` parts.
 """
 
 from __future__ import annotations
@@ -20,7 +27,20 @@ from typing import Any, Literal
 
 import httpx
 
-from gateway.errors import UpstreamProtocolError, UpstreamUnavailable
+from gateway.errors import BadRequest, UpstreamProtocolError, UpstreamUnavailable
+from gateway.parts import (
+    ContentPart,
+    Document,
+    Image,
+    JsonFormat,
+    ReasoningControl,
+    ReasoningDelta,
+    Text,
+    ToolCall,
+    ToolChoice,
+    ToolResult,
+)
+from gateway.providers._calls import StreamedCalls, data_url, result_images, result_text
 from gateway.providers._http import (
     HTTPProviderConfig,
     UpstreamClient,
@@ -31,7 +51,7 @@ from gateway.providers._http import (
 )
 from gateway.providers._shapes import count, items, obj, object_at, text, wrong_shape
 from gateway.providers._sse import SSEEvent
-from gateway.providers.base import Batch, ChatRequest, StreamOutcome, Usage
+from gateway.providers.base import Batch, ChatMessage, ChatRequest, StreamOutcome, Usage
 
 __all__ = ["OpenAIConfig", "OpenAIProvider", "read_usage"]
 
@@ -92,16 +112,19 @@ class OpenAIProvider:
     def stream(self, request: ChatRequest, outcome: StreamOutcome) -> AsyncIterator[Batch]:
         build = partial(self.build_request, request)
         max_bytes = self.config.max_event_bytes
-        return sse_stream(self._client, build, max_bytes, _on_event, outcome, _unfinished)
+        on_event = _ChatStream().on_event
+        return sse_stream(self._client, build, max_bytes, on_event, outcome, _unfinished)
 
     async def aclose(self) -> None:
         return None
 
 
 def _body(request: ChatRequest) -> dict[str, Any]:
-    messages = [{"role": m.role, "content": m.content} for m in request.messages]
+    messages: list[dict[str, Any]] = []
     if request.system is not None:
-        messages.insert(0, {"role": "system", "content": request.system})
+        messages.append({"role": "system", "content": request.system})
+    for i, message in enumerate(request.messages):
+        messages += _message(message, f"messages.{i}")
     body: dict[str, Any] = {
         "model": request.model,
         "messages": messages,
@@ -114,9 +137,112 @@ def _body(request: ChatRequest) -> dict[str, Any]:
             body[key] = value
     if request.stop:
         body["stop"] = list(request.stop)
+    _beyond_text(request, body)
     body.update(request.openai_params)
     body.update(request.extra)
     return body
+
+
+def _message(message: ChatMessage, where: str) -> list[dict[str, Any]]:
+    """One neutral message as Chat Completions messages: tool results become one `tool`
+    message each (before the rest of the user's turn, which then follows as a user message)."""
+    content = message.content
+    if isinstance(content, str):
+        return [{"role": message.role, "content": content}]
+    if message.role == "assistant":
+        return [_assistant(content)]
+    out: list[dict[str, Any]] = []
+    rest: list[ContentPart] = []
+    for part in content:
+        if isinstance(part, ToolResult):
+            out.append({"role": "tool", "tool_call_id": part.call_id, "content": result_text(part)})
+            rest += result_images(part)  # a tool message takes no image: the next user turn
+        else:
+            rest.append(part)
+    if rest:
+        out.append({"role": message.role, "content": _user_content(rest, where)})
+    return out
+
+
+def _assistant(content: tuple[ContentPart, ...]) -> dict[str, Any]:
+    texts = [part.text for part in content if isinstance(part, Text)]
+    calls = [
+        {"id": p.id, "type": "function", "function": {"name": p.name, "arguments": p.arguments}}
+        for p in content
+        if isinstance(p, ToolCall)
+    ]
+    message: dict[str, Any] = {"role": "assistant", "content": "".join(texts) if texts else None}
+    if calls:
+        message["tool_calls"] = calls
+    return message  # earlier reasoning has no slot here (and its signatures are not OpenAI's)
+
+
+def _user_content(parts: list[ContentPart], where: str) -> str | list[dict[str, Any]]:
+    if all(isinstance(part, Text) for part in parts):  # what every compatible server takes
+        return "".join(part.text for part in parts if isinstance(part, Text))
+    out: list[dict[str, Any]] = []
+    for part in parts:
+        if isinstance(part, Text):
+            out.append({"type": "text", "text": part.text})
+        elif isinstance(part, Image):
+            out.append({"type": "image_url", "image_url": {"url": data_url(part)}})
+        elif isinstance(part, Document):
+            if part.data is None:
+                raise BadRequest(f"{where}: documents go to this model inline (base64) only")
+            file = {"file_data": data_url(part), "filename": part.title or "document"}
+            out.append({"type": "file", "file": file})
+    return out
+
+
+def _beyond_text(request: ChatRequest, body: dict[str, Any]) -> None:
+    if request.tools:
+        body["tools"] = [
+            {
+                "type": "function",
+                "function": {
+                    "name": tool.name,
+                    **({"description": tool.description} if tool.description else {}),
+                    "parameters": tool.parameters or {"type": "object", "properties": {}},
+                },
+            }
+            for tool in request.tools
+        ]
+        if request.parallel_tool_calls is not None:
+            body["parallel_tool_calls"] = request.parallel_tool_calls
+    if request.tool_choice is not None:
+        body["tool_choice"] = _tool_choice(request.tool_choice)
+    if request.response_format is not None:
+        body["response_format"] = _response_format(request.response_format)
+    if request.reasoning is not None and (effort := reasoning_effort(request.reasoning)):
+        body["reasoning_effort"] = effort
+
+
+def _tool_choice(choice: ToolChoice) -> Any:
+    if choice.mode == "tool":
+        return {"type": "function", "function": {"name": choice.name}}
+    return choice.mode
+
+
+def _response_format(format: JsonFormat) -> dict[str, Any]:
+    if format.schema is None:
+        return {"type": "json_object"}
+    schema: dict[str, Any] = {"name": format.name or "response", "schema": format.schema}
+    if format.strict is not None:
+        schema["strict"] = format.strict
+    return {"type": "json_schema", "json_schema": schema}
+
+
+def reasoning_effort(control: ReasoningControl) -> str | None:
+    """The effort word for a reasoning control: its own, or a thinking budget's nearest."""
+    if not control.enabled:
+        return None
+    if control.effort is not None:
+        return control.effort
+    if control.budget_tokens is None:
+        return None
+    if control.budget_tokens < 4096:
+        return "low"
+    return "medium" if control.budget_tokens < 16384 else "high"
 
 
 def _unfinished(outcome: StreamOutcome) -> UpstreamProtocolError | None:
@@ -126,42 +252,74 @@ def _unfinished(outcome: StreamOutcome) -> UpstreamProtocolError | None:
     return None
 
 
-def _on_event(event: SSEEvent, outcome: StreamOutcome, batch: Batch) -> bool:
-    if event.event == "error":
-        raise in_stream_error(parse_event(event.data))
-    data = event.data
-    if data[:1] != b"{" and data.strip() == b"[DONE]":  # a chunk is an object: skip the strip
-        return True
-    batch += _deltas(parse_event(data), outcome)
-    return False
+class _ChatStream:
+    """One stream's reading: its tool calls in flight (the only state a chunk leaves)."""
+
+    __slots__ = ("calls",)
+
+    def __init__(self) -> None:
+        self.calls = StreamedCalls()
+
+    def on_event(self, event: SSEEvent, outcome: StreamOutcome, batch: Batch) -> bool:
+        if event.event == "error":
+            raise in_stream_error(parse_event(event.data))
+        data = event.data
+        if data[:1] != b"{" and data.strip() == b"[DONE]":  # a chunk is an object: no strip
+            batch += self.calls.end_all()
+            return True
+        self.deltas(parse_event(data), outcome, batch)
+        return False
+
+    def deltas(self, data: Any, outcome: StreamOutcome, batch: Batch) -> None:
+        chunk = object_at(data, "a chunk")
+        if chunk.get("error"):
+            raise in_stream_error(chunk)
+        if "usage" in chunk or "x_groq" in chunk:  # most chunks have neither
+            read_usage(chunk, outcome)
+        if outcome.model is None:
+            outcome.model = text(chunk, "model")
+        for choice in items(chunk, "choices"):
+            choice = object_at(choice, "a choice")
+            if choice.get("index", 0) != 0:
+                continue
+            delta = obj(choice, "delta")
+            if "reasoning_content" in delta or "reasoning" in delta:
+                _reasoning(delta, batch)
+            _texts(delta, "content", batch)
+            if "refusal" in delta:
+                _texts(delta, "refusal", batch)
+            if "tool_calls" in delta:
+                self.tool_calls(delta, batch)
+            finish = text(choice, "finish_reason")
+            if finish == "error":
+                raise UpstreamUnavailable(sanitise("the upstream stopped with finish_reason error"))
+            if finish:
+                outcome.finish_reason = finish
+                batch += self.calls.end_all()
+
+    def tool_calls(self, delta: dict[str, Any], batch: Batch) -> None:
+        calls = self.calls
+        for position, call in enumerate(items(delta, "tool_calls")):
+            call = object_at(call, "a tool call")
+            key = call.get("index", position)
+            function = obj(call, "function")
+            if not calls.is_open(key):
+                name = text(function, "name")
+                if not name:
+                    raise UpstreamProtocolError("the upstream started a tool call without a name")
+                batch += calls.end_all()  # sequential: a new call ends the one before
+                batch.append(calls.start(key, text(call, "id"), name))
+            if arguments := text(function, "arguments"):
+                batch.append(calls.fragment(key, arguments))
 
 
-def _deltas(data: Any, outcome: StreamOutcome) -> list[str]:
-    chunk = object_at(data, "a chunk")
-    if chunk.get("error"):
-        raise in_stream_error(chunk)
-    if "usage" in chunk or "x_groq" in chunk:  # most chunks have neither
-        read_usage(chunk, outcome)
-    if outcome.model is None:
-        outcome.model = text(chunk, "model")
-    texts: list[str] = []
-    for choice in items(chunk, "choices"):
-        choice = object_at(choice, "a choice")
-        if choice.get("index", 0) != 0:
-            continue
-        delta = obj(choice, "delta")
-        _texts(delta, "content", texts)
-        if "refusal" in delta:
-            _texts(delta, "refusal", texts)
-        finish = text(choice, "finish_reason")
-        if finish == "error":
-            raise UpstreamUnavailable(sanitise("the upstream stopped with finish_reason error"))
-        if finish:
-            outcome.finish_reason = finish
-    return texts
+def _reasoning(delta: dict[str, Any], batch: Batch) -> None:
+    thought = text(delta, "reasoning_content") or text(delta, "reasoning")
+    if thought:
+        batch.append(ReasoningDelta(thought))
 
 
-def _texts(delta: dict[str, Any], key: str, into: list[str]) -> None:
+def _texts(delta: dict[str, Any], key: str, into: Batch) -> None:
     content = delta.get(key)
     if isinstance(content, str):
         if content:

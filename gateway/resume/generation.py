@@ -38,7 +38,17 @@ from gateway.metrics import Metrics
 from gateway.observability import outcome_of
 from gateway.providers.base import Batch
 from gateway.relay import Relay
-from gateway.resume.events import FAILURE, End, Event, Failure, Payload, decode, encode
+from gateway.resume.events import (
+    FAILURE,
+    PART,
+    End,
+    Event,
+    Failure,
+    Payload,
+    decode,
+    encode,
+    is_terminal,
+)
 from gateway.resume.memory import MemoryLog
 from gateway.resume.redis import Mirror, RedisLog, tick_for
 from gateway.retention import Retained
@@ -240,7 +250,7 @@ class Generation:
             for text in batch:
                 await self._append(text)
             return
-        sizes = [len(text.encode()) for text in batch]
+        sizes = [len(d.encode()) if type(d) is str else len(encode(d)[1]) for d in batch]
         self.bytes += sum(sizes)
         self.log.extend(batch, sizes)
         self.deltas += len(batch)
@@ -253,13 +263,13 @@ class Generation:
         self.bytes += size
         mirror = self.mirror
         if mirror is not None:
-            final = not isinstance(payload, str)
+            final = is_terminal(payload)
             if self.bytes > self.config.resume_max_bytes and not final:
                 await self._mirror_off(mirror.give_up())
             elif await self._mirror_off(mirror.append(self.log.next_seq, field, data, final)):
                 self.stop(Stop.CANCELLED)
         self.log.append(payload, size)
-        if isinstance(payload, str):
+        if not is_terminal(payload):
             self.deltas += 1
             if self.deltas >= self.accounting.next_charge:
                 await self.accounting.running(self.deltas)
@@ -369,7 +379,7 @@ def finished_record(generation: Generation) -> FinishedRecord:
     log = generation.log
     # A log that dropped its oldest events is never attached again: nothing to keep.
     held = [] if log.truncated else log.held()
-    encoded = [text.encode() for text in held if isinstance(text, str)]
+    encoded = [_blob_entry(payload) for payload in held if not is_terminal(payload)]
     ends = array(OFFSET, accumulate(map(len, encoded))).tobytes()
     terminal = (FAILURE, b"")
     if held:
@@ -379,6 +389,26 @@ def finished_record(generation: Generation) -> FinishedRecord:
         terminal = (kind, bytes(memoryview(data)))
     owner, model, provider = generation.owner, generation.model, generation.provider
     return (owner, model, provider, log.truncated, b"".join(encoded), ends, terminal)
+
+
+# In a finished record's blob, a text delta is its UTF-8 bytes and a part is PART_MARK and its
+# JSON; a text that happens to start with NUL gets one more NUL in front, so both read back.
+PART_MARK = b"\x00p"
+
+
+def _blob_entry(payload: Payload) -> bytes:
+    if isinstance(payload, str):
+        data = payload.encode()
+        return b"\x00" + data if data.startswith(b"\x00") else data
+    return PART_MARK + encode(payload)[1]
+
+
+def _from_blob(data: bytes) -> Payload:
+    if not data.startswith(b"\x00"):
+        return data.decode()
+    if data.startswith(PART_MARK):
+        return decode({PART: data[len(PART_MARK) :]})
+    return data[1:].decode()
 
 
 def retained_size(record: FinishedRecord) -> int:
@@ -409,7 +439,7 @@ class Finished:
         events: list[Event] = []
         for seq in range(start, len(ends)):
             end = ends[seq]
-            events.append((seq, text[begin:end].decode()))
+            events.append((seq, _from_blob(text[begin:end])))
             begin = end
         events.append((len(ends), decode({self.terminal[0]: self.terminal[1]})))
         return Reader(self.model, self.provider, _once(events), len(events), "memory")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
+from gateway.providers.base import Batch
 from gateway.resume.events import Event, Failure, Payload, is_terminal
 
 __all__ = ["FELL_BEHIND", "MemoryLog"]
@@ -53,7 +54,7 @@ class MemoryLog:
         self._wake()
         return seq
 
-    def extend(self, deltas: list[str], sizes: list[int]) -> None:
+    def extend(self, deltas: Batch, sizes: list[int]) -> None:
         """Add the deltas of one upstream read (never a terminal event), waking readers once."""
         self._events += deltas
         self._sizes += sizes

@@ -7,7 +7,14 @@ import asyncio
 import pytest
 
 from gateway.auth import GatewayKey
-from gateway.resume.events import End, Failure, decode, encode
+from gateway.parts import (
+    ReasoningDelta,
+    ReasoningEnd,
+    ToolCallDelta,
+    ToolCallEnd,
+    ToolCallStart,
+)
+from gateway.resume.events import End, Failure, decode, encode, is_terminal
 from gateway.resume.memory import FELL_BEHIND, MemoryLog
 from gateway.resume.tokens import RECONNECT_GRACE_S, TOKEN_TTL_S, TokenSigner
 
@@ -60,11 +67,56 @@ async def test_a_long_ring_compacts_and_keeps_its_numbering() -> None:
 
 @pytest.mark.parametrize(
     "payload",
-    ["plain", "é\u2028\x00", End("stop", {"total_tokens": 3}, "m", "p"), Failure("t", "m")],
+    [
+        "plain",
+        "é\u2028\x00",
+        End("stop", {"total_tokens": 3}, "m", "p"),
+        Failure("t", "m"),
+        ToolCallStart(0, "call_1", "write"),
+        ToolCallDelta(1, '{"a":'),
+        ToolCallEnd(2),
+        ReasoningDelta("hm"),
+        ReasoningEnd("sig", "anthropic", redacted=True),
+    ],
 )
 def test_events_round_trip_through_a_stream_entry(payload: object) -> None:
     field, value = encode(payload)  # type: ignore[arg-type]
     assert decode({field: value}) == payload
+
+
+def test_only_ends_and_failures_are_terminal() -> None:
+    # The trap of a text-only log: "not a str" meant "the end", so a first tool call ended it.
+    assert not is_terminal(ToolCallStart(0, "c", "t")) and not is_terminal("x")
+    assert is_terminal(End(None, None, "m", "p")) and is_terminal(Failure("t", "m"))
+
+
+async def test_an_ended_generation_keeps_its_parts_and_texts_that_start_with_nul() -> None:
+    from gateway.lifecycle import Drain
+    from gateway.metrics import Metrics
+    from gateway.resume.generation import Generations
+    from gateway.settings import ResumeConfig
+
+    deltas: list[object] = [
+        ReasoningDelta("think"),
+        ReasoningEnd("sig", "anthropic"),
+        "\x00p{}",  # text that looks like the record's part marker
+        "\x00",
+        ToolCallStart(0, "call_1", "write"),
+        ToolCallDelta(0, '{"path":"a"}'),
+        ToolCallEnd(0),
+    ]
+    generations = Generations(ResumeConfig(), None, Drain(), Metrics())
+    generation = await generations.start("S", "me", _relay(deltas), Settled())  # type: ignore[arg-type]
+    assert generation is not None
+    async with asyncio.timeout(5):
+        await generation.task
+    assert "S" in generations.finished
+    reader = await generations.attach("S", "me", -1)
+    assert reader is not None
+    events = [event async for event in reader]
+    assert [payload for _, payload in events[:-1]] == deltas
+    assert isinstance(events[-1][1], End)
+    await generations.close()
 
 
 def test_tokens_are_bound_to_the_key_and_expire() -> None:

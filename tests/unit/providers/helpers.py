@@ -11,7 +11,7 @@ import respx
 from gateway.errors import GatewayError
 from gateway.providers import PROVIDERS
 from gateway.providers._http import build_client
-from gateway.providers.base import ChatMessage, ChatRequest, Provider, StreamOutcome
+from gateway.providers.base import ChatMessage, ChatRequest, Delta, Provider, StreamOutcome
 from gateway.settings import load_settings
 from tests.conftest import CANARY_KEY
 
@@ -69,13 +69,22 @@ def reply(
 async def collect(
     adapter: Provider, request: ChatRequest | None = None
 ) -> tuple[list[str], StreamOutcome, GatewayError | None]:
-    """Every delta the adapter yields, its outcome, and the error it ended with (if any).
+    """Every text delta the adapter yields, its outcome, and the error it ended with (if any)
+    (`collect_all` keeps the parts beyond text too)."""
+    deltas, outcome, error = await collect_all(adapter, request)
+    return [delta for delta in deltas if isinstance(delta, str)], outcome, error
+
+
+async def collect_all(
+    adapter: Provider, request: ChatRequest | None = None
+) -> tuple[list[Delta], StreamOutcome, GatewayError | None]:
+    """Every delta the adapter yields (text and parts), its outcome, and its error if any.
 
     The adapter yields batches (the deltas of one network read); each is checked against the
     contract (never empty, no empty delta) and flattened here.
     """
     outcome = StreamOutcome()
-    deltas: list[str] = []
+    deltas: list[Delta] = []
     try:
         async for batch in adapter.stream(request or chat(), outcome):
             assert batch, "an adapter yielded an empty batch"

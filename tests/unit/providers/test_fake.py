@@ -113,3 +113,81 @@ async def test_fake_pace_hook_controls_release() -> None:
     provider = FakeProvider(FakeConfig(chunking="line"), pace=pace)
     chunks = [d async for batch in provider.stream(request(), StreamOutcome()) for d in batch]
     assert released == list(range(len(chunks)))
+
+
+async def run_fake(req: ChatRequest) -> tuple[list[object], StreamOutcome]:
+    provider = FakeProvider(FakeConfig(chunk_delay_ms=0))
+    outcome = StreamOutcome()
+    deltas: list[object] = []
+    async for batch in provider.stream(req, outcome):
+        deltas += batch
+    return deltas, outcome
+
+
+async def test_fake_thinks_then_calls_the_scripted_tool_then_answers_its_result() -> None:
+    from gateway.parts import (
+        ReasoningDelta,
+        ReasoningEnd,
+        Text,
+        ToolCall,
+        ToolCallDelta,
+        ToolCallEnd,
+        ToolCallStart,
+        ToolResult,
+        ToolSpec,
+        assemble,
+    )
+
+    script = {
+        "reasoning": "I will check.",
+        "tool_call": {"name": "weather", "arguments": {"city": "Paris"}},
+    }
+    tools = (ToolSpec("clock"), ToolSpec("weather"))
+    first = ChatRequest(
+        model="story", messages=(ChatMessage("user", "weather?"),), tools=tools, extra=script
+    )
+    deltas, outcome = await run_fake(first)
+    assert outcome.finish_reason == "tool_calls"
+    assert [d for d in deltas if isinstance(d, ReasoningDelta)] == [
+        ReasoningDelta("I "),
+        ReasoningDelta("will "),
+        ReasoningDelta("check."),
+    ]
+    assert ReasoningEnd("fake-signature", "fake") in deltas
+    start = next(d for d in deltas if isinstance(d, ToolCallStart))
+    assert start.name == "weather" and isinstance(deltas[-1], ToolCallEnd)
+    arguments = "".join(d.arguments for d in deltas if isinstance(d, ToolCallDelta))
+    assert arguments == '{"city": "Paris"}'
+    assert not any(isinstance(d, str) for d in deltas)  # an answer of only a call
+
+    call = ToolCall(start.id, "weather", arguments)
+    history = (
+        ChatMessage("user", "weather?"),
+        ChatMessage("assistant", (call,)),
+        ChatMessage("user", (ToolResult(start.id, "18 °C"),)),
+    )
+    deltas, outcome = await run_fake(
+        ChatRequest(model="story", messages=history, tools=tools, extra=script)
+    )
+    assert outcome.finish_reason == "stop"
+    blocks = assemble(deltas)  # type: ignore[arg-type]
+    assert isinstance(blocks[-1], Text)
+    assert blocks[-1].text.startswith("The tool answered: 18 °C\n\n" + STORY[:20])
+
+
+async def test_fake_calls_the_first_tool_offered_and_none_when_none_is() -> None:
+    from gateway.parts import ToolCallStart, ToolSpec
+
+    req = ChatRequest(
+        model="story",
+        messages=(ChatMessage("user", "x"),),
+        tools=(ToolSpec("clock"),),
+        extra={"tool_call": {}},
+    )
+    deltas, _ = await run_fake(req)
+    assert [d.name for d in deltas if isinstance(d, ToolCallStart)] == ["clock"]
+    deltas, outcome = await run_fake(request(tool_call={}))  # no tools offered: just the story
+    assert (
+        "".join(d for d in deltas if isinstance(d, str)) == STORY
+        and outcome.finish_reason == "stop"
+    )

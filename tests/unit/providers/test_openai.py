@@ -6,9 +6,10 @@ import orjson
 import respx
 
 from gateway.errors import UpstreamProtocolError, UpstreamRateLimited, UpstreamUnavailable
+from gateway.parts import ReasoningDelta
 from tests.conftest import CANARY_KEY, wire
 from tests.splits import every_split, multibyte_splits
-from tests.unit.providers.helpers import chat, collect, make_adapter, mock
+from tests.unit.providers.helpers import chat, collect, collect_all, make_adapter, mock
 
 EXPECTED = "The quick 😀 fox 中文 line\u2028sep nel\u0085!"
 
@@ -206,29 +207,22 @@ async def test_openai_only_choice_zero_is_relayed(respx_mock: respx.MockRouter) 
     assert deltas == ["a", "b"]
 
 
-async def test_openai_reasoning_and_tool_arguments_are_not_text(
+async def test_openai_reasoning_is_a_part_and_a_call_without_a_start_is_broken(
     respx_mock: respx.MockRouter,
 ) -> None:
-    reasoning = {"choices": [{"index": 0, "delta": {"reasoning_content": "hmm", "reasoning": "x"}}]}
+    reasoning = {"choices": [{"index": 0, "delta": {"reasoning_content": "hmm"}}]}
+    mock(respx_mock, "openai", [sse(reasoning, chunk("ok", "stop")) + b"data: [DONE]\n\n"])
+    deltas, outcome, error = await collect_all(make_adapter("openai"))
+    assert (deltas, outcome.finish_reason, error) == ([ReasoningDelta("hmm"), "ok"], "stop", None)
+    # Arguments for a call whose id and name never came: not text, and not a call either.
     tool = {
         "choices": [
-            {
-                "index": 0,
-                "delta": {
-                    "content": None,
-                    "tool_calls": [{"index": 0, "function": {"arguments": '{"'}}],
-                },
-            }
+            {"index": 0, "delta": {"tool_calls": [{"index": 0, "function": {"arguments": '{"'}}]}}
         ]
     }
-    mock(
-        respx_mock,
-        "openai",
-        [sse(reasoning, tool, chunk("ok", "tool_calls")) + b"data: [DONE]\n\n"],
-    )
-    deltas, outcome, _ = await collect(make_adapter("openai"))
-    assert deltas == ["ok"]
-    assert outcome.finish_reason == "tool_calls"
+    mock(respx_mock, "openai", [sse(tool, chunk("ok", "tool_calls")) + b"data: [DONE]\n\n"])
+    deltas, _, error = await collect_all(make_adapter("openai"))
+    assert deltas == [] and isinstance(error, UpstreamProtocolError)
 
 
 async def test_openai_refusal_text_is_relayed(respx_mock: respx.MockRouter) -> None:
