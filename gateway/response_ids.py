@@ -1,10 +1,13 @@
-"""Which key made which Responses API response, and on which provider (SPEC §4.10).
+"""Stored Responses API responses: which key made each, on which provider, and for the
+translated path their conversation (SPEC §4.10).
 
 On the native path the upstream holds a response's state; the gateway only has to know who
 may continue it (`previous_response_id`) or read it (`GET /v1/responses/{id}`), and which
-provider to ask. Each id the upstream makes is remembered here with its owner (the gateway
-key's name, "" when the gateway is open) and its provider, for `responses_retention_s`. An id
-that is unknown, expired or another key's is not found, and the route answers as OpenAI does.
+provider to ask. On the translated path the gateway is the state: the response's input and
+output items, as JSON, so that `previous_response_id` rebuilds the whole conversation. Each
+response is remembered here with its owner (the gateway key's name, "" when the gateway is
+open) for `responses_retention_s`. An id that is unknown, expired or another key's is not
+found, and the route answers as OpenAI does.
 
 In this process the entries live in a dict under the shared retention budget
 (`gateway.retention`, kind `"response"`): past the budget the oldest are forgotten first, and
@@ -24,11 +27,12 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from gateway.retention import Retained
 
-__all__ = ["ENTRY_OVERHEAD", "KIND", "ResponseIds"]
+__all__ = ["ENTRY_OVERHEAD", "KIND", "ResponseIds", "Stored"]
 
 log = logging.getLogger("gateway.responses")
 
@@ -36,6 +40,12 @@ KIND = "response"
 # What one entry costs besides its strings' characters: the dict slot, the value tuple, three
 # str headers, the float, the expiry queue's slot (sys.getsizeof, rounded up).
 ENTRY_OVERHEAD = 400
+
+
+@dataclass(frozen=True, slots=True)
+class Stored:
+    provider: str  # the provider that made it (GET asks it)
+    items: bytes  # the conversation's items as a JSON list (translated); b"" when native
 
 
 def _redis_key(response_id: str) -> str:
@@ -52,7 +62,7 @@ class ResponseIds:
         timeout_s: float = 0.25,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._entries: dict[str, tuple[str, str, float]] = {}  # id -> owner, provider, expiry
+        self._entries: dict[str, tuple[str, Stored, float]] = {}  # id -> owner, stored, expiry
         self._expiry: deque[tuple[float, str]] = deque()
         self._retained = retained
         self._retention_s = retention_s
@@ -65,22 +75,24 @@ class ResponseIds:
     def __len__(self) -> int:
         return len(self._entries)
 
-    def remember(self, response_id: str, owner: str, provider: str) -> None:
+    def remember(self, response_id: str, owner: str, provider: str, items: bytes = b"") -> None:
         """`owner` made `response_id` on `provider` (called from the stream: no waiting)."""
         now = self._clock()
         self._expire(now)
         expires = now + self._retention_s
-        self._entries[response_id] = (owner, provider, expires)
+        stored = Stored(provider, items)
+        self._entries[response_id] = (owner, stored, expires)
         self._expiry.append((expires, response_id))
-        size = ENTRY_OVERHEAD + len(response_id) + len(owner) + len(provider)
+        size = ENTRY_OVERHEAD + len(response_id) + len(owner) + len(provider) + len(items)
         self._retained.keep(KIND, response_id, size)
         if self._redis is not None:
-            task = asyncio.create_task(self._write(response_id, f"{owner}\0{provider}"))
+            value = owner.encode() + b"\0" + provider.encode() + b"\0" + items
+            task = asyncio.create_task(self._write(response_id, value))
             self._writes.add(task)
             task.add_done_callback(self._writes.discard)
 
-    async def find(self, response_id: str, owner: str) -> str | None:
-        """The provider that holds `response_id` if `owner` made it and it has not expired."""
+    async def find(self, response_id: str, owner: str) -> Stored | None:
+        """What is stored of `response_id` if `owner` made it and it has not expired."""
         found = self._entries.get(response_id)
         if found is not None and found[2] > self._clock():
             return found[1] if found[0] == owner else None
@@ -89,8 +101,9 @@ class ResponseIds:
         value = await self._read(response_id)
         if value is None:
             return None
-        made_by, _, provider = value.partition("\0")
-        return provider if made_by == owner else None
+        made_by, _, rest = value.partition(b"\0")
+        provider, _, items = rest.partition(b"\0")
+        return Stored(provider.decode(), items) if made_by == owner.encode() else None
 
     async def settled(self) -> None:
         """Wait for the Redis writes under way (tests; and shutdown, before Redis closes)."""
@@ -119,7 +132,7 @@ class ResponseIds:
                 del self._entries[response_id]
                 self._retained.drop(KIND, response_id)
 
-    async def _write(self, response_id: str, value: str) -> None:
+    async def _write(self, response_id: str, value: bytes) -> None:
         assert self._redis is not None
         ttl_ms = max(1, int(self._retention_s * 1000))
         try:
@@ -128,7 +141,7 @@ class ResponseIds:
         except Exception as exc:
             log.warning("could not record a response id in Redis: %s", type(exc).__name__)
 
-    async def _read(self, response_id: str) -> str | None:
+    async def _read(self, response_id: str) -> bytes | None:
         assert self._redis is not None
         try:
             async with asyncio.timeout(self._timeout_s):
@@ -136,4 +149,4 @@ class ResponseIds:
         except Exception as exc:
             log.warning("could not look a response id up in Redis: %s", type(exc).__name__)
             return None
-        return value.decode() if isinstance(value, bytes) else None
+        return value if isinstance(value, bytes) else None

@@ -2,20 +2,22 @@
 
 A model on an `openai` provider with `api = "responses"` takes the native path
 (`gateway.native.responses`): the body goes up as sent and the upstream's events come back as
-they were. Ownership is the gateway's even there: each response id the upstream makes is
-recorded with the key that made it (`gateway.response_ids`), and a `previous_response_id`
-that is unknown, expired, unstored or another key's is refused as OpenAI refuses it, before
-anything reaches the upstream. Models on other upstreams are not translated for Responses
-clients yet: 400, naming what would serve them.
+they were. Every other model takes the translated path (`gateway.dialects.responses`), and the
+gateway keeps stored responses' conversations itself. Ownership is the gateway's on both: each
+response id is recorded with the key that made it (`gateway.response_ids`), and a
+`previous_response_id` that is unknown, expired, unstored or another key's is refused as
+OpenAI refuses it, before anything reaches the upstream.
 """
 
 from __future__ import annotations
 
 import time
-from typing import Annotated
+from collections.abc import Sequence
+from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Depends, Request, Response
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, StrictBool, StringConstraints
 
 from gateway.api._common import json_body, json_object, read_body, request_id, validate
@@ -23,8 +25,15 @@ from gateway.api._native import _Relayed, start_for, usable, whole_response
 from gateway.api._serve import collect, relay_headers, respond, serve_stream
 from gateway.auth import authenticate, key_of
 from gateway.dialects.openai import OpenAIRoute
-from gateway.errors import BadRequest, GatewayError, NotFound, UpstreamProtocolError
+from gateway.dialects.responses import (
+    ResponsesEncoder,
+    output_items,
+    parse_request,
+    response_object,
+)
+from gateway.errors import GatewayError, NotFound, UpstreamProtocolError
 from gateway.lifecycle import StreamGuard
+from gateway.models import Attempt
 from gateway.native import MAX_BODY_BYTES
 from gateway.native.responses import ResponsesNative, next_sequence_number
 from gateway.providers._http import body_chunks, open_stream
@@ -40,11 +49,6 @@ __all__ = ["PreviousResponseNotFound", "ResponsesFields", "router"]
 router = APIRouter(prefix="/v1", route_class=OpenAIRoute, dependencies=[Depends(authenticate)])
 
 ResponseId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,256}$")]
-
-NOT_TRANSLATED = (
-    "the Responses API reaches only models on an 'openai' provider with api = 'responses' so "
-    "far (the native path); use /v1/chat/completions or /v1/messages for this model"
-)
 
 
 class ResponsesFields(BaseModel):
@@ -78,12 +82,32 @@ async def create_response(request: Request) -> Response:
     key = key_of(request)
     if key is not None:
         key.check_model(plan[0].model)
-    if not ResponsesNative.serves(plan[0]):
-        raise BadRequest(NOT_TRANSLATED)
     ids, owner = response_ids(request), owner_of(request)
+    history: list[dict[str, Any]] = []
     previous = fields.previous_response_id
-    if previous is not None and await ids.find(previous, owner) is None:
-        raise PreviousResponseNotFound(f"Previous response with id '{previous}' not found.")
+    if previous is not None:
+        stored = await ids.find(previous, owner)
+        if stored is None or (stored.items == b"" and not ResponsesNative.serves(plan[0])):
+            raise PreviousResponseNotFound(f"Previous response with id '{previous}' not found.")
+        if stored.items:  # made on the translated path: the gateway holds the conversation
+            history = _history(stored.items)
+    if ResponsesNative.serves(plan[0]):
+        return await _native(request, data, fields, plan, history)
+    return await _translated(request, data, plan, history)
+
+
+async def _native(
+    request: Request,
+    data: dict[str, Any],
+    fields: ResponsesFields,
+    plan: Sequence[Attempt],
+    history: list[dict[str, Any]],
+) -> Response:
+    """The body up as sent; the upstream's events back as they came."""
+    state, ids, owner = state_of(request), response_ids(request), owner_of(request)
+    if history:  # the upstream never saw the previous response: it gets the conversation
+        data = {key: value for key, value in data.items() if key != "previous_response_id"}
+        data["input"] = history + _as_items(data.get("input"))
 
     def remember(response_id: str, provider: str) -> None:
         ids.remember(response_id, owner, provider)
@@ -101,6 +125,52 @@ async def create_response(request: Request) -> Response:
     return await serve_stream(request, state, plan, None, serve, start_for(native, None))
 
 
+async def _translated(
+    request: Request, data: dict[str, Any], plan: Sequence[Attempt], history: list[dict[str, Any]]
+) -> Response:
+    """Through the parts model to any other upstream; the gateway keeps the conversation of a
+    stored response (input and output items) for `previous_response_id`."""
+    state, ids, owner = state_of(request), response_ids(request), owner_of(request)
+    body = parse_request(data, history)
+    dropped = ",".join(body.dropped)
+
+    def store(response_id: str, response: dict[str, Any]) -> None:
+        record = orjson.dumps({"input": body.items, "response": response})
+        ids.remember(response_id, owner, "", record)
+
+    stored = store if body.store else None
+
+    async def serve(guard: StreamGuard, relay: Relay) -> Response:
+        stream_id = new_stream_id()
+        extra = [(b"x-gateway-dropped-tools", dropped.encode())] if dropped else []
+        if body.stream:
+            encoder = ResponsesEncoder(relay, stream_id, body, stored)
+            return respond(request, state, encoder, guard, extra_headers=extra)
+        collected = await collect(request, state, guard, relay)
+        output = output_items(collected.blocks, body.names, stream_id)
+        response = response_object(body, f"resp_{stream_id}", relay, output)
+        if stored is not None:
+            stored(response["id"], response)
+        headers = relay_headers(request, relay)
+        if dropped:
+            headers["X-Gateway-Dropped-Tools"] = dropped
+        return JSONResponse(response, headers=headers)
+
+    return await serve_stream(request, state, plan, body.builder(), serve)
+
+
+def _history(record: bytes) -> list[dict[str, Any]]:
+    """A stored conversation: the response's input, then its output."""
+    stored = orjson.loads(record)
+    return [*stored["input"], *stored["response"]["output"]]
+
+
+def _as_items(value: Any) -> list[Any]:
+    if isinstance(value, str):
+        return [{"type": "message", "role": "user", "content": value}]
+    return value if isinstance(value, list) else []
+
+
 @router.get("/responses/{response_id:path}", response_class=Response)
 async def retrieve_response(request: Request, response_id: str) -> Response:
     """The owner's stored response, as the upstream that holds it answers; 404 for anyone
@@ -109,8 +179,11 @@ async def retrieve_response(request: Request, response_id: str) -> Response:
     # trailing newline, and a plain `{response_id}` would redirect `…/responses/%2F`.
     response_id = request.scope["path"].split("/responses/", 1)[1]
     state = state_of(request)
-    provider = await response_ids(request).find(response_id, owner_of(request))
-    registered = state.providers.get(provider) if provider is not None else None
+    stored = await response_ids(request).find(response_id, owner_of(request))
+    if stored is not None and stored.items:  # made on the translated path: the gateway's own
+        response = orjson.loads(stored.items)["response"]
+        return JSONResponse(response, headers={"X-Request-ID": request_id(request)})
+    registered = state.providers.get(stored.provider) if stored is not None else None
     if registered is None or not isinstance(registered.adapter, OpenAIProvider):
         raise NotFound(f"no response with id {response_id!r}")
     adapter = registered.adapter

@@ -303,15 +303,16 @@ async def test_with_redis_another_replica_continues_a_response(redis_url: str) -
     assert own.status_code == 200 and len(stub.seen) == 2
 
 
-# ---- what is not served here ---------------------------------------------------------------
+# ---- what is not served natively ---------------------------------------------------------------
 
 
-async def test_a_model_on_a_chat_provider_is_a_clear_400() -> None:
-    async with gateway(Reply(body=[STREAM]), api="chat") as (url, stub), client(url) as http:
-        response = await http.post("/v1/responses", json=BODY)
-    assert response.status_code == 400
-    assert "api = 'responses'" in response.json()["error"]["message"]
-    assert not stub.seen
+async def test_a_model_on_a_chat_provider_is_translated() -> None:
+    chat = wire("openai/basic.sse")
+    async with gateway(Reply(body=[chat]), api="chat") as (url, stub), client(url) as http:
+        response = await http.post("/v1/responses", json={**BODY, "tools": BODY["tools"][1:]})
+    assert response.status_code == 200
+    assert b"event: response.completed" in response.content
+    assert stub.seen[0].path == "/v1/chat/completions"
 
 
 @pytest.mark.parametrize(
