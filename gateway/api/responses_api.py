@@ -107,7 +107,7 @@ async def _native(
     state, ids, owner = state_of(request), response_ids(request), owner_of(request)
     if history:  # the upstream never saw the previous response: it gets the conversation
         data = {key: value for key, value in data.items() if key != "previous_response_id"}
-        data["input"] = history + _as_items(data.get("input"))
+        data["input"] = _for_openai(history) + _as_items(data.get("input"))
 
     def remember(response_id: str, provider: str) -> None:
         ids.remember(response_id, owner, provider)
@@ -163,6 +163,16 @@ def _history(record: bytes) -> list[dict[str, Any]]:
     """A stored conversation: the response's input, then its output."""
     stored = orjson.loads(record)
     return [*stored["input"], *stored["response"]["output"]]
+
+
+def _for_openai(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A conversation the gateway made, for OpenAI: without the gateway's item ids (OpenAI
+    would look them up) and without reasoning items, whose signatures are other upstreams'."""
+    return [
+        {key: value for key, value in item.items() if key != "id"}
+        for item in history
+        if item.get("type") != "reasoning"
+    ]
 
 
 def _as_items(value: Any) -> list[Any]:

@@ -354,3 +354,41 @@ async def test_what_cannot_be_translated_is_a_4xx(body: dict[str, Any], status: 
     assert response.status_code == status, response.text
     assert set(response.json()["error"]) == {"message", "type", "param", "code"}
     assert not stub.seen
+
+
+MIXED = (
+    "[providers.c]\ntype = 'openai'\nbase_url = '{upstream}/v1'\n"
+    "[providers.r]\ntype = 'openai'\nbase_url = '{upstream}/v1'\napi = 'responses'\n"
+    "[models.chat]\nprovider = 'c'\n[models.native]\nprovider = 'r'\n"
+)
+
+
+async def test_a_stored_conversation_moves_between_the_paths_as_far_as_it_can() -> None:
+    """Made translated, continued natively: the upstream gets the conversation, not an id it
+    never made. Made natively, continued translated: the gateway never saw the conversation,
+    so the id is not found for that model."""
+    replies = (
+        recorded("openai"),
+        Reply(body=[wire("openai/responses.sse")]),
+        Reply(body=[wire("openai/responses.sse")]),
+    )
+    stub = UpstreamStub(*replies)
+    async with serve(stub) as upstream:
+        app = create_app(settings_from(MIXED.format(upstream=upstream)))
+        async with serve(app) as url, client(url) as http:
+            made = await http.post("/v1/responses", json={**BODY, "model": "chat", "store": True})
+            response_id = checked_events(made.content)[-1]["response"]["id"]
+            follow_up = {"model": "native", "previous_response_id": response_id, "input": "more"}
+            natively = await http.post("/v1/responses", json={**follow_up, "stream": True})
+            native_id = checked_events(natively.content)[0]["response"]["id"]
+            back = {**BODY, "model": "chat", "previous_response_id": native_id}
+            refused = await http.post("/v1/responses", json=back)
+    assert natively.status_code == 200
+    sent = json.loads(stub.seen[1].body)
+    assert "previous_response_id" not in sent
+    assert sent["input"][0]["role"] == "developer"  # the stored conversation, first
+    assert any(item.get("type") == "function_call" for item in sent["input"])
+    assert not [item for item in sent["input"] if "id" in item or item["type"] == "reasoning"]
+    assert sent["input"][-1] == {"type": "message", "role": "user", "content": "more"}
+    not_found(refused, native_id)
+    assert len(stub.seen) == 2
