@@ -49,9 +49,11 @@ __all__ = [
     "ToolResult",
     "ToolSpec",
     "assemble",
+    "client_signature",
     "is_part",
     "part_data",
     "part_of",
+    "signature_origin",
     "text_of",
 ]
 
@@ -212,6 +214,31 @@ class ReasoningControl:
     enabled: bool = True
     effort: str | None = None
     budget_tokens: int | None = None
+
+
+# --- Signatures in a client's hands ----------------------------------------------------
+
+_TAG = "gw1."  # a signature from another upstream, in a dialect whose slot is for its own
+
+
+def client_signature(signature: str, origin: str | None, dialect_origin: str) -> str:
+    """A signature as a client of a dialect with a signature slot holds it (an Anthropic
+    client's thinking `signature`): as it is when it came from that dialect's own upstream,
+    else tagged with its origin (`gw1.<origin>.<signature>`), so that it comes back knowing
+    where it may go (SPEC §4.9: opaque data goes back only to the upstream that made it)."""
+    if origin == dialect_origin or origin is None:
+        return signature
+    return f"{_TAG}{origin}.{signature}"
+
+
+def signature_origin(signature: str, dialect_origin: str) -> tuple[str, str]:
+    """The signature a client sent back, and where it came from (`client_signature`'s
+    inverse: an untagged one is the dialect's own upstream's)."""
+    if signature.startswith(_TAG):
+        origin, _, rest = signature[len(_TAG) :].partition(".")
+        if origin and rest:
+            return rest, origin
+    return signature, dialect_origin
 
 
 # --- As data (resumable logs, Redis) -----------------------------------------------------

@@ -36,7 +36,7 @@ from gateway import __version__
 from gateway.auth import key_of
 from gateway.errors import GatewayError
 from gateway.observability import request_id_of
-from gateway.parts import text_of
+from gateway.parts import Reasoning, Text, assemble, text_of
 from gateway.providers._http import TRACE_HEADERS
 from gateway.providers.base import Batch, ChatRequest, Delta
 from gateway.settings import TracingConfig
@@ -267,7 +267,7 @@ class RequestTrace:
             attributes["gateway.spend"] = spend.cost
             attributes["gateway.spend_estimated"] = spend.estimated
         if self.output is not None:
-            answer = {"role": "assistant", "parts": _parts(_text(self.output))}
+            answer = {"role": "assistant", "parts": _output_parts(self.output)}
             attributes["gen_ai.output.messages"] = orjson.dumps([answer]).decode()
         attempt_span, self.attempt_span = self.attempt_span, None
         for span in (attempt_span, self.span):
@@ -323,9 +323,22 @@ async def _captured(rest: AsyncIterator[Batch], into: list[Delta]) -> AsyncGener
             await aclose()
 
 
-def _text(output: list[Delta]) -> str:
-    """The answer's text (its parts beyond text are not captured yet)."""
-    return "".join(delta for delta in output if isinstance(delta, str))
+def _output_parts(output: list[Delta]) -> list[dict[str, Any]]:
+    """The answer in the GenAI conventions' message parts: text, reasoning, tool calls."""
+    parts: list[dict[str, Any]] = []
+    for block in assemble(output):
+        if isinstance(block, Text):
+            parts.append({"type": "text", "content": block.text})
+        elif isinstance(block, Reasoning):
+            parts.append({"type": "reasoning", "content": block.text})
+        else:
+            call = {"type": "tool_call", "id": block.id, "name": block.name}
+            try:
+                call["arguments"] = orjson.loads(block.arguments) if block.arguments else {}
+            except orjson.JSONDecodeError:
+                call["arguments"] = block.arguments
+            parts.append(call)
+    return parts or [{"type": "text", "content": ""}]
 
 
 def _parts(text: str) -> list[dict[str, str]]:

@@ -130,3 +130,39 @@ def test_ui_reasoning_is_closed_by_a_call_and_unknown_calls_frame_nothing() -> N
     assert ui.frame(ToolCallDelta(7, "x")) == b"" and ui.frame(ToolCallEnd(7)) == b""
     assert ui.frame(ReasoningEnd()) == b""  # nothing open, nothing to sign
     assert chunks(ui.frame(ReasoningEnd("s", "gemini")))[0]["type"] == "reasoning-start"
+
+
+def test_a_traced_answer_shows_its_reasoning_and_calls_as_genai_parts() -> None:
+    from gateway.tracing import _output_parts
+
+    deltas: list[str | StreamPart] = [
+        ReasoningDelta("hm"),
+        ReasoningEnd("s", "anthropic"),
+        "ok",
+        ToolCallStart(0, "c1", "write"),
+        ToolCallDelta(0, '{"a": 1}'),
+        ToolCallEnd(0),
+        ToolCallStart(1, "c2", "raw"),
+        ToolCallDelta(1, "{broken"),
+        ToolCallEnd(1),
+    ]
+    assert _output_parts(deltas) == [
+        {"type": "reasoning", "content": "hm"},
+        {"type": "text", "content": "ok"},
+        {"type": "tool_call", "id": "c1", "name": "write", "arguments": {"a": 1}},
+        {"type": "tool_call", "id": "c2", "name": "raw", "arguments": "{broken"},
+    ]
+    assert _output_parts([]) == [{"type": "text", "content": ""}]
+
+
+@given(st.text(), st.sampled_from(["anthropic", "gemini", "openai", "fake"]))
+def test_a_signature_comes_back_from_a_client_knowing_its_origin(
+    signature: str, origin: str
+) -> None:
+    from gateway.parts import client_signature, signature_origin
+
+    held = client_signature(signature, origin, "anthropic")
+    assert signature_origin(held, "anthropic") == (signature, origin) or (
+        origin != "anthropic" and not signature  # an empty foreign signature: nothing to keep
+    )
+    assert client_signature("abc", "anthropic", "anthropic") == "abc"  # its own: untouched

@@ -212,3 +212,19 @@ def test_model_table_plans_fallbacks_once_without_duplicates() -> None:
     assert table.resolve("b")[0].upstream_model == "bee"
     assert table.resolve(None)[0].model == "story"
     assert set(table.names()) == {"a", "b", "story"}
+
+
+async def test_relay_a_first_tool_call_commits_and_an_answer_of_calls_only_is_whole() -> None:
+    # SPEC §4.9: the first part of any kind commits; a later failure never falls back.
+    from gateway.parts import ReasoningDelta, ToolCallDelta, ToolCallEnd, ToolCallStart
+
+    call = [ToolCallStart(0, "c", "t"), ToolCallDelta(0, "{}"), ToolCallEnd(0)]
+    relay = await open_relay([attempt(Scripted(call))], REQUEST)  # type: ignore[arg-type]
+    assert relay.first == [call[0]] and await drain(relay.rest) == call[1:]
+    assert relay.outcome.finish_reason == "stop"
+    thinking, fallback = Scripted([ReasoningDelta("hm"), "break"]), Scripted(["text"])  # type: ignore[list-item]
+    relay = await open_relay([attempt(thinking, "a"), attempt(fallback, "b")], REQUEST)
+    assert (relay.first, relay.model) == ([ReasoningDelta("hm")], "a")
+    with pytest.raises(UpstreamUnavailable):
+        await drain(relay.rest)
+    assert fallback.calls == 0
