@@ -7,8 +7,9 @@ events. The request side:
 - `input`: a string, or items: messages (roles user, assistant, system, developer; text,
   images, files), `function_call` / `function_call_output`, `custom_tool_call(_output)`,
   `reasoning` (its summary as text; its `encrypted_content` only when this gateway made it,
-  which carries the signature of the upstream that made it). System and developer text, and
-  `instructions`, become the system prompt, in order. Item ids are accepted, never resolved.
+  which carries the signature of the upstream that made it, tagged `gw1.<origin>.`). System
+  and developer text, and `instructions`, become the system prompt, in order. Item ids are
+  accepted, never resolved.
 - `tools`: `function` tools as they are; `custom` tools as a function of one string parameter
   `input`; `namespace` tools flattened to `<namespace>__<tool>`. Hosted tools only OpenAI runs
   are left out (named in `X-Gateway-Dropped-Tools`), and 400 when `tool_choice` forces one.
@@ -54,6 +55,8 @@ from gateway.parts import (
     ToolChoice,
     ToolResult,
     ToolSpec,
+    client_signature,
+    signature_origin,
 )
 from gateway.providers.base import ChatMessage, ChatRequest, Role, Usage
 from gateway.relay import BuildRequest, Relay
@@ -85,7 +88,10 @@ _HOSTED = (
 )
 _SYSTEM_ROLES = ("system", "developer")
 MAX_NAME = 64  # a function name's limit at OpenAI, and a tool id's everywhere (SPEC §4.9)
-_SIGNED = "gw1:"  # encrypted_content this gateway made: gw1:<origin>:<signature>
+# The upstream kind whose signatures `encrypted_content` holds as they are: OpenAI's Responses
+# API, never an upstream of this path, so every signature here comes tagged with its origin
+# (`gateway.parts.client_signature`), its first letter saying whether it is redacted.
+ORIGIN = "openai-responses"
 _CUSTOM_SCHEMA = {
     "type": "object",
     "properties": {"input": {"type": "string", "description": "The tool's free-form input."}},
@@ -394,10 +400,11 @@ def _reasoning_item(item: dict[str, Any]) -> tuple[Role, list[ContentPart]] | No
     if isinstance(summary, list):
         text = "".join(part.get("text", "") for part in summary if isinstance(part, dict))
     encrypted = item.get("encrypted_content")
-    if isinstance(encrypted, str) and encrypted.startswith(_SIGNED):
-        origin, _, rest = encrypted[len(_SIGNED) :].partition(":")
-        redacted, _, signature = rest.partition(":")
-        return "assistant", [Reasoning(text, signature, origin, redacted == "r")]
+    if isinstance(encrypted, str) and encrypted:
+        signed, origin = signature_origin(encrypted, ORIGIN)
+        kind, _, signature = signed.partition(":")
+        if origin != ORIGIN and kind in ("r", "s") and signature:
+            return "assistant", [Reasoning(text, signature, origin, kind == "r")]
     return ("assistant", [Reasoning(text)]) if text else None
 
 
@@ -561,7 +568,8 @@ def response_object(
 def _signed(part: ReasoningEnd | Reasoning) -> str | None:
     if not part.signature or not part.origin:
         return None
-    return f"{_SIGNED}{part.origin}:{'r' if part.redacted else 's'}:{part.signature}"
+    kind = "r" if part.redacted else "s"
+    return client_signature(f"{kind}:{part.signature}", part.origin, ORIGIN)
 
 
 def _reasoning_out(item_id: str, text: str, encrypted: str | None) -> dict[str, Any]:

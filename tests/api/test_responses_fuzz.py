@@ -203,7 +203,7 @@ other_items = st.fixed_dictionaries(
         "input": json_values,
         "output": st.text(max_size=5) | st.lists(parts | json_values, max_size=2),
         "summary": json_values,
-        "encrypted_content": st.sampled_from(["gw1:anthropic:s:x", "gw1:", "opaque"]),
+        "encrypted_content": st.sampled_from(["gw1.anthropic.s:x", "gw1.", "opaque"]),
         "namespace": json_values,
     },
 )
@@ -239,7 +239,7 @@ translated_bodies = st.tuples(
 
 @FUZZ
 @given(body=translated_bodies)
-@example(body={**valid, "input": [{"type": "reasoning", "encrypted_content": "gw1:"}]})
+@example(body={**valid, "input": [{"type": "reasoning", "encrypted_content": "gw1."}]})
 async def test_translated_bodies_get_4xx_or_a_whole_answer(
     translated: tuple[httpx.AsyncClient, list[httpx.Request]], body: dict[str, Any]
 ) -> None:

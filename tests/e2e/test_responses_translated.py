@@ -233,7 +233,7 @@ async def test_without_streaming_the_response_object() -> None:
     kinds = [item["type"] for item in body["output"]]
     assert kinds.count("function_call") == 2 and "message" in kinds
     reasoning = [item for item in body["output"] if item["type"] == "reasoning"]
-    assert reasoning[0]["encrypted_content"].startswith("gw1:anthropic:")
+    assert reasoning[0]["encrypted_content"].startswith("gw1.anthropic.")
     assert response.headers["x-gateway-dropped-tools"] == "web_search"
 
 

@@ -58,7 +58,7 @@ def test_parts_of_every_kind() -> None:
             "output": [{"type": "input_text", "text": "r"}],
         },
         {"type": "reasoning", "summary": [{"type": "summary_text", "text": "thought"}]},
-        {"type": "reasoning", "summary": [], "encrypted_content": "gw1:anthropic:r:data"},
+        {"type": "reasoning", "summary": [], "encrypted_content": "gw1.anthropic.r:data"},
     ]
     user, assistant, result, thinking = read(input=items).messages
     assert user.content == (
@@ -250,7 +250,7 @@ def test_reasoning_calls_never_ended_and_an_incomplete_ending() -> None:
     assert last["response"]["incomplete_details"] == {"reason": "max_output_tokens"}
     assert last["response"]["usage"]["input_tokens_details"] == {"cached_tokens": 1}
     reasoning, custom, other = last["response"]["output"]
-    assert reasoning["encrypted_content"] == "gw1:gemini:s:sig"
+    assert reasoning["encrypted_content"] == "gw1.gemini.s:sig"
     assert (custom["type"], custom["input"]) == ("custom_tool_call", "x")
     assert (other["type"], other["arguments"]) == ("function_call", "")
 
