@@ -87,6 +87,9 @@ _HOSTED = (
     "tool_search",
 )
 _SYSTEM_ROLES = ("system", "developer")
+# Fields that name state only OpenAI keeps (a conversation object, a stored prompt) or ask it
+# to run the response later: refused rather than silently ignored.
+_NEEDS_OPENAI = ("conversation", "prompt", "background")
 MAX_NAME = 64  # a function name's limit at OpenAI, and a tool id's everywhere (SPEC §4.9)
 # The upstream kind whose signatures `encrypted_content` holds as they are: OpenAI's Responses
 # API, never an upstream of this path, so every signature here comes tagged with its origin
@@ -191,6 +194,9 @@ def parse_request(data: dict[str, Any], history: list[dict[str, Any]]) -> Respon
     model = data.get("model")
     if not isinstance(model, str):
         raise InvalidRequest("model: a string is required")
+    for name in _NEEDS_OPENAI:
+        if data.get(name) not in (None, False):
+            raise BadRequest(f"{name}: needs OpenAI's own state; this model cannot use it")
     items = history + _input_items(data.get("input"))
     names = ToolNames()
     tools, dropped = _tools(data.get("tools"), names)

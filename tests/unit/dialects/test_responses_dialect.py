@@ -113,6 +113,9 @@ def test_the_entry_system_prompt_when_the_client_has_none() -> None:
     ("fields", "error", "words"),
     [
         ({"model": 5}, InvalidRequest, "model"),
+        ({"conversation": "conv_1"}, BadRequest, "conversation"),
+        ({"background": True}, BadRequest, "background"),
+        ({"prompt": {"id": "pmpt_1"}}, BadRequest, "prompt"),
         ({"text": "json"}, InvalidRequest, "text"),
         ({"stream": "yes"}, InvalidRequest, "stream"),
         ({"temperature": 3}, InvalidRequest, "temperature"),
