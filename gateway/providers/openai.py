@@ -52,6 +52,8 @@ from gateway.providers._http import (
 from gateway.providers._shapes import count, items, obj, object_at, text, wrong_shape
 from gateway.providers._sse import SSEEvent
 from gateway.providers.base import Batch, ChatMessage, ChatRequest, StreamOutcome, Usage
+from gateway.providers.openai_responses import ResponsesStream, responses_body
+from gateway.providers.openai_responses import unfinished as responses_unfinished
 
 __all__ = ["OpenAIConfig", "OpenAIProvider", "read_usage"]
 
@@ -59,8 +61,9 @@ __all__ = ["OpenAIConfig", "OpenAIProvider", "read_usage"]
 class OpenAIConfig(HTTPProviderConfig):
     type: Literal["openai"] = "openai"
     base_url: str = "https://api.openai.com/v1"
-    # The API the upstream serves Responses clients with (SPEC §4.10): "responses" sends
-    # /v1/responses requests up natively (`POST {base_url}/responses`).
+    # The API the upstream speaks (SPEC §4.10): "responses" sends /v1/responses requests up
+    # natively (`POST {base_url}/responses`) and every other client's through
+    # gateway.providers.openai_responses; "chat", Chat Completions.
     api: Literal["chat", "responses"] = "chat"
 
 
@@ -110,10 +113,18 @@ class OpenAIProvider:
         return headers
 
     def stream(self, request: ChatRequest, outcome: StreamOutcome) -> AsyncIterator[Batch]:
-        build = partial(self.build_request, request)
         max_bytes = self.config.max_event_bytes
+        if self.config.api == "responses":  # a Responses-only upstream (openai_responses)
+            build = partial(self._responses_request, request)
+            reader = ResponsesStream().on_event
+            return sse_stream(self._client, build, max_bytes, reader, outcome, responses_unfinished)
+        build = partial(self.build_request, request)
         on_event = _ChatStream().on_event
         return sse_stream(self._client, build, max_bytes, on_event, outcome, _unfinished)
+
+    def _responses_request(self, request: ChatRequest) -> httpx.Request:
+        body = responses_body(request)
+        return self._client.post_json(self._responses_url, body, self._headers("text/event-stream"))
 
     async def aclose(self) -> None:
         return None

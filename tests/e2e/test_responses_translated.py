@@ -392,3 +392,30 @@ async def test_a_stored_conversation_moves_between_the_paths_as_far_as_it_can() 
     assert sent["input"][-1] == {"type": "message", "role": "user", "content": "more"}
     not_found(refused, native_id)
     assert len(stub.seen) == 2
+
+
+async def test_chat_and_anthropic_clients_on_a_responses_only_upstream() -> None:
+    """An `api = "responses"` provider serves the other dialects translated: their requests
+    go to its /responses, its events come back as their text."""
+    stream = wire("openai/responses.sse")
+    replies = (Reply(body=[stream]), Reply(body=[stream]))
+    expected = "Why did the scarecrow win an award?\n\nBecause he was outstanding in his field!"
+    stub = UpstreamStub(*replies)
+    async with serve(stub) as upstream:
+        toml = (
+            f"[providers.up]\ntype = 'openai'\nbase_url = '{upstream}/v1'\napi = 'responses'\n"
+            "[models.m]\nprovider = 'up'\nmodel = 'up-model'\n"
+        )
+        async with serve(create_app(settings_from(toml))) as url, client(url) as http:
+            messages = [{"role": "user", "content": "a joke"}]
+            chat = await http.post(
+                "/v1/chat/completions", json={"model": "m", "messages": messages}
+            )
+            claude = await http.post(
+                "/v1/messages", json={"model": "m", "max_tokens": 50, "messages": messages}
+            )
+    assert chat.json()["choices"][0]["message"]["content"] == expected
+    assert claude.json()["content"][0]["text"] == expected
+    assert [seen.path for seen in stub.seen] == ["/v1/responses"] * 2
+    sent = json.loads(stub.seen[0].body)
+    assert (sent["model"], sent["input"]) == ("up-model", [{"role": "user", "content": "a joke"}])
