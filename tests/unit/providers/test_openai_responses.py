@@ -13,6 +13,7 @@ import respx
 
 from gateway.errors import UpstreamProtocolError, UpstreamUnavailable
 from gateway.parts import (
+    Document,
     Image,
     JsonFormat,
     Reasoning,
@@ -48,7 +49,8 @@ async def run(body: bytes, cuts: list[bytes] | None = None, **request: object) -
         if messages is not None:
             built = replace(built, messages=messages)
         deltas, outcome, error = await collect_all(adapter, built)
-    return deltas, outcome, error, json.loads(route.calls[0].request.content)
+    sent = json.loads(route.calls[0].request.content) if route.calls else {}
+    return deltas, outcome, error, sent
 
 
 async def test_a_recorded_stream_is_its_text_at_every_cut() -> None:
@@ -116,7 +118,9 @@ async def test_an_incomplete_answer_ended_for_length() -> None:
 
 async def test_the_request_in_responses_words() -> None:
     messages = (
-        ChatMessage("user", (Text("look"), Image("image/png", "AAAA"))),
+        ChatMessage(
+            "user", (Text("look"), Image("image/png", "AAAA"), Document("application/pdf", "JV"))
+        ),
         ChatMessage(
             "assistant", (Reasoning("t", "sig", "anthropic"), Text("ok"), ToolCall("c1", "f", "{}"))
         ),
@@ -142,6 +146,11 @@ async def test_the_request_in_responses_words() -> None:
             "content": [
                 {"type": "input_text", "text": "look"},
                 {"type": "input_image", "image_url": "data:image/png;base64,AAAA"},
+                {
+                    "type": "input_file",
+                    "file_data": "data:application/pdf;base64,JV",
+                    "filename": "file",
+                },
             ],
         },
         {"role": "assistant", "content": [{"type": "output_text", "text": "ok"}]},
@@ -168,3 +177,18 @@ async def test_the_request_in_responses_words() -> None:
     )
     assert sent["text"]["format"] == {"type": "json_object"}
     assert (sent["reasoning"], sent["tool_choice"]) == ({"effort": "none"}, "auto")
+
+
+async def test_a_document_by_url_is_refused_and_a_filtered_answer_ends_so() -> None:
+    message = ChatMessage("user", (Document("application/pdf", url="https://x/a.pdf"),))
+    _, _, error, _ = await run(text_answer("x"), messages=(message,))
+    assert error is not None and "inline" in error.message
+    body = STREAM.replace(b'"type":"response.completed"', b'"type":"response.incomplete"')
+    body = body.replace(
+        b'"status":"completed","background"', b'"status":"incomplete","background"'
+    ).replace(
+        b'"incomplete_details":null,"instructions":null,"max_output_tokens":null,"max_tool_calls":null,"model":"gpt-4o-mini-2024-07-18","output":[{',
+        b'"incomplete_details":{"reason":"content_filter"},"instructions":null,"max_output_tokens":null,"max_tool_calls":null,"model":"gpt-4o-mini-2024-07-18","output":[{',
+    )
+    _, outcome, _, _ = await run(body)
+    assert outcome.finish_reason == "content_filter"
