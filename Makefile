@@ -77,9 +77,10 @@ $(UI_SDK)/node_modules/.installed: $(UI_SDK)/package.json $(UI_SDK)/package-lock
 	npm ci --prefix $(UI_SDK) --no-audit --no-fund --loglevel=error
 	touch $@
 
-# Claude Code (tests/e2e/test_claude_code.py), pinned in tests/agents/package-lock.json, is a
-# ~200 MB native binary: installed outside the clone, in a cache keyed by the lock's hash that
-# every checkout and CI run on this machine shares. Without it the tests fail (never skip).
+# Claude Code and Codex (tests/e2e/test_claude_code.py, test_codex.py), pinned in
+# tests/agents/package-lock.json, are native binaries of ~200 MB each: installed outside the
+# clone, in a cache keyed by the lock's hash that every checkout and CI run on this machine
+# shares. Without it the tests fail (never skip).
 AGENTS := tests/agents
 GATEWAY_AGENTS_CACHE ?= /var/cache/llm-gateway-agents
 export GATEWAY_AGENTS_CACHE

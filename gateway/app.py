@@ -33,6 +33,7 @@ from gateway.observability import AccessLog, configure_logging, outcome_of, reco
 from gateway.providers import open_registry
 from gateway.providers.base import Provider, ProviderSettings
 from gateway.redis_client import connect
+from gateway.response_ids import ResponseIds
 from gateway.resume import Generations, RedisLog, TokenSigner
 from gateway.resume.chats import ChatStreams
 from gateway.retention import Retained
@@ -70,6 +71,9 @@ def create_app(
         app.state.ui_chats = ChatStreams(
             chat_store, settings.redis_timeout_s, generations.store_failed
         )
+        app.state.response_ids = response_ids = ResponseIds(
+            retained, settings.responses_retention_s, redis, settings.redis_timeout_s
+        )
         cooldowns = Cooldowns(clock, redis, settings.redis_timeout_s, metrics)
         tracing = build_tracing(settings.tracing)
         limiter.start()
@@ -99,6 +103,7 @@ def create_app(
                 # Exports what is still queued: blocking, so off the event loop.
                 await asyncio.to_thread(tracing.shutdown)
             await limiter.stop()
+            await response_ids.settled()
             if redis is not None:
                 await redis.aclose()
 

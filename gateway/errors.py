@@ -61,6 +61,10 @@ class GatewayError(Exception):
     status: int = 500
     type: str = "internal_error"
     retryable: bool = False
+    # OpenAI's envelope names the field at fault and a finer code when the API has one
+    # (`previous_response_not_found`); the other dialects ignore them.
+    param: str | None = None
+    code: str | None = None
 
     def __init__(self, message: str, *, retry_after: float | None = None) -> None:
         super().__init__(message)

@@ -244,6 +244,8 @@ class Settings(BaseSettings):
     playground: bool = True  # GET /playground (SPEC §4.8); false leaves the route out (404)
     redis_cluster: bool = False  # redis_url names one node of a Redis Cluster
     resume: ResumeConfig = Field(default_factory=ResumeConfig)
+    # How long the Responses API's response ids stay continuable (SPEC §4.10).
+    responses_retention_s: float = Field(3600.0, ge=0)
     token_secret_env: str | None = None  # the variable holding the EventSource token secret
     tracing: TracingConfig = Field(default_factory=TracingConfig)
 

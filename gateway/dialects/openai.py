@@ -69,7 +69,8 @@ def _usage(usage: Usage | None) -> dict[str, int | None] | None:
 
 
 def _error(error: GatewayError) -> dict[str, Any]:
-    return {"message": error.message, "type": error.type, "param": None, "code": error.type}
+    code = error.code or error.type
+    return {"message": error.message, "type": error.type, "param": error.param, "code": code}
 
 
 class OpenAIDialect(Dialect):

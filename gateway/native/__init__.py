@@ -185,6 +185,11 @@ class OpenAINative(Native):
 
     provider = OpenAIProvider
 
+    @classmethod
+    def serves(cls, attempt: Attempt) -> bool:
+        adapter = attempt.provider.adapter  # a Responses-only upstream is translated to
+        return isinstance(adapter, OpenAIProvider) and adapter.config.api == "chat"
+
     def body(self, attempt: Attempt) -> dict[str, Any]:
         params = dict(attempt.params)
         system = params.pop("system", None)  # the entry's system prompt, when the client has none

@@ -52,6 +52,8 @@ from gateway.providers._http import (
 from gateway.providers._shapes import count, items, obj, object_at, text, wrong_shape
 from gateway.providers._sse import SSEEvent
 from gateway.providers.base import Batch, ChatMessage, ChatRequest, StreamOutcome, Usage
+from gateway.providers.openai_responses import ResponsesStream, responses_body
+from gateway.providers.openai_responses import unfinished as responses_unfinished
 
 __all__ = ["OpenAIConfig", "OpenAIProvider", "read_usage"]
 
@@ -59,6 +61,10 @@ __all__ = ["OpenAIConfig", "OpenAIProvider", "read_usage"]
 class OpenAIConfig(HTTPProviderConfig):
     type: Literal["openai"] = "openai"
     base_url: str = "https://api.openai.com/v1"
+    # The API the upstream speaks (SPEC §4.10): "responses" sends /v1/responses requests up
+    # natively (`POST {base_url}/responses`) and every other client's through
+    # gateway.providers.openai_responses; "chat", Chat Completions.
+    api: Literal["chat", "responses"] = "chat"
 
 
 class OpenAIProvider:
@@ -66,6 +72,8 @@ class OpenAIProvider:
         self.config = config
         self._client = client
         self._url = httpx.URL(self.url_path(config.base_url))  # parsed once, not per request
+        self._responses_url = httpx.URL(f"{config.base_url}/responses")
+        self._speech_url = httpx.URL(f"{config.base_url}/audio/speech")
 
     @staticmethod
     def url_path(base_url: str) -> str:
@@ -87,19 +95,47 @@ class OpenAIProvider:
     def client(self) -> UpstreamClient:
         return self._client
 
-    def native_request(self, body: dict[str, Any], *, stream: bool) -> httpx.Request:
+    def native_request(
+        self, body: dict[str, Any], *, stream: bool, responses: bool = False
+    ) -> httpx.Request:
         """The native path's request (gateway.native): a client's own body with this
-        provider's credentials (none of the client's headers)."""
+        provider's credentials (none of the client's headers), to Chat Completions or, for a
+        Responses client, to Responses."""
         accept = "text/event-stream" if stream else "application/json"
+        if responses:
+            return self._client.post_json(self._responses_url, body, self._headers(accept))
+        headers = {"Accept": accept, "Accept-Encoding": "identity", **self.config.headers}
+        return self.post(str(body.get("model", "")), body, headers)  # Azure's URL and key
+
+    def speech_request(self, body: dict[str, Any]) -> httpx.Request:
+        """`POST {base_url}/audio/speech` (SPEC §4.3): answered with audio bytes."""
+        return self._client.post_json(self._speech_url, body, self._headers("*/*"))
+
+    def stored_response_request(self, response_id: str) -> httpx.Request:
+        """`GET {base_url}/responses/{id}`: a response the upstream stored (SPEC §4.10)."""
+        url = self._responses_url.copy_with(path=f"{self._responses_url.path}/{response_id}")
+        return self._client.build_request("GET", url, headers=self._headers("application/json"))
+
+    def _headers(self, accept: str) -> dict[str, str]:
         headers = {"Accept": accept, "Accept-Encoding": "identity"}
         headers.update(self.config.headers)
-        return self.post(str(body.get("model", "")), body, headers)
+        if (key := self.config.optional_key()) is not None:
+            headers["Authorization"] = f"Bearer {key}"
+        return headers
 
     def stream(self, request: ChatRequest, outcome: StreamOutcome) -> AsyncIterator[Batch]:
-        build = partial(self.build_request, request)
         max_bytes = self.config.max_event_bytes
+        if self.config.api == "responses":  # a Responses-only upstream (openai_responses)
+            build = partial(self._responses_request, request)
+            reader = ResponsesStream().on_event
+            return sse_stream(self._client, build, max_bytes, reader, outcome, responses_unfinished)
+        build = partial(self.build_request, request)
         on_event = _ChatStream().on_event
         return sse_stream(self._client, build, max_bytes, on_event, outcome, _unfinished)
+
+    def _responses_request(self, request: ChatRequest) -> httpx.Request:
+        body = responses_body(request)
+        return self._client.post_json(self._responses_url, body, self._headers("text/event-stream"))
 
     async def aclose(self) -> None:
         return None

@@ -1,7 +1,8 @@
-"""Agents the suite runs for real against the gateway (tests/e2e/test_claude_code.py).
+"""Agents the suite runs for real against the gateway (tests/e2e/test_claude_code.py,
+tests/e2e/test_codex.py).
 
 They are pinned in tests/agents/package-lock.json and installed outside the clone (Claude Code
-is a ~200 MB native binary per platform), in a cache keyed by the lock's hash, so that every
+and Codex are native binaries of ~200 MB per platform), in a cache keyed by the lock's hash, so that every
 checkout and CI run on a machine shares one install: `make agents` installs it when missing.
 """
 
@@ -11,7 +12,7 @@ import hashlib
 import os
 from pathlib import Path
 
-__all__ = ["AGENTS_CACHE", "agents_dir", "claude_binary"]
+__all__ = ["AGENTS_CACHE", "agents_dir", "claude_binary", "codex_binary"]
 
 HERE = Path(__file__).parent
 AGENTS_CACHE = Path(os.environ.get("GATEWAY_AGENTS_CACHE", "/var/cache/llm-gateway-agents"))
@@ -25,9 +26,18 @@ def agents_dir() -> Path:
 
 def claude_binary() -> Path:
     """Claude Code's executable; an AssertionError (never a skip) when it is not installed."""
+    return _binary("claude", "Claude Code")
+
+
+def codex_binary() -> Path:
+    """Codex's executable (its linux-x64 build is an optional dependency of @openai/codex)."""
+    return _binary("codex", "Codex")
+
+
+def _binary(name: str, agent: str) -> Path:
     installed = agents_dir()
-    binary = installed / "node_modules" / ".bin" / "claude"
+    binary = installed / "node_modules" / ".bin" / name
     assert (installed / ".installed").exists() and binary.exists(), (
-        f"Claude Code is not installed in {installed}: run `make agents`"
+        f"{agent} is not installed in {installed}: run `make agents`"
     )
     return binary

@@ -53,6 +53,12 @@ def test_env_nested_value_merges_into_the_file_table(
     assert provider.api_key_env == "K"
 
 
+def test_openai_providers_speak_chat_unless_they_say_responses(tmp_path: Path) -> None:
+    toml = "[providers.c]\ntype = 'openai'\n[providers.r]\ntype = 'openai'\napi = 'responses'\n"
+    providers = load_settings(write_config(tmp_path, toml)).providers
+    assert [getattr(providers[name], "api", None) for name in "cr"] == ["chat", "responses"]
+
+
 def test_config_path_from_env_and_from_default_location(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -118,6 +124,10 @@ def test_builtins_exist_unless_redefined(tmp_path: Path) -> None:
         ("[providers.o]\ntype = 'nosuch'\n", "providers.o: Input tag 'nosuch'"),
         ("[models.x]\nprovider='fake'\nparams={fail_status=200}\n", "params.fail_status"),
         ("[providers.fake]\ntype='fake'\nscript='missing.txt'\n", "does not exist"),
+        (
+            "[providers.o]\ntype = 'openai'\napi = 'assistants'\n",
+            "providers.o.api: Input should be 'chat' or 'responses'",
+        ),
     ],
 )
 def test_invalid_references_fail_at_start_up(tmp_path: Path, toml: str, problem: str) -> None:
