@@ -12,6 +12,7 @@ example `overloaded_error`) raises.
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 from collections.abc import AsyncIterator, Mapping
 from functools import partial
@@ -44,6 +45,8 @@ from gateway.providers._http import (
 from gateway.providers._shapes import count, obj, object_at, text
 from gateway.providers._sse import SSEEvent
 from gateway.providers.base import Batch, ChatMessage, ChatRequest, StreamOutcome, Usage
+
+log = logging.getLogger("gateway.providers.anthropic")
 
 __all__ = [
     "DEFAULT_MAX_TOKENS",
@@ -339,16 +342,34 @@ def _beyond_text(request: ChatRequest, body: dict[str, Any]) -> None:
         schema = request.response_format.schema or {"type": "object"}
         body["output_config"] = {"format": {"type": "json_schema", "schema": schema}}
     if request.reasoning is not None:
-        _thinking(request.reasoning, body)
+        _thinking(request.reasoning, body, _unsigned_tool_turn(body["messages"]))
 
 
 # Thinking budgets for an effort word (Anthropic takes budgets; OpenAI and Gemini words).
 EFFORT_BUDGET = {"minimal": 1024, "low": 2048, "medium": 8192, "high": 24576, "xhigh": 32768}
 
 
-def _thinking(control: ReasoningControl, body: dict[str, Any]) -> None:
+def _unsigned_tool_turn(messages: list[dict[str, Any]]) -> bool:
+    """Whether an assistant turn with tool calls has no thinking block of Anthropic's: with
+    thinking on, the API refuses such a conversation ("expected thinking ... found tool_use"),
+    and a client of another dialect (an OpenAI client) cannot send Anthropic's signatures
+    back. Such a request goes without thinking rather than failing."""
+    for message in messages:
+        content = message["content"]
+        if message["role"] != "assistant" or isinstance(content, str):
+            continue
+        kinds = [block["type"] for block in content]
+        if "tool_use" in kinds and kinds[0] not in ("thinking", "redacted_thinking"):
+            return True
+    return False
+
+
+def _thinking(control: ReasoningControl, body: dict[str, Any], unsigned: bool) -> None:
     if not control.enabled:
         body["thinking"] = {"type": "disabled"}
+        return
+    if unsigned:
+        log.debug("thinking left off: an earlier tool-use turn has no Anthropic signature")
         return
     budget = control.budget_tokens or EFFORT_BUDGET.get(control.effort or "medium", 8192)
     # The budget is part of max_tokens (as reasoning tokens are of OpenAI's): kept under it.

@@ -319,3 +319,21 @@ async def test_what_an_upstream_cannot_be_asked_is_a_400_naming_it(
     mock(respx_mock, kind, [b""])
     _, _, error = await collect(make_adapter(kind), req)
     assert isinstance(error, BadRequest) and says in error.message
+
+
+async def test_anthropic_thinks_only_when_every_tool_turn_carries_its_signed_thinking(
+    respx_mock: respx.MockRouter,
+) -> None:
+    # An OpenAI client's earlier tool turn has no Anthropic signature to send back; with
+    # thinking on, Anthropic would refuse the conversation, so it goes without thinking.
+    unsigned = (
+        ChatMessage("user", "write a.txt"),
+        ChatMessage(
+            "assistant", (Reasoning("", "sig-g", "gemini"), ToolCall("c1", "write_file", "{}"))
+        ),
+        ChatMessage("user", (ToolResult("c1", "done"),)),
+    )
+    body = await sent_body(respx_mock, "anthropic", request(messages=unsigned))
+    assert "thinking" not in body
+    body = await sent_body(respx_mock, "anthropic", request())  # signed: thinks
+    assert body["thinking"]["type"] == "enabled"
