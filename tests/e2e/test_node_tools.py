@@ -1,6 +1,6 @@
 """Tool round trips with the Node clients people use (the `openai` and `@anthropic-ai/sdk`
-packages, and the AI SDK's own `DefaultChatTransport` with a client-side tool, as `useChat`
-runs one), through the gateway, against a scripted upstream of each of the four dialects: two
+packages, the AI SDK's own `DefaultChatTransport` with a client-side tool, as `useChat` runs
+one, and the OpenAI Agents SDK running a function tool over the Responses API), through the gateway, against a scripted upstream of each of the four dialects: two
 calls in one answer, their results sent back, the answer read. What each upstream received
 is asserted in its own words: each result attached to its call (tests/ui_sdk/tools.mjs)."""
 
@@ -94,7 +94,7 @@ def received_results(dialect: str, body: dict[str, Any]) -> list[tuple[str, str]
 
 
 @pytest.mark.parametrize("dialect", DIALECTS)
-@pytest.mark.parametrize("client", ["openai", "anthropic", "ai"])
+@pytest.mark.parametrize("client", ["openai", "anthropic", "ai", "agents"])
 async def test_node_clients_complete_a_tool_round_trip_on_every_upstream(
     client: str, dialect: str
 ) -> None:

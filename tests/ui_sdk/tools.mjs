@@ -8,12 +8,16 @@
 //   ai          the AI SDK's DefaultChatTransport and readUIMessageStream, as useChat does with
 //               a client-side tool: the calls come as tool parts, the "browser" sets their
 //               outputs and sends the message back
+//   agents      the OpenAI Agents SDK (`@openai/agents`): an agent with a function tool, run
+//               over the Responses API (its default), which calls the tool and answers
 //
 // Each prints one JSON line: the calls the client saw, and the final answer's text. The
 // assertions live in pytest.
 import Anthropic from "@anthropic-ai/sdk";
 import OpenAI from "openai";
+import { Agent, run as runAgent, setDefaultOpenAIClient, setTracingDisabled, tool } from "@openai/agents";
 import { DefaultChatTransport, readUIMessageStream } from "ai";
+import { z } from "zod";
 
 const request = JSON.parse(process.argv[2]);
 const WEATHER = {
@@ -116,7 +120,32 @@ async function viaAISDK() {
   };
 }
 
-const run = { openai: viaOpenAI, anthropic: viaAnthropic, ai: viaAISDK }[request.client];
+async function viaAgents() {
+  setTracingDisabled(true); // no export to OpenAI's tracing endpoint: offline
+  setDefaultOpenAIClient(
+    new OpenAI({ baseURL: `${request.url}/v1`, apiKey: "unused", maxRetries: 0 }),
+  );
+  const seen = [];
+  const weather = tool({
+    name: "weather",
+    description: "The weather",
+    parameters: z.object({ city: z.string() }),
+    execute: async (input) => {
+      seen.push(input);
+      return answerFor(input);
+    },
+  });
+  const agent = new Agent({ name: "Forecaster", model: request.model, tools: [weather] });
+  const result = await runAgent(agent, question);
+  return { finish: "tool_calls", calls: seen, text: result.finalOutput };
+}
+
+const run = {
+  openai: viaOpenAI,
+  anthropic: viaAnthropic,
+  ai: viaAISDK,
+  agents: viaAgents,
+}[request.client];
 try {
   process.stdout.write(JSON.stringify(await run()) + "\n");
 } catch (error) {
