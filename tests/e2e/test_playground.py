@@ -30,7 +30,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
 STORY = load_story(None)
 STORY_CHUNKS = len(split_chunks(STORY, "word"))
-FORMATS = ("text", "sse", "ndjson", "openai", "ui", "anthropic")
+FORMATS = ("text", "sse", "ndjson", "openai", "ui", "anthropic", "responses")
 FRAMED = FORMATS[1:]
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 FAST = "[providers.fake]\ntype='fake'\nchunk_delay_ms=0\n"
@@ -184,11 +184,12 @@ async def test_playground_every_format_shows_the_whole_story_timings_and_usage(
     for fmt in FRAMED:
         assert summaries[fmt]["deltas"] == str(STORY_CHUNKS), fmt
         assert summaries[fmt]["deltas-label"] == "Deltas"
-    for fmt in ("sse", "ndjson", "openai", "anthropic"):
+    for fmt in ("sse", "ndjson", "openai", "anthropic", "responses"):
         assert f"{STORY_CHUNKS} out" in summaries[fmt]["usage"], fmt
     for fmt in ("sse", "ndjson", "openai"):
         assert summaries[fmt]["finish"] == "stop"
     assert summaries["anthropic"]["finish"] == "end_turn"  # Anthropic's words for it
+    assert summaries["responses"]["finish"] == "completed"  # the response's status
     # ai 5's `finish` chunk is a strict object with no usage and no reason: nothing to show.
     assert summaries["ui"]["usage"] == "not sent in this format"
     assert summaries["ui"]["finish"] == BLANK
@@ -397,6 +398,22 @@ END_MARKERS = [
         [],
     ),
     ("openai", [["message", "[DONE]"]], ["done"]),  # OpenAI's own end marker
+    ("responses", [["response.in_progress", '{"type":"response.in_progress"}']], []),
+    (
+        "responses",
+        [["response.completed", '{"type":"response.completed","response":{"status":"completed"}}']],
+        ["done"],
+    ),
+    (
+        "responses",
+        [
+            [
+                "response.failed",
+                '{"type":"response.failed","response":{"error":{"code":"c","message":"m"}}}',
+            ]
+        ],
+        ["error c: m"],
+    ),
 ]
 READ_EVENTS = """([name, events]) => {
   const seen = [];
