@@ -298,7 +298,7 @@ async def open_stream(
                     auth.refused()  # a revoked or rotated credential: renew it now
                 raise await _status_error(response)
             if content_type not in response.headers.get("content-type", ""):
-                raise await _content_type_error(response)
+                raise await _content_type_error(response, content_type)
             yield response
         finally:
             await response.aclose()
@@ -349,13 +349,13 @@ async def _status_error(response: httpx.Response) -> UpstreamError:
     )
 
 
-async def _content_type_error(response: httpx.Response) -> UpstreamError:
+async def _content_type_error(response: httpx.Response, expected: str) -> UpstreamError:
     # Some servers answer a 2xx JSON error instead of a stream (vLLM, proxies).
     body = _parse_json(await _read_bounded(response))
     if find_message(body):
         return in_stream_error(body)
-    got = response.headers.get("content-type", "none")
-    return UpstreamProtocolError(f"the upstream answered {sanitise(got)} instead of a stream")
+    got = sanitise(response.headers.get("content-type", "none"))
+    return UpstreamProtocolError(f"the upstream answered {got} where {expected} was asked for")
 
 
 def sanitise(message: str) -> str:
