@@ -32,6 +32,7 @@ __all__ = [
     "NativeChatEncoder",
     "NativeFields",
     "NativeMessagesEncoder",
+    "mixed",
     "native_fields",
     "native_plan",
     "start_for",
@@ -68,6 +69,12 @@ def native_plan(
 
 def native_fields(data: dict[str, Any]) -> NativeFields:
     return validate(NativeFields, data)
+
+
+def mixed(plan: Sequence[Attempt], native: type[Native]) -> bool:
+    """Whether some attempt of the plan is not on the native path (a fallback of another
+    dialect, which needs the request translated)."""
+    return not all(native.serves(each) for each in plan)
 
 
 def usable(

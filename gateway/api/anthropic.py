@@ -18,6 +18,7 @@ from fastapi.responses import JSONResponse
 from gateway.api._common import json_body, json_object, read_body, request_id, validate
 from gateway.api._native import (
     NativeMessagesEncoder,
+    mixed,
     native_fields,
     native_plan,
     start_for,
@@ -92,7 +93,9 @@ async def _native(
     headers = forwarded_headers(request.headers)
     beta = request.query_params.get("beta") == "true"
     native = AnthropicNative(data, fields.stream, headers, beta)
-    text_body, translated = _translatable(data, headers)  # what another dialect carries
+    # What a fallback of another dialect carries; read only when the plan has one.
+    mixed_plan = mixed(plan, AnthropicNative)
+    text_body, translated = _translatable(data, headers) if mixed_plan else (None, None)
     build = translated.build if translated is not None else None
 
     async def serve(guard: StreamGuard, relay: Relay) -> Response:

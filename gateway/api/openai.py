@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse
 from gateway.api._common import json_body, json_object, read_body, validate
 from gateway.api._native import (
     NativeChatEncoder,
+    mixed,
     native_fields,
     native_plan,
     start_for,
@@ -93,7 +94,9 @@ async def _native(
     if options is not None and not isinstance(options, dict):
         raise BadRequest("stream_options must be an object")
     native = OpenAINative(data, fields.stream)
-    text_body, translated = _translatable(data)  # what a fallback of another dialect carries
+    # What a fallback of another dialect carries; read only when the plan has one (the
+    # translated request's validation is the native path's biggest per-request cost).
+    text_body, translated = _translatable(data) if mixed(plan, OpenAINative) else (None, None)
     build = translated.build if translated is not None else None
 
     async def serve(guard: StreamGuard, relay: Relay) -> Response:
