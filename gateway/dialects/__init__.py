@@ -58,8 +58,6 @@ class Dialect:
     This base class is the gateway's own envelope (SPEC §4.2).
     """
 
-    name = "gateway"
-
     def error_reply(self, error: GatewayError, request_id: str) -> ErrorReply:
         body = {"error": {"type": error.type, "message": error.message, "request_id": request_id}}
         return ErrorReply(error.status, body, error.headers())

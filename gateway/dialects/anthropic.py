@@ -101,8 +101,6 @@ class AnthropicDialect(Dialect):
     """Anthropic's envelope and its status/type pairs; `retry-after` on every 429 and 529;
     the request id also in `request-id`, where the SDKs read it."""
 
-    name = "anthropic"
-
     def error_reply(self, error: GatewayError, request_id: str) -> ErrorReply:
         status, kind = anthropic_error(error)
         headers = {**error.headers(), "request-id": request_id}

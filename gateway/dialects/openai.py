@@ -76,8 +76,6 @@ def _error(error: GatewayError) -> dict[str, Any]:
 class OpenAIDialect(Dialect):
     """OpenAI's envelope `{"error": {message, type, param, code}}`, the gateway's statuses."""
 
-    name = "openai"
-
     def error_reply(self, error: GatewayError, request_id: str) -> ErrorReply:
         return ErrorReply(error.status, {"error": _error(error)}, error.headers())
 

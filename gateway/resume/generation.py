@@ -446,7 +446,6 @@ async def _once(events: list[Event]) -> AsyncIterator[list[Event]]:
     yield events
 
 
-StoreFailed = Callable[[], None]
 RETAINED_KIND = "stream"  # an ended stream's events, in the process's retention budget
 
 

@@ -13,7 +13,6 @@ import json
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +23,7 @@ from gateway.app import create_app
 from gateway.auth import hash_key
 from tests.agents import claude_binary
 from tests.conftest import CANARY_KEY, settings_from
+from tests.e2e.scripted import Received
 from tests.e2e.servers import answered_lifespan, read_body, serve
 
 pytestmark = pytest.mark.e2e
@@ -32,18 +32,6 @@ GATEWAY_KEY = "sk-gw-claude-code-test-key-0001"
 TOOL_ID = "toolu_01GatewayWriteCall"
 CONTENT = "written by Claude Code, through the gateway\n"
 ANSWER = "The file is written."
-
-
-@dataclass
-class Received:
-    method: str
-    path: str
-    query: str
-    headers: dict[str, str]
-    body: bytes
-
-    def json(self) -> Any:
-        return json.loads(self.body)
 
 
 def sse(*events: dict[str, Any]) -> bytes:
