@@ -32,6 +32,7 @@ from gateway.parts import (
     Text,
     ToolCall,
     ToolResult,
+    text_of,
 )
 from gateway.providers._calls import StreamedCalls, arguments_object
 from gateway.providers._http import (
@@ -208,7 +209,7 @@ def _body(request: ChatRequest) -> dict[str, Any]:
     messages: list[dict[str, Any]] = []
     for i, message in enumerate(request.messages):
         if message.role == "system":  # Anthropic's system prompt, in order
-            systems.append(text_of_message(message))
+            systems.append(text_of(message.content))
         elif (content := _content(message, f"messages.{i}")) or isinstance(message.content, str):
             messages.append({"role": message.role, "content": content})
     body: dict[str, Any] = {
@@ -229,13 +230,6 @@ def _body(request: ChatRequest) -> dict[str, Any]:
     body.update(request.anthropic_params)
     body.update(request.extra)
     return body
-
-
-def text_of_message(message: ChatMessage) -> str:
-    content = message.content
-    if isinstance(content, str):
-        return content
-    return "".join(part.text for part in content if isinstance(part, Text))
 
 
 def _content(message: ChatMessage, where: str) -> str | list[dict[str, Any]]:

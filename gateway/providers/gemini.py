@@ -37,6 +37,7 @@ from gateway.parts import (
     Text,
     ToolCall,
     ToolResult,
+    text_of,
 )
 from gateway.providers._calls import arguments_object, result_text, whole_call
 from gateway.providers._http import (
@@ -101,7 +102,7 @@ def _body(request: ChatRequest) -> dict[str, Any]:
     contents: list[dict[str, Any]] = []
     for i, message in enumerate(request.messages):
         if message.role == "system":
-            systems.append(_text(message))
+            systems.append(text_of(message.content))
             continue
         parts = _parts(message, names, f"messages.{i}")
         if parts:
@@ -127,13 +128,6 @@ def _body(request: ChatRequest) -> dict[str, Any]:
         body["generationConfig"] = config
     body.update(request.extra)
     return body
-
-
-def _text(message: ChatMessage) -> str:
-    content = message.content
-    if isinstance(content, str):
-        return content
-    return "".join(part.text for part in content if isinstance(part, Text))
 
 
 def _parts(message: ChatMessage, names: dict[str, str], where: str) -> list[dict[str, Any]]:
