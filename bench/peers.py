@@ -16,6 +16,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,9 +39,6 @@ def naive(mock_port: int, port: int) -> tuple[Peer, list[str], dict[str, str]]:
         "bench.naive_relay:app",
         "--port",
         str(port),
-        "--log-level",
-        "warning",
-        "--no-access-log",
     ]
     env = {**os.environ, "NAIVE_UPSTREAM": f"http://127.0.0.1:{mock_port}/v1"}
     return Peer("naive FastAPI+httpx relay", port, b""), command, env
@@ -67,11 +65,8 @@ def start(
     starter: object, mock_port: int, port: int, pin: list[str]
 ) -> tuple[Peer, subprocess.Popen[bytes]]:
     peer, command, env = starter(mock_port, port)  # type: ignore[operator]
-    process = subprocess.Popen(
-        [*pin, *command],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    # Each as its README runs it (uvicorn's defaults: info, with its access log), its
+    # output to a file like the gateway's.
+    with tempfile.NamedTemporaryFile(prefix="bench-peer-", suffix=".log", delete=False) as log:
+        process = subprocess.Popen([*pin, *command], cwd=ROOT, env=env, stdout=log, stderr=log)
     return peer, process
