@@ -23,13 +23,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import secrets
 import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from gateway import ids
 from gateway.auth import GatewayKey
 from gateway.errors import BudgetExceeded, RateLimited, Unavailable
 from gateway.metrics import Metrics
@@ -51,7 +51,7 @@ Clock = Callable[[], float]
 @dataclass(slots=True, eq=False)  # compared and hashed by identity
 class Lease:
     key: GatewayKey
-    id: str = field(default_factory=lambda: secrets.token_hex(8))
+    id: str = field(default_factory=lambda: ids.token_hex(8))
     holds_slot: bool = False
     charged: int = 0  # tokens already charged while the stream ran
     next_charge: int = CHARGE_EVERY  # the delta count at which to charge again

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import re
-import secrets
 import sys
 import time
 from collections.abc import Iterable
@@ -21,6 +20,7 @@ from typing import Any
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from gateway import ids
 from gateway.metrics import Metrics
 from gateway.providers.base import Usage
 from gateway.redaction import KEY_PREFIXES, KEY_SHAPED
@@ -110,7 +110,7 @@ def _new_request_id(scope: Scope) -> str:
             if _SANE_REQUEST_ID.fullmatch(sent):
                 return sent
             break
-    return secrets.token_hex(16)
+    return ids.token_hex(16)
 
 
 class AccessLog:

@@ -16,7 +16,6 @@ own `finally`, not when the garbage collector gets round to it.
 from __future__ import annotations
 
 import asyncio
-import secrets
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Any
 
@@ -25,6 +24,7 @@ from fastapi.sse import EventSourceResponse, format_sse_event
 from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
+from gateway import ids
 from gateway.errors import GatewayError, Unavailable
 from gateway.keepalive import Keepalive
 from gateway.lifecycle import Interrupt, StreamGuard
@@ -51,7 +51,7 @@ class StreamTruncated(Exception):
 
 
 def new_stream_id() -> str:
-    return secrets.token_urlsafe(16)  # 128 random bits, URL-safe
+    return ids.token_urlsafe(16)  # 128 random bits, URL-safe
 
 
 class Encoder:
