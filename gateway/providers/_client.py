@@ -27,13 +27,15 @@ import os
 import socket
 import ssl
 import urllib.request
+import weakref
 from collections.abc import AsyncIterator, Callable
+from contextvars import ContextVar
 from dataclasses import dataclass
-from types import SimpleNamespace
 from typing import Any
 
 import aiohttp
 import httpx
+from aiohttp.connector import Connection
 from yarl import URL
 
 log = logging.getLogger("gateway.upstream")
@@ -65,14 +67,43 @@ class ClientOptions:
     ssl_context: ssl.SSLContext | None = None
 
 
-class _Attempt(SimpleNamespace):
-    """Per-request trace context: whether aiohttp handed out a kept-alive connection."""
+class _Attempt:
+    """One try of a request: whether aiohttp handed it a kept-alive connection."""
 
-    reused: bool = False
+    __slots__ = ("reused",)
+
+    def __init__(self) -> None:
+        self.reused = False
 
 
-async def _mark_reused(_session: object, context: Any, _params: object) -> None:
-    context.trace_request_ctx.reused = True
+_ATTEMPT: ContextVar[_Attempt | None] = ContextVar("gateway_upstream_attempt", default=None)
+
+
+class _Connector(aiohttp.TCPConnector):
+    """Notes on the request's attempt whether its connection carried a request before.
+
+    (A `TraceConfig` told the same with one callback, but made aiohttp build and await its
+    eight trace signals, each with a parameters object, on every request.)
+    """
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self._carried: weakref.WeakSet[object] = weakref.WeakSet()
+
+    async def connect(
+        self,
+        req: aiohttp.ClientRequest,
+        traces: list[Any],
+        timeout: aiohttp.ClientTimeout,  # noqa: ASYNC109  # the overridden method's signature
+    ) -> Connection:
+        connection = await super().connect(req, traces, timeout)
+        protocol = connection.protocol
+        if protocol is not None:
+            attempt = _ATTEMPT.get()
+            if attempt is not None and protocol in self._carried:
+                attempt.reused = True
+            self._carried.add(protocol)
+        return connection
 
 
 class AiohttpTransport(httpx.AsyncBaseTransport):
@@ -93,9 +124,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
 
     def _open(self) -> aiohttp.ClientSession:
         options = self._options
-        trace = aiohttp.TraceConfig()
-        trace.on_connection_reuseconn.append(_mark_reused)
-        connector = aiohttp.TCPConnector(
+        connector = _Connector(
             limit=options.max_connections,
             limit_per_host=0,
             ssl=options.ssl_context if options.ssl_context is not None else True,
@@ -111,7 +140,6 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             trust_env=False,  # proxies are resolved here; no ~/.netrc credentials
             auto_decompress=False,  # httpx decodes, as it does for any transport
             cookie_jar=aiohttp.DummyCookieJar(),
-            trace_configs=[trace],
             max_field_size=MAX_HEADER_BYTES,
             max_headers=MAX_HEADERS,
             read_bufsize=READ_BUFSIZE,
@@ -157,6 +185,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         retried = False
         while True:
             attempt = _Attempt()
+            _ATTEMPT.set(attempt)  # this task's own context: read by `_Connector.connect`
             try:
                 return await session.request(
                     request.method,
@@ -165,7 +194,6 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                     data=body or None,
                     allow_redirects=False,
                     proxy=proxy,
-                    trace_request_ctx=attempt,
                 )
             except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
                 if retried or not attempt.reused or not _nothing_came_back(exc):
