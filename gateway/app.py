@@ -21,15 +21,15 @@ from gateway.api._common import request_id
 from gateway.auth import KeyRing
 from gateway.balancer import Balancer
 from gateway.cooldowns import Cooldowns
-from gateway.cors import SDKFriendlyCORS
 from gateway.dialects import NATIVE, Dialect, dialect_of
 from gateway.dialects.openai import OPENAI
 from gateway.errors import GatewayError, InvalidRequest, MethodNotAllowed, ModelError, NotFound
+from gateway.front import GatewayApp
 from gateway.lifecycle import Drain, drain_on_exit_signals
 from gateway.limits import Clock, Limiter, build_store
 from gateway.metrics import Metrics
 from gateway.models import ModelTable, deployment_providers
-from gateway.observability import AccessLog, configure_logging, outcome_of, record_of
+from gateway.observability import configure_logging, outcome_of, record_of
 from gateway.providers import open_registry
 from gateway.providers.base import Provider, ProviderSettings
 from gateway.redis_client import connect
@@ -107,7 +107,9 @@ def create_app(
             if redis is not None:
                 await redis.aclose()
 
-    app = FastAPI(
+    app = GatewayApp(
+        # Outermost, so preflights are answered without a key.
+        cors_origins=settings.cors.allow_origins,
         title="LLM token relay gateway",
         version=__version__,
         lifespan=lifespan,
@@ -124,10 +126,6 @@ def create_app(
     app.state.metrics = metrics = Metrics(settings.models)
     app.state.keys = KeyRing(settings.keys)
     app.state.tokens = TokenSigner(settings.token_secret())
-    app.add_middleware(AccessLog, metrics=metrics)
-    if settings.cors.allow_origins:
-        # Outermost, so preflights are answered without a key.
-        app.add_middleware(SDKFriendlyCORS, allow_origins=settings.cors.allow_origins)
     for router in ROUTERS:
         app.include_router(router)
     if settings.playground:

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Scope
 
 from gateway import ids
 from gateway.metrics import Metrics
@@ -27,9 +27,9 @@ from gateway.redaction import KEY_PREFIXES, KEY_SHAPED
 
 __all__ = [
     "RECORD_KEY",
-    "AccessLog",
     "RequestRecord",
     "configure_logging",
+    "finish",
     "outcome_of",
     "record_of",
     "request_id_of",
@@ -113,51 +113,20 @@ def _new_request_id(scope: Scope) -> str:
     return ids.token_hex(16)
 
 
-class AccessLog:
-    """Pure ASGI: one record per request; one log line and the metrics when it ends."""
-
-    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
-        self.app = app
-        self.metrics = metrics
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        path = scope["path"]
-        record = RequestRecord(request_id_of(scope), path, scope["method"], time.perf_counter())
-        scope[RECORD_KEY] = record
-        try:
-            if path in RELAY_ROUTES:
-                record.status = 200  # the relay routes set any other status themselves
-                await self.app(scope, receive, send)
-            else:
-                await self.app(scope, receive, _status_recorder(record, send))
-        finally:
-            self.finish(record)
-
-    def finish(self, record: RequestRecord) -> None:
-        record.duration_ms = round((time.perf_counter() - record.started) * 1000, 3)
-        if record.route in RELAY_ROUTES:
-            labels = (
-                record.route,
-                record.model or "",
-                record.provider or "",
-                record.outcome,
-                record.error_type or "",
-            )
-            self.metrics.request_counter(labels).inc()
-        if log.isEnabledFor(logging.INFO):
-            log.info("request", extra={"fields": record.logged()})
-
-
-def _status_recorder(record: RequestRecord, send: Send) -> Send:
-    async def recording_send(message: Message) -> None:
-        if message["type"] == "http.response.start":
-            record.status = message["status"]
-        await send(message)
-
-    return recording_send
+def finish(metrics: Metrics, record: RequestRecord) -> None:
+    """A request is over: its metrics, and its log line."""
+    record.duration_ms = round((time.perf_counter() - record.started) * 1000, 3)
+    if record.route in RELAY_ROUTES:
+        labels = (
+            record.route,
+            record.model or "",
+            record.provider or "",
+            record.outcome,
+            record.error_type or "",
+        )
+        metrics.request_counter(labels).inc()
+    if log.isEnabledFor(logging.INFO):
+        log.info("request", extra={"fields": record.logged()})
 
 
 # ---- log formats and redaction ---------------------------------------------------------------

@@ -32,9 +32,13 @@ Check = Callable[[Request], Awaitable[None]]
 
 class DirectRoute(APIRoute):
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        return self.direct_handler() or super().get_route_handler()
+
+    def direct_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]] | None:
+        """The checks then the endpoint, when each takes only the request; else None."""
         calls = _direct_calls(self.endpoint, self.dependencies)
         if calls is None:
-            return super().get_route_handler()
+            return None
         endpoint, checks = calls
 
         async def handler(request: Request) -> Response:

@@ -10,6 +10,7 @@ import uvicorn
 from uvicorn.supervisors import Multiprocess
 
 from gateway.app import create_app, settle_heap
+from gateway.http_protocol import HeadWithFirstChunk
 from gateway.lifecycle import BACKSTOP_S
 from gateway.settings import Settings
 
@@ -38,6 +39,7 @@ def uvicorn_config(settings: Settings, app: Any, **extra: Any) -> uvicorn.Config
         timeout_graceful_shutdown=SHUTDOWN_MARGIN_S,
         backlog=4096,  # bursts of new streams; the kernel caps it at net.core.somaxconn
         log_config=None,
+        http=HeadWithFirstChunk,  # uvicorn's httptools protocol, the head sent with the body
         **extra,
     )
 

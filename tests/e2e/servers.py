@@ -12,6 +12,8 @@ from typing import Any
 import uvicorn
 from starlette.types import Receive, Scope, Send
 
+from gateway.http_protocol import HeadWithFirstChunk
+
 
 def _bound_socket() -> socket.socket:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -31,6 +33,7 @@ async def serve(app: Any, **config: Any) -> AsyncIterator[str]:
     sock = _bound_socket()
     try:
         port = sock.getsockname()[1]
+        config.setdefault("http", HeadWithFirstChunk)  # the gateway's, as `gateway serve`
         server = uvicorn.Server(
             uvicorn.Config(app, log_config=None, access_log=False, lifespan="on", **config)
         )
