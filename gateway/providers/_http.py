@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import os
 import ssl
@@ -515,7 +516,7 @@ async def event_stream(
             if error is not None:
                 raise error
             if ended:
-                await drain_after_end(chunks)
+                await drain_after_end(chunks, response)
                 return
         if (error := unfinished(outcome)) is not None:
             raise error
@@ -542,13 +543,19 @@ def sse_stream(
     )
 
 
-async def drain_after_end(chunks: AsyncIterator[bytes]) -> None:
+async def drain_after_end(chunks: AsyncIterator[bytes], response: httpx.Response) -> None:
     """Read what follows the terminal event (normally just the body's end), briefly.
 
     Reading to the end lets the connection go back to the pool instead of being closed; the
     bound keeps a server that holds the connection open from delaying the client's end. The
-    answer is complete: a connection that breaks now is not an error (SPEC §5.1).
+    answer is complete: a connection that breaks now is not an error (SPEC §5.1). The usual
+    case, the body's end read with the terminal event, costs no timer.
     """
+    at_eof = getattr(response.stream, "at_eof", None)
+    if at_eof is not None and at_eof():
+        if inspect.isasyncgen(chunks):  # httpx's decoding reader (a compressed body)
+            await chunks.aclose()
+        return
     try:
         async with asyncio.timeout(DRAIN_AFTER_END_S):
             async for _ in chunks:

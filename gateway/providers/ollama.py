@@ -81,7 +81,7 @@ class OllamaProvider:
                     if error is not None:
                         raise error
                     if ended:
-                        await drain_after_end(chunks)
+                        await drain_after_end(chunks, response)
                         return
             except httpx.TransportError as exc:
                 broken = exc  # the last line needs no newline: it may have said done

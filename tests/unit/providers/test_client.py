@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import ssl
+from collections.abc import AsyncIterator
 
 import aiohttp
 import httpx
@@ -13,6 +14,7 @@ from aiohttp.client_reqrep import ConnectionKey
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from gateway.providers._client import MalformedResponse, _environment_proxy, _mapped
+from gateway.providers._http import drain_after_end
 from gateway.settings import ConfigError, load_settings
 
 URL = httpx.URL("https://api.example.com/v1/chat/completions")
@@ -147,3 +149,27 @@ def test_configuration_never_shows_a_proxy_password() -> None:
 def test_bad_network_options_fail_at_start_up(option: dict[str, str], problem: str) -> None:
     with pytest.raises(ConfigError, match=problem):
         load_settings(providers={"up": {"type": "openai", **option}})
+
+
+class _Stream:
+    def __init__(self, eof: bool) -> None:
+        self.eof = eof
+
+    def at_eof(self) -> bool:
+        return self.eof
+
+
+async def test_draining_after_the_end_reads_only_a_body_not_yet_at_its_end() -> None:
+    read: list[bytes] = []
+
+    async def chunks() -> AsyncIterator[bytes]:
+        read.append(b"0\r\n\r\n")
+        yield b""
+
+    for eof, expected in ((True, []), (False, [b"0\r\n\r\n"])):
+        read.clear()
+        response = httpx.Response(200, stream=_Stream(eof))  # type: ignore[arg-type]
+        body = chunks()
+        await drain_after_end(body, response)
+        assert read == expected
+        await body.aclose()
