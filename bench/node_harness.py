@@ -9,9 +9,9 @@ Per row: chunks/s at concurrency 50 and 200 (each a warm-up, then a timed run), 
 1,000 streams of the server, of the load client and of the mock, and time to first chunk added
 over direct. Any fault fails the run.
 
-`--cross` also runs the direct, gateway and Portkey rows at c=50 under all four pairings of
-mock (Python, Node) and load client (Python, Node), to tell which half of a harness moves a
-figure.
+`--cross` also runs the direct, gateway and Portkey rows at c=50 under each pairing of mock
+(Python, Node) and load client (Python; Node on raw sockets; Node's http.Agent), to tell which
+part of a harness moves a figure.
 
 Run: python -m bench.node_harness [--peers] [--quick] [--cross]
 """
@@ -19,6 +19,7 @@ Run: python -m bench.node_harness [--peers] [--quick] [--cross]
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import shutil
@@ -107,9 +108,10 @@ def parse_node_load(line: str) -> Load:
     )
 
 
-def node_load(target: Target, **mode: float) -> Load:
-    """load.mjs on the harness core: `concurrency` + `seconds`, or `ttft_samples`."""
-    spec = json.dumps({**node_spec(target), **mode})
+def node_load(target: Target, client: str = "net", **mode: float) -> Load:
+    """load.mjs on the harness core: `concurrency` + `seconds`, or `ttft_samples`; its `net`
+    client (raw sockets), or its `agent` one (Node's http client)."""
+    spec = json.dumps({**node_spec(target), "client": client, **mode})
     command = pinned(HARNESS_CORE, [node(), str(NODE_DIR / "load.mjs"), spec])
     done = subprocess.run(command, capture_output=True, check=True, text=True)
     return parse_node_load(done.stdout.strip().splitlines()[-1])
@@ -135,7 +137,11 @@ def python_load(target: Target, **mode: float) -> Load:
     )
 
 
-CLIENTS: dict[str, Callable[..., Load]] = {"node": node_load, "python": python_load}
+CLIENTS: dict[str, Callable[..., Load]] = {
+    "node": node_load,
+    "node http.Agent": functools.partial(node_load, client="agent"),
+    "python": python_load,
+}
 
 
 def start_node_mock(port: int) -> subprocess.Popen[bytes]:
@@ -262,7 +268,7 @@ def cross(profile: Profile, with_peers: bool) -> dict[str, Any]:
     rows, faults = [], []
     for mock_kind in ("python", "node"):
         with mocked(mock_kind, profile) as harness, servers(harness, with_peers):
-            for client in ("python", "node"):
+            for client in CLIENTS:
                 for row in harness.throughput(client, (50,), CROSS_ROWS):
                     rows.append({"mock": mock_kind, "client": client, **row})
             faults += harness.faults

@@ -1,9 +1,13 @@
 // A closed-loop streaming load generator in Node, beside bench/loadgen.py (its Python twin).
 //
-// Node's own HTTP client: an `http.Agent` with keepAlive and one socket per connection.
-// Chosen over raw `net` sockets so that HTTP framing and chunked decoding are Node's llhttp
-// parser's, not a hand-written one's; what that client costs on its core is measured
-// (`cpu_s`, from process.cpuUsage over the timed run) and reported, not guessed.
+// Two clients, `client` in the spec choosing:
+// - "net" (the default): raw `net` sockets, one request written per stream and the response
+//   read by bench/node/reader.mjs (status, chunked framing, blank lines), as bench/loadgen.py
+//   reads it. The default because the load client shares its core with the mock: Node's
+//   `http` client spends about twice the CPU per stream (measured: `cpu_s`), enough to make
+//   the harness the limit of the gateway's rows;
+// - "agent": Node's own `http` client (an `http.Agent` with keepAlive, one socket per
+//   connection, llhttp parsing), what a Node program would use; kept to measure that cost.
 //
 // Each of `concurrency` connections sends one streamed request after another for `seconds`
 // seconds. Events are counted as blank lines ("\n\n", also across reads) without parsing JSON;
@@ -16,6 +20,9 @@
 // and concurrency + seconds, or ttft_samples). It prints one JSON line of results.
 
 import http from "node:http";
+import net from "node:net";
+
+import { countEvents, ResponseReader } from "./reader.mjs";
 
 const GRACE_MS = 10_000; // after the deadline, a stream still open is a fault, not a wait
 
@@ -34,86 +41,165 @@ const results = {
 };
 const open = new Set();
 
-// Blank lines in one read, `previous` being the last byte of the read before.
-function countEvents(previous, part) {
-  let count = previous === 10 && part[0] === 10 ? 1 : 0;
-  let at = part.indexOf("\n\n");
-  while (at >= 0) {
-    count += 1;
-    at = part.indexOf("\n\n", at + 2);
-  }
-  return count;
-}
-
 function fault(kind, status) {
   results[kind] += 1;
   if (status !== undefined) results.statuses[status] = (results.statuses[status] ?? 0) + 1;
 }
 
-// One stream: resolves when it has ended, however it ended (faults are counted here).
-function once(agent, onFirst) {
-  return new Promise((resolve) => {
-    let settled = false;
-    const settle = (kind, status) => {
-      if (settled) return;
-      settled = true;
-      open.delete(request);
-      if (kind) fault(kind, status);
-      resolve();
-    };
-    const request = http.request(
-      {
-        agent,
-        host: "127.0.0.1",
-        port: spec.port,
-        method: "POST",
-        path: spec.path,
-        headers: {
-          ...spec.headers,
-          "content-type": "application/json",
-          accept: "text/event-stream",
-          "content-length": body.length,
-        },
-      },
-      (response) => {
-        let events = 0;
-        let last = 0;
-        let tail = Buffer.alloc(0);
-        let first = true;
-        response.on("data", (part) => {
-          if (first) {
-            first = false;
-            onFirst?.();
-          }
-          events += countEvents(last, part);
-          last = part[part.length - 1];
-          // Only the last reads are kept: enough to find the terminator in the last event.
-          tail = part.length >= 256 ? part : Buffer.concat([tail, part]).subarray(-256);
-        });
-        response.on("end", () => {
-          results.streams += 1;
-          results.events += events;
-          if (response.statusCode !== 200) settle("errors", response.statusCode);
-          else if (events < spec.events) settle("short");
-          else if (!tail.includes(terminator)) settle("unterminated");
-          else settle(null);
-        });
-        response.on("error", () => settle("errors"));
-        response.on("close", () => response.complete || settle("errors"));
-      },
-    );
-    request.on("error", () => settle("errors"));
-    request.settle = settle;
-    open.add(request);
-    request.end(body);
-  });
+// A whole response's verdict: null when it is a complete stream.
+function verdict(status, events, tail) {
+  if (status !== 200) return "errors";
+  if (events < spec.events) return "short";
+  return tail.includes(terminator) ? null : "unterminated";
 }
 
-async function closedLoop(concurrency, seconds) {
-  const agent = new http.Agent({ keepAlive: true, maxSockets: concurrency });
+function ended(status, events, tail) {
+  results.streams += 1;
+  results.events += events;
+  const kind = verdict(status, events, tail);
+  if (kind) fault(kind, status === 200 ? undefined : status);
+}
+
+// The `net` client: one keep-alive socket; `stream()` resolves when its response has ended,
+// however it ended (faults are counted here); a closed socket is replaced by the next call.
+function netClient() {
+  const request = Buffer.concat([
+    Buffer.from(
+      `POST ${spec.path} HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\n` +
+        "accept: text/event-stream\r\n" +
+        Object.entries(spec.headers)
+          .map(([name, value]) => `${name}: ${value}\r\n`)
+          .join("") +
+        `content-length: ${body.length}\r\n\r\n`,
+      "latin1",
+    ),
+    body,
+  ]);
+  const reader = new ResponseReader();
+  let socket = null;
+  let waiting = null;
+  const finish = (kind) => {
+    const resolve = waiting;
+    if (resolve === null) return;
+    waiting = null;
+    open.delete(connection);
+    if (kind) fault(kind);
+    else ended(reader.status, reader.events, reader.tail);
+    resolve();
+  };
+  const connect = () => {
+    const made = net.connect({ host: "127.0.0.1", port: spec.port, noDelay: true });
+    made.on("data", (data) => {
+      if (waiting === null) return;
+      reader.feed(data);
+      if (reader.malformed) finish("errors");
+      else if (reader.done) finish(null);
+    });
+    made.on("error", () => {});
+    made.on("close", () => {
+      if (socket === made) socket = null;
+      finish("errors");
+    });
+    return made;
+  };
+  const connection = {
+    stream(onFirst) {
+      return new Promise((resolve) => {
+        socket ??= connect();
+        reader.reset();
+        waiting = () => {
+          if (onFirst && reader.firstAt) onFirst(reader.firstAt);
+          resolve();
+        };
+        open.add(connection);
+        socket.write(request);
+      });
+    },
+    abandon() {
+      finish("unfinished");
+      socket?.destroy();
+    },
+    close() {
+      socket?.destroy();
+    },
+  };
+  return connection;
+}
+
+// The `http` client: Node's http.Agent with keepAlive.
+function agentClient() {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+  let current = null;
+  const connection = {
+    stream(onFirst) {
+      return new Promise((resolve) => {
+        let settled = false;
+        let firstAt = 0;
+        const settle = (kind, report) => {
+          if (settled) return;
+          settled = true;
+          open.delete(connection);
+          if (kind) fault(kind);
+          else report();
+          if (onFirst && firstAt) onFirst(firstAt);
+          resolve();
+        };
+        const request = http.request(
+          {
+            agent,
+            host: "127.0.0.1",
+            port: spec.port,
+            method: "POST",
+            path: spec.path,
+            headers: {
+              ...spec.headers,
+              "content-type": "application/json",
+              accept: "text/event-stream",
+              "content-length": body.length,
+            },
+          },
+          (response) => {
+            let events = 0;
+            let last = 0;
+            let tail = Buffer.alloc(0);
+            response.on("data", (part) => {
+              if (firstAt === 0) firstAt = performance.now();
+              events += countEvents(last, part);
+              last = part[part.length - 1];
+              tail = part.length >= 256 ? part : Buffer.concat([tail, part]).subarray(-256);
+            });
+            response.on("end", () =>
+              settle(null, () => ended(response.statusCode, events, tail)),
+            );
+            response.on("error", () => settle("errors"));
+            response.on("close", () => response.complete || settle("errors"));
+          },
+        );
+        request.on("error", () => settle("errors"));
+        current = { settle, request };
+        open.add(connection);
+        request.end(body);
+      });
+    },
+    abandon() {
+      current?.settle("unfinished");
+      current?.request.destroy();
+    },
+    close() {
+      agent.destroy();
+    },
+  };
+  return connection;
+}
+
+const CLIENTS = { net: netClient, agent: agentClient };
+
+async function closedLoop(client, concurrency, seconds) {
   const deadline = performance.now() + seconds * 1000;
   const worker = async () => {
-    while (performance.now() < deadline) await once(agent);
+    const connection = client();
+    while (performance.now() < deadline) await connection.stream();
+    connection.close();
   };
   const guard = setTimeout(abandonOpen, seconds * 1000 + GRACE_MS);
   const started = performance.now();
@@ -123,27 +209,24 @@ async function closedLoop(concurrency, seconds) {
   results.seconds = (performance.now() - started) / 1000;
   results.cpu_s = (used.user + used.system) / 1e6;
   clearTimeout(guard);
-  agent.destroy();
 }
 
-async function ttft(samples) {
-  const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+async function ttft(client, samples) {
+  const connection = client();
   const guard = setTimeout(abandonOpen, samples * 1000 + GRACE_MS);
   for (let i = 0; i < samples; i += 1) {
     const sent = performance.now();
-    await once(agent, () => results.ttft_ms.push(performance.now() - sent));
+    await connection.stream((firstAt) => results.ttft_ms.push(firstAt - sent));
   }
   clearTimeout(guard);
-  agent.destroy();
+  connection.close();
 }
 
 function abandonOpen() {
-  for (const request of open) {
-    request.settle("unfinished");
-    request.destroy();
-  }
+  for (const connection of open) connection.abandon();
 }
 
-if (spec.ttft_samples) await ttft(spec.ttft_samples);
-else await closedLoop(spec.concurrency, spec.seconds);
+const client = CLIENTS[spec.client ?? "net"];
+if (spec.ttft_samples) await ttft(client, spec.ttft_samples);
+else await closedLoop(client, spec.concurrency, spec.seconds);
 process.stdout.write(JSON.stringify(results) + "\n");

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
+import subprocess
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
@@ -105,9 +106,12 @@ async def serve(answer: Answer) -> AsyncIterator[int]:
         yield server.sockets[0].getsockname()[1]
 
 
-async def load(port: int, samples: int, events: int = 3, terminator: str = "[DONE]") -> str:
-    target = Target("t", port, "/v1/chat/completions", b"{}", terminator.encode(), events)
-    spec = json.dumps({**node_spec(target), "ttft_samples": samples})
+CLIENTS = pytest.mark.parametrize("client", ["net", "agent"])
+
+
+async def load(port: int, samples: int, client: str) -> str:
+    target = Target("t", port, "/v1/chat/completions", b"{}", b"[DONE]", 3)
+    spec = json.dumps({**node_spec(target), "client": client, "ttft_samples": samples})
     process = await asyncio.create_subprocess_exec(
         NODE, str(NODE_DIR / "load.mjs"), spec, stdout=asyncio.subprocess.PIPE
     )
@@ -116,12 +120,13 @@ async def load(port: int, samples: int, events: int = 3, terminator: str = "[DON
     return out.decode().strip()
 
 
-async def test_the_node_load_client_counts_events_cut_at_every_offset() -> None:
+@CLIENTS
+async def test_the_node_load_client_counts_events_cut_at_every_offset(client: str) -> None:
     def answer(cut: int) -> bytes:  # the body in two HTTP chunks, split at `cut`
         return streaming(chunked(BODY[:cut], BODY[cut:]) + b"0\r\n\r\n")
 
     async with serve(answer) as port:
-        result = json.loads(await load(port, len(BODY)))
+        result = json.loads(await load(port, len(BODY), client))
     assert result["streams"] == len(BODY)
     assert result["events"] == 3 * len(BODY)
     assert parse_node_load(json.dumps(result)).faults == 0
@@ -139,12 +144,15 @@ async def test_the_node_load_client_counts_events_cut_at_every_offset() -> None:
     ],
     ids=["short", "unterminated", "status 500", "reset mid-body", "closed before answering"],
 )
-async def test_the_node_load_client_counts_each_fault(reply: bytes, fault: str) -> None:
+@CLIENTS
+async def test_the_node_load_client_counts_each_fault(
+    reply: bytes, fault: str, client: str
+) -> None:
     def answer(index: int) -> bytes:  # the faulty reply between two good ones
         return reply if index == 1 else streaming(chunked(BODY) + b"0\r\n\r\n")
 
     async with serve(answer) as port:
-        line = await load(port, 3)
+        line = await load(port, 3, client)
     result = json.loads(line)
     assert result[fault] == 1
     loaded = parse_node_load(line)
@@ -156,3 +164,44 @@ async def test_the_node_load_client_counts_each_fault(reply: bytes, fault: str) 
 def test_a_targets_header_lines_reach_the_node_client_as_headers() -> None:
     target = Target("p", 1, "/x", b"{}", b"[DONE]", 3, headers=b"a: 1\r\nx-b: c:d\r\n")
     assert node_spec(target)["headers"] == {"a": "1", "x-b": "c:d"}
+
+
+# Feeds a whole response to bench/node/reader.mjs cut in two at every offset, then one byte a
+# read, and prints what each reading found.
+READ_EVERY_CUT = """
+import { ResponseReader } from "./bench/node/reader.mjs";
+const raw = Buffer.from(process.argv[1], "latin1");
+const cuts = [...Array(raw.length + 1).keys()].map((at) => [raw.subarray(0, at), raw.subarray(at)]);
+cuts.push([...raw].map((byte) => Buffer.from([byte])));
+const found = cuts.map((reads) => {
+  const reader = new ResponseReader();
+  let early = false; // done before the response's last byte was read
+  for (const data of reads) if (data.length) (early ||= reader.done), reader.feed(data);
+  return [reader.status, reader.events, reader.done && !early, reader.tail.toString("latin1")];
+});
+process.stdout.write(JSON.stringify(found));
+"""
+
+
+@pytest.mark.parametrize(
+    "response",
+    [
+        streaming(chunked(*BODY.partition(b"\n\n")) + b"0\r\n\r\n"),
+        streaming(chunked(BODY[:9], BODY[9:]) + b"0\r\n\r\n"),  # a blank line across chunks
+        b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n%b" % (len(BODY), BODY),
+    ],
+    ids=["chunked", "blank line across chunks", "content-length"],
+)
+def test_the_raw_socket_reader_reads_a_response_cut_anywhere(response: bytes) -> None:
+    found = subprocess.run(
+        [NODE, "--input-type=module", "-e", READ_EVERY_CUT, response.decode("latin1")],
+        cwd=NODE_DIR.parents[1],
+        capture_output=True,
+        check=True,
+        text=True,
+    ).stdout
+    readings = json.loads(found)
+    assert len(readings) == len(response) + 2
+    for status, events, done, tail in readings:
+        assert (status, events, done) == (200, 3, True)
+        assert tail.endswith("data: [DONE]\n\n")
