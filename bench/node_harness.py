@@ -41,6 +41,7 @@ LEVELS = (50, 200)
 CHUNKS = run.CHUNKS
 ROWS = ("direct", "gateway /v1/chat/completions", "gateway /stream?format=sse")
 HARNESS_CORE = 1
+HARNESS_LIMIT_PCT = 90  # the harness core's busy share above which a row is flagged
 
 
 @dataclass(frozen=True)
@@ -168,6 +169,7 @@ class Harness:
         self.gw_port = 0
         self.peers: tuple[Peer, ...] = ()
         self.faults: list[str] = []
+        self.warnings: list[str] = []
 
     def targets(self, chunks: int, delay_ms: int, names: tuple[str, ...]) -> list[Target]:
         every = run.targets(self.mock_port, self.gw_port, chunks, delay_ms, self.peers)
@@ -211,16 +213,26 @@ class Harness:
         after = (server.cpu_seconds() if server else 0.0, self.mock.cpu_seconds())
         self.check(f"c={level} {target.name}", load)
         per_1000 = 1000 / load.streams if load.streams else float("nan")
+        server_cpu, mock_cpu = after[0] - before[0], after[1] - before[1]
         row: dict[str, Any] = {
             "concurrency": level,
             "target": target.name,
             "streams_s": load.streams / load.seconds,
             "chunks_s": load.streams * CHUNKS / load.seconds,
             "client_cpu_s_per_1000": load.cpu_s * per_1000,
-            "mock_cpu_s_per_1000": (after[1] - before[1]) * per_1000,
+            "mock_cpu_s_per_1000": mock_cpu * per_1000,
+            # How busy each core was: a harness core near 100 % while the server's is not
+            # means the harness, not the server, set the figure.
+            "harness_core_pct": (load.cpu_s + mock_cpu) / load.seconds * 100,
         }
         if server is not None:
-            row["cpu_s_per_1000"] = (after[0] - before[0]) * per_1000
+            row["cpu_s_per_1000"] = server_cpu * per_1000
+            row["server_core_pct"] = server_cpu / load.seconds * 100
+        if server is not None and row["harness_core_pct"] > HARNESS_LIMIT_PCT:
+            self.warnings.append(
+                f"c={level} {target.name}: the harness core was "
+                f"{row['harness_core_pct']:.0f} % busy: the harness may be the limit"
+            )
         return row
 
 
@@ -257,7 +269,12 @@ def measure(profile: Profile, with_peers: bool) -> dict[str, Any]:
     with mocked("node", profile) as harness, servers(harness, with_peers):
         ttft = harness.ttft("node")
         rows = harness.throughput("node", LEVELS, harness.names())
-        return {"ttft": ttft, "throughput": rows, "faults": harness.faults}
+        return {
+            "ttft": ttft,
+            "throughput": rows,
+            "faults": harness.faults,
+            "warnings": harness.warnings,
+        }
 
 
 CROSS_ROWS = ("direct", "gateway /v1/chat/completions", "Portkey gateway 1.15.2")
@@ -265,14 +282,15 @@ CROSS_ROWS = ("direct", "gateway /v1/chat/completions", "Portkey gateway 1.15.2"
 
 def cross(profile: Profile, with_peers: bool) -> dict[str, Any]:
     """Each pairing of mock and load client at c=50: which half moves a figure."""
-    rows, faults = [], []
+    rows, faults, warnings = [], [], []
     for mock_kind in ("python", "node"):
         with mocked(mock_kind, profile) as harness, servers(harness, with_peers):
             for client in CLIENTS:
                 for row in harness.throughput(client, (50,), CROSS_ROWS):
                     rows.append({"mock": mock_kind, "client": client, **row})
             faults += harness.faults
-    return {"cross": rows, "faults": faults}
+            warnings += harness.warnings
+    return {"cross": rows, "faults": faults, "warnings": warnings}
 
 
 TTFT_HEAD = [
@@ -282,8 +300,8 @@ TTFT_HEAD = [
 THROUGHPUT_HEAD = [
     "| throughput (64 chunks/stream, no delay) | concurrency | streams/s | chunks/s "
     "| % of direct | server CPU s / 1000 streams | load client CPU s / 1000 | "
-    "mock CPU s / 1000 |",
-    "|---|---|---|---|---|---|---|---|",
+    "mock CPU s / 1000 | server core busy | harness core busy |",
+    "|---|---|---|---|---|---|---|---|---|---|",
 ]
 
 
@@ -296,6 +314,7 @@ def render(report: dict[str, Any]) -> str:
         lines += ["", *render_cross(report["cross"])]
     lines += ["", f"Faults: {len(report['faults'])}."]
     lines += [f"- fault: {fault}" for fault in report["faults"]]
+    lines += [f"- warning: {warning}" for warning in report["warnings"]]
     return "\n".join(lines)
 
 
@@ -309,8 +328,13 @@ def _throughput_row(row: dict[str, Any], rows: list[dict[str, Any]]) -> str:
     return (
         f"| {row['target']} | {row['concurrency']} | {row['streams_s']:.0f} | "
         f"{row['chunks_s']:.0f} | {share:.0f} % | {_cpu(row, 'cpu_s_per_1000')} | "
-        f"{row['client_cpu_s_per_1000']:.2f} | {row['mock_cpu_s_per_1000']:.2f} |"
+        f"{row['client_cpu_s_per_1000']:.2f} | {row['mock_cpu_s_per_1000']:.2f} | "
+        f"{_pct(row, 'server_core_pct')} | {_pct(row, 'harness_core_pct')} |"
     )
+
+
+def _pct(row: dict[str, Any], key: str) -> str:
+    return f"{row[key]:.0f} %" if key in row else ""
 
 
 def _find(rows: list[dict[str, Any]], target: str, level: int) -> dict[str, Any] | None:
@@ -342,14 +366,15 @@ def ratios(rows: list[dict[str, Any]]) -> list[str]:
 def render_cross(rows: list[dict[str, Any]]) -> list[str]:
     lines = [
         "| mock + load client, c=50 | target | chunks/s | server CPU s / 1000 | "
-        "load client CPU s / 1000 | mock CPU s / 1000 |",
-        "|---|---|---|---|---|---|",
+        "load client CPU s / 1000 | mock CPU s / 1000 | server core busy | harness core busy |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         lines.append(
             f"| {row['mock']} mock + {row['client']} client | {row['target']} | "
             f"{row['chunks_s']:.0f} | {_cpu(row, 'cpu_s_per_1000')} | "
-            f"{row['client_cpu_s_per_1000']:.2f} | {row['mock_cpu_s_per_1000']:.2f} |"
+            f"{row['client_cpu_s_per_1000']:.2f} | {row['mock_cpu_s_per_1000']:.2f} | "
+            f"{_pct(row, 'server_core_pct')} | {_pct(row, 'harness_core_pct')} |"
         )
     return lines
 
@@ -370,6 +395,7 @@ def main() -> None:
         crossed = cross(profile, args.peers)
         report["cross"] = crossed["cross"]
         report["faults"] += crossed["faults"]
+        report["warnings"] += crossed["warnings"]
     report["mode"] = "quick" if args.quick else "full"
     report["machine"] = run.machine()
     run.RESULTS.mkdir(exist_ok=True)
