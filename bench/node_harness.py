@@ -51,8 +51,8 @@ class Profile:
     ttft_samples: int
 
 
-FULL = Profile(seconds=6.0, warmup=2.0, ttft_samples=300)
-QUICK = Profile(seconds=3.0, warmup=1.0, ttft_samples=100)
+FULL = Profile(seconds=6.0, warmup=5.0, ttft_samples=300)  # Portkey warms up over ~6 s
+QUICK = Profile(seconds=3.0, warmup=2.0, ttft_samples=100)
 
 
 @dataclass
