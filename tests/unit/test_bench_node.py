@@ -109,9 +109,11 @@ async def serve(answer: Answer) -> AsyncIterator[int]:
 CLIENTS = pytest.mark.parametrize("client", ["net", "agent"])
 
 
-async def load(port: int, samples: int, client: str) -> str:
+async def load(port: int, samples: int, client: str, grace_ms: int = 10_000) -> str:
     target = Target("t", port, "/v1/chat/completions", b"{}", b"[DONE]", 3)
-    spec = json.dumps({**node_spec(target), "client": client, "ttft_samples": samples})
+    spec = json.dumps(
+        {**node_spec(target), "client": client, "ttft_samples": samples, "grace_ms": grace_ms}
+    )
     process = await asyncio.create_subprocess_exec(
         NODE, str(NODE_DIR / "load.mjs"), spec, stdout=asyncio.subprocess.PIPE
     )
@@ -159,6 +161,24 @@ async def test_the_node_load_client_counts_each_fault(
     assert loaded.faults == 1
     assert fault in loaded.detail
     assert result["events"] >= 6  # both good streams were read in full
+
+
+@CLIENTS
+async def test_a_stream_still_open_after_the_deadline_is_counted_unfinished(client: str) -> None:
+    stalled = asyncio.Event()
+
+    def answer(index: int) -> bytes:  # the second stream stops after its first event
+        if index == 1:
+            stalled.set()
+            return streaming(chunked(b"data: {}\n\n"))
+        return streaming(chunked(BODY) + b"0\r\n\r\n")
+
+    async with serve(answer) as port:
+        line = await load(port, 2, client, grace_ms=100)
+    assert stalled.is_set()
+    result = json.loads(line)
+    assert (result["streams"], result["unfinished"]) == (1, 1)
+    assert parse_node_load(line).faults == 1
 
 
 def test_a_targets_header_lines_reach_the_node_client_as_headers() -> None:
