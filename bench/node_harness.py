@@ -42,6 +42,7 @@ CHUNKS = run.CHUNKS
 ROWS = ("direct", "gateway /v1/chat/completions", "gateway /stream?format=sse")
 HARNESS_CORE = 1
 HARNESS_LIMIT_PCT = 90  # the harness core's busy share above which a row is flagged
+STEADY = 0.85  # halves of a timed run further apart than this are flagged, as bench/run.py does
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,17 @@ class Load:
     faults: int
     detail: str = ""  # what the faults were
     ttft_ms: list[float] = field(default_factory=list)
+
+
+def combined(loads: list[Load]) -> Load:
+    """Consecutive runs of one row taken as one."""
+    return Load(
+        streams=sum(load.streams for load in loads),
+        seconds=sum(load.seconds for load in loads),
+        cpu_s=sum(load.cpu_s for load in loads),
+        faults=sum(load.faults for load in loads),
+        detail="; ".join(load.detail for load in loads if load.faults),
+    )
 
 
 def node() -> str:
@@ -209,9 +221,17 @@ class Harness:
         self.check(f"c={level} {target.name} (warm-up)", warm)
         server = self.servers.get(target.process) if target.name != "direct" else None
         before = (server.cpu_seconds() if server else 0.0, self.mock.cpu_seconds())
-        load = measure(target, concurrency=level, seconds=self.profile.seconds)
+        # Two halves, as bench/run.py times a level: a server still warming up shows.
+        halves = [measure(target, concurrency=level, seconds=self.profile.seconds / 2)]
+        halves.append(measure(target, concurrency=level, seconds=self.profile.seconds / 2))
         after = (server.cpu_seconds() if server else 0.0, self.mock.cpu_seconds())
+        load = combined(halves)
         self.check(f"c={level} {target.name}", load)
+        first, second = (half.streams / half.seconds for half in halves)
+        if min(first, second) < STEADY * max(first, second):
+            self.warnings.append(
+                f"c={level} {target.name}: not steady ({first:.0f} then {second:.0f} streams/s)"
+            )
         per_1000 = 1000 / load.streams if load.streams else float("nan")
         server_cpu, mock_cpu = after[0] - before[0], after[1] - before[1]
         row: dict[str, Any] = {
