@@ -12,12 +12,12 @@
 // Each of `concurrency` connections sends one streamed request after another for `seconds`
 // seconds. Events are counted as blank lines ("\n\n", also across reads) without parsing JSON;
 // each stream's status, event count and terminator are checked, and every fault (an error,
-// a non-200, a short stream, a missing terminator, a stream still open at the end) is counted.
+// a non-200, a short stream, a missing terminator, a stream stalled for 10 s) is counted.
 // With `ttft_samples`, one connection runs that many streams one after another instead and
 // reports the time from sending each request to its first body bytes.
 //
 // Run: node bench/node/load.mjs '<json>'   (port, path, body, headers, terminator, events,
-// and concurrency + seconds, or ttft_samples; grace_ms). It prints one JSON line of results.
+// and concurrency + seconds, or ttft_samples; stall_ms). It prints one JSON line of results.
 
 import http from "node:http";
 import net from "node:net";
@@ -25,8 +25,8 @@ import net from "node:net";
 import { countEvents, ResponseReader } from "./reader.mjs";
 
 const spec = JSON.parse(process.argv[2]);
-// After the deadline (in the TTFT mode, a second a stream), a stream still open is a fault.
-const GRACE_MS = spec.grace_ms ?? 10_000;
+// A stream that receives nothing for this long is stalled: a fault, and abandoned.
+const STALL_MS = spec.stall_ms ?? 10_000;
 const body = Buffer.from(spec.body, "latin1");
 const terminator = Buffer.from(spec.terminator, "latin1");
 const results = {
@@ -90,19 +90,22 @@ function netClient() {
   const connect = () => {
     const made = net.connect({ host: "127.0.0.1", port: spec.port, noDelay: true });
     made.on("data", (data) => {
-      if (waiting === null) return;
+      connection.reads += 1;
+      if (waiting === null || socket !== made) return;
       reader.feed(data);
       if (reader.malformed) finish("errors");
       else if (reader.done) finish(null);
     });
     made.on("error", () => {});
     made.on("close", () => {
-      if (socket === made) socket = null;
+      if (socket !== made) return; // an abandoned socket: its stream is already counted
+      socket = null;
       finish("errors");
     });
     return made;
   };
   const connection = {
+    reads: 0, // reads so far, all streams: what shows a stream is not stalled
     stream(onFirst) {
       return new Promise((resolve) => {
         socket ??= connect();
@@ -116,8 +119,10 @@ function netClient() {
       });
     },
     abandon() {
+      const stalled = socket;
+      socket = null;
       finish("unfinished");
-      socket?.destroy();
+      stalled?.destroy();
     },
     close() {
       socket?.destroy();
@@ -131,6 +136,7 @@ function agentClient() {
   const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
   let current = null;
   const connection = {
+    reads: 0, // reads so far, all streams: what shows a stream is not stalled
     stream(onFirst) {
       return new Promise((resolve) => {
         let settled = false;
@@ -163,6 +169,7 @@ function agentClient() {
             let last = 0;
             let tail = Buffer.alloc(0);
             response.on("data", (part) => {
+              connection.reads += 1;
               if (firstAt === 0) firstAt = performance.now();
               events += countEvents(last, part);
               last = part[part.length - 1];
@@ -201,29 +208,36 @@ async function closedLoop(client, concurrency, seconds) {
     while (performance.now() < deadline) await connection.stream();
     connection.close();
   };
-  const guard = setTimeout(abandonOpen, seconds * 1000 + GRACE_MS);
+  const guard = watchStalls();
   const started = performance.now();
   const cpu = process.cpuUsage();
   await Promise.all(Array.from({ length: concurrency }, worker));
   const used = process.cpuUsage(cpu);
   results.seconds = (performance.now() - started) / 1000;
   results.cpu_s = (used.user + used.system) / 1e6;
-  clearTimeout(guard);
+  clearInterval(guard);
 }
 
 async function ttft(client, samples) {
   const connection = client();
-  const guard = setTimeout(abandonOpen, samples * 1000 + GRACE_MS);
+  const guard = watchStalls();
   for (let i = 0; i < samples; i += 1) {
     const sent = performance.now();
     await connection.stream((firstAt) => results.ttft_ms.push(firstAt - sent));
   }
-  clearTimeout(guard);
+  clearInterval(guard);
   connection.close();
 }
 
-function abandonOpen() {
-  for (const connection of open) connection.abandon();
+// Every STALL_MS, abandon each open stream whose connection has read nothing since the last look.
+function watchStalls() {
+  const seen = new Map();
+  return setInterval(() => {
+    for (const connection of open) {
+      if (seen.get(connection) === connection.reads) connection.abandon();
+      else seen.set(connection, connection.reads);
+    }
+  }, STALL_MS);
 }
 
 const client = CLIENTS[spec.client ?? "net"];
