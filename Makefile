@@ -18,7 +18,7 @@ LOCK_DEV := requirements/dev.txt
 COMPILE   = $(BIN)/uv pip compile pyproject.toml requirements/build.in --universal \
             --generate-hashes --python-version 3.11 --quiet
 
-.PHONY: run test lint typecheck pytest bench bench-quick bench-peers soak clean tools lock lock-upgrade \
+.PHONY: run test lint typecheck pytest bench bench-quick bench-peers bench-node soak clean tools lock lock-upgrade \
         test-latest test-lowest agents
 
 $(BIN)/python:
@@ -144,6 +144,12 @@ bench/peers/node_modules/.installed: bench/peers/package.json bench/peers/packag
 
 bench-peers: $(VENV)/.dev-installed bench/peers/node_modules/.installed
 	$(BIN)/python -m bench.run --peers $(ARGS)
+
+# The same servers under an independent harness, a Node mock upstream and a Node load client
+# (bench/node/), to compare with bench-peers (docs/PERFORMANCE.md, "Two harnesses"):
+#   make bench-node ARGS="[--quick] [--cross]"
+bench-node: $(VENV)/.dev-installed bench/peers/node_modules/.installed
+	$(BIN)/python -m bench.node_harness --peers $(ARGS)
 
 clean:
 	rm -rf $(VENV) .venv-latest .venv-lowest .pytest_cache .mypy_cache .ruff_cache .coverage .coverage.* *.egg-info
