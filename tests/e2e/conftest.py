@@ -2,12 +2,19 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import os
 from collections.abc import AsyncIterator, Iterator
+from typing import TYPE_CHECKING
 
 import pytest
+import pytest_asyncio
 
 from gateway.providers.base import ChatRequest, StreamOutcome
 from gateway.providers.fake import FakeProvider
+from tests.ci import require
+
+if TYPE_CHECKING:
+    from playwright.async_api import Browser
 
 pytestmark = pytest.mark.e2e
 
@@ -37,6 +44,42 @@ def thaw_heap_after_module() -> Iterator[None]:
     collected in the next test's teardown, as it was before the freezing above."""
     yield
     gc.unfreeze()
+
+
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def chromium_path() -> str:
+    """The browser to drive: $CHROMIUM, else Debian's (skips locally, fails in CI, if absent)."""
+    return os.environ.get("CHROMIUM") or require("chromium")
+
+
+# Playwright's objects belong to the event loop that made them: the browser tests run in their
+# module's loop (`pytestmark = pytest.mark.asyncio(loop_scope="module")`) to share it.
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def chromium() -> AsyncIterator[Browser]:
+    """One headless Chromium for a module's tests (launching one took ~2 s a test). Each test
+    opens a context of its own (`new_context`): cookies, storage and cache as empty as a
+    freshly launched browser's, and closed with the test."""
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(
+            executable_path=chromium_path(), args=CHROMIUM_FLAGS
+        )
+        try:
+            yield browser
+        finally:
+            await browser.close()
 
 
 class GatedProvider:
