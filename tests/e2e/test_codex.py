@@ -12,9 +12,7 @@ provider's key.
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -25,11 +23,11 @@ from starlette.types import Receive, Scope, Send
 
 from gateway.app import create_app
 from gateway.auth import hash_key
-from tests.agents import codex_binary
+from tests.agents import codex_binary, run_agent
 from tests.conftest import CANARY_KEY, settings_from
 from tests.e2e import test_claude_code as claude
-from tests.e2e.servers import answered_lifespan, read_body, serve
-from tests.e2e.test_claude_code import Received
+from tests.e2e.scripted import Received, received, send_whole
+from tests.e2e.servers import answered_lifespan, serve
 
 pytestmark = pytest.mark.e2e
 
@@ -176,18 +174,14 @@ class ScriptedUpstream:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if await answered_lifespan(scope, receive, send):
             return
-        body = await read_body(receive)
-        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
-        seen = Received(
-            scope["method"], scope["path"], scope["query_string"].decode(), headers, body
-        )
+        seen = await received(scope, receive)
         self.received.append(seen)
-        if (scope["method"], scope["path"]) != ("POST", self.PATHS[self.kind]):
+        if (seen.method, seen.path) != ("POST", self.PATHS[self.kind]):
             error = {"error": {"type": "invalid_request_error", "message": "no such route"}}
-            await self._send(send, 404, "application/json", json.dumps(error).encode())
+            await send_whole(send, 404, "application/json", json.dumps(error).encode())
             return
         answered = self.answered(seen.json())
-        await self._send(send, 200, "text/event-stream", self.reply(answered))
+        await send_whole(send, 200, "text/event-stream", self.reply(answered))
 
     def answered(self, body: dict[str, Any]) -> bool:
         """Whether the command's output has come back (in the upstream's words)."""
@@ -218,11 +212,6 @@ class ScriptedUpstream:
         if answered:
             return claude.text_answer(ANSWER)
         return anthropic_call(self.work)
-
-    async def _send(self, send: Send, status: int, content_type: str, body: bytes) -> None:
-        headers = [(b"content-type", content_type.encode())]
-        await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
 
 
 def anthropic_results(body: dict[str, Any]) -> list[dict[str, Any]]:
@@ -306,29 +295,17 @@ async def run_codex(url: str, tmp_path: Path, prompt: str) -> tuple[int, str, st
     home.mkdir()
     codex_home.mkdir()
     (codex_home / "config.toml").write_text(codex_config(url))
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "HOME": str(home),
-        "CODEX_HOME": str(codex_home),
-        "GATEWAY_API_KEY": GATEWAY_KEY,
-    }
-    process = await asyncio.create_subprocess_exec(
-        str(codex_binary()),
+    return await run_agent(
+        codex_binary(),
         "exec",
         "-s",
         "danger-full-access",
         "--skip-git-repo-check",
         prompt,
         cwd=tmp_path / "work",
-        env=env,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
+        home=home,
+        env={"CODEX_HOME": str(codex_home), "GATEWAY_API_KEY": GATEWAY_KEY},
     )
-    async with asyncio.timeout(180):  # a bound, not a synchronisation: a hang fails the test
-        out, err = await process.communicate()
-    assert process.returncode is not None
-    return process.returncode, out.decode(), err.decode()
 
 
 async def test_codex_writes_a_file_through_the_gateway(tmp_path: Path) -> None:
