@@ -94,9 +94,16 @@ agents:
 	  npm ci --prefix $(AGENTS_DIR).tmp --no-audit --no-fund --loglevel=error && \
 	  touch $(AGENTS_DIR).tmp/.installed && rm -rf $(AGENTS_DIR) && mv $(AGENTS_DIR).tmp $(AGENTS_DIR); }
 
+# The suite runs on pytest-xdist workers, a test file each at a time (--dist loadfile: a module's
+# shared fixtures, one Chromium or one Node process, are set up once). Much of its time is
+# waiting on sockets and programs: on 2 cores two workers took a third off the wall time.
+# Coverage follows them (its subprocess patch, pyproject.toml) and `coverage combine` joins
+# them. `make test PYTEST_WORKERS=0` runs the suite in one process.
+PYTEST_WORKERS ?= 2
+
 pytest: $(VENV)/.dev-installed tools $(UI_SDK)/node_modules/.installed agents
 	rm -f .coverage .coverage.*
-	$(BIN)/coverage run -m pytest $(ARGS)
+	$(BIN)/coverage run -m pytest -n $(PYTEST_WORKERS) --dist loadfile $(ARGS)
 	$(BIN)/coverage combine --quiet
 	$(BIN)/coverage report
 

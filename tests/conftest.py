@@ -28,14 +28,27 @@ def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(SkipPolicy(allowed_skips(), enforce=in_ci()), "skip-policy")
 
 
-@pytest.fixture(autouse=True)
-def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
-    """No GATEWAY_* or provider keys from the developer's shell; no config/ from the repo."""
+def isolate(monkeypatch: pytest.MonkeyPatch, directory: Path) -> None:
+    """No GATEWAY_* or provider keys from the developer's shell; no config/ from the repo:
+    work in `directory` (where `settings_from` writes its file)."""
     for name in list(os.environ):
         if name.startswith("GATEWAY_") or name.endswith("_API_KEY"):
             monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
+    monkeypatch.chdir(directory)
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
+    isolate(monkeypatch, tmp_path)
     yield
+
+
+@pytest.fixture(scope="module")
+def module_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """`clean_env` for a module-scoped fixture (set up before any test's own `clean_env`)."""
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        isolate(monkeypatch, tmp_path_factory.mktemp("module"))
+        yield
 
 
 # The Redis tests are about what the gateway does with Redis, not about its 0.25 s default

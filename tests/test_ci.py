@@ -34,18 +34,24 @@ def pytest_configure(config):
 """
 
 
-def run_suite(pytester: pytest.Pytester, allowed: list[str], enforce: bool) -> pytest.RunResult:
+def run_suite(
+    pytester: pytest.Pytester, allowed: list[str], enforce: bool, *args: str
+) -> pytest.RunResult:
     pytester.makeini("[pytest]\nasyncio_default_fixture_loop_scope = function\n")
     pytester.makeconftest(POLICY.format(allowed=allowed, enforce=enforce))
     pytester.makepyfile(test_suite=SUITE)
     pytester.makepyfile(
         test_module_skip="import pytest\npytest.skip('no widget', allow_module_level=True)\n"
     )
-    return pytester.runpytest("-p", "no:cacheprovider", "-rs")
+    return pytester.runpytest("-p", "no:cacheprovider", "-rs", *args)
 
 
-def test_ci_run_with_a_skip_not_on_the_allow_list_fails(pytester: pytest.Pytester) -> None:
-    result = run_suite(pytester, allowed=[], enforce=True)
+# `make test` runs the suite on pytest-xdist's workers: their skips reach the policy too.
+@pytest.mark.parametrize("workers", [(), ("-n", "2")], ids=["in-process", "xdist"])
+def test_ci_run_with_a_skip_not_on_the_allow_list_fails(
+    pytester: pytest.Pytester, workers: tuple[str, ...]
+) -> None:
+    result = run_suite(pytester, [], True, *workers)
     result.assert_outcomes(passed=1, skipped=2, xfailed=1)
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     result.stdout.fnmatch_lines(

@@ -8,11 +8,12 @@ checkout and CI run on a machine shares one install: `make agents` installs it w
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 from pathlib import Path
 
-__all__ = ["AGENTS_CACHE", "agents_dir", "claude_binary", "codex_binary"]
+__all__ = ["AGENTS_CACHE", "agents_dir", "claude_binary", "codex_binary", "run_agent"]
 
 HERE = Path(__file__).parent
 AGENTS_CACHE = Path(os.environ.get("GATEWAY_AGENTS_CACHE", "/var/cache/llm-gateway-agents"))
@@ -41,3 +42,24 @@ def _binary(name: str, agent: str) -> Path:
         f"{agent} is not installed in {installed}: run `make agents`"
     )
     return binary
+
+
+async def run_agent(
+    binary: Path, *args: str, cwd: Path, home: Path, env: dict[str, str]
+) -> tuple[int, str, str]:
+    """Run an agent to its end in `cwd`, with `home` (an empty folder) as HOME and only `env`
+    besides PATH (nothing from the developer's shell: no keys, no config): exit status,
+    stdout, stderr."""
+    process = await asyncio.create_subprocess_exec(
+        str(binary),
+        *args,
+        cwd=cwd,
+        env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(home), **env},
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    async with asyncio.timeout(180):  # a bound, not a synchronisation: a hang fails the test
+        out, err = await process.communicate()
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()

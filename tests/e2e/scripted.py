@@ -21,7 +21,16 @@ from starlette.types import Receive, Scope, Send
 
 from tests.e2e.servers import answered_lifespan, read_body
 
-__all__ = ["DIALECTS", "Call", "Received", "ScriptedModel", "Turn", "provider_config"]
+__all__ = [
+    "DIALECTS",
+    "Call",
+    "Received",
+    "ScriptedModel",
+    "Turn",
+    "provider_config",
+    "received",
+    "send_whole",
+]
 
 DIALECTS = ("openai", "anthropic", "gemini", "ollama")
 GEMINI_SIGNATURE = "c2lnbmF0dXJlLWdlbWluaQ=="  # the thoughtSignature the Gemini upstream signs with
@@ -57,6 +66,20 @@ class Received:
         return json.loads(self.body)
 
 
+async def received(scope: Scope, receive: Receive) -> Received:
+    """The request as an upstream stub received it: method, path, query, headers, body."""
+    body = await read_body(receive)
+    headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+    return Received(scope["method"], scope["path"], scope["query_string"].decode(), headers, body)
+
+
+async def send_whole(send: Send, status: int, media: str, body: bytes) -> None:
+    """One whole response: `body`, as `media`, in a single message."""
+    headers = [(b"content-type", media.encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
 def provider_config(dialect: str, upstream_url: str, key: str) -> str:
     """A `[providers.up]` table for this dialect's scripted upstream."""
     base = f"{upstream_url}/v1" if dialect == "openai" else upstream_url
@@ -73,11 +96,7 @@ class ScriptedModel:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if await answered_lifespan(scope, receive, send):
             return
-        body = await read_body(receive)
-        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
-        seen = Received(
-            scope["method"], scope["path"], scope["query_string"].decode(), headers, body
-        )
+        seen = await received(scope, receive)
         self.received.append(seen)
         data = seen.json()
         turn = self.plan(tools_offered(self.dialect, data), results_sent(self.dialect, data))
@@ -86,9 +105,7 @@ class ScriptedModel:
         else:
             media = "application/x-ndjson" if self.dialect == "ollama" else "text/event-stream"
             answer = ANSWERS[self.dialect](turn)
-        headers = [(b"content-type", media.encode())]
-        await send({"type": "http.response.start", "status": 200, "headers": headers})
-        await send({"type": "http.response.body", "body": answer})
+        await send_whole(send, 200, media, answer)
 
 
 # --- What each dialect's request offers and carries ---------------------------------------

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
 from collections.abc import AsyncIterator
 from typing import Any
@@ -16,46 +15,30 @@ from urllib.parse import urlencode
 
 import httpx
 import pytest
-from playwright.async_api import Page, async_playwright
+import pytest_asyncio
+from playwright.async_api import Browser, Page
 
 from gateway.app import create_app
 from gateway.auth import hash_key
 from gateway.errors import UpstreamUnavailable
 from gateway.providers.base import ChatRequest, StreamOutcome
 from gateway.providers.fake import FakeConfig, load_story
-from tests.ci import require
 from tests.conftest import FAST_FAKE, settings_from
 from tests.e2e.conftest import CountingFake, wait_for
 from tests.e2e.servers import Reply, UpstreamStub, serve
 
-pytestmark = [pytest.mark.e2e, pytest.mark.browser]
+pytestmark = [pytest.mark.e2e, pytest.mark.browser, pytest.mark.asyncio(loop_scope="module")]
 
 STORY = load_story(None)
-FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 
-def chromium_path() -> str:
-    """The browser to drive: $CHROMIUM, else Debian's (skips locally, fails in CI, if absent)."""
-    return os.environ.get("CHROMIUM") or require("chromium")
-
-
-@pytest.fixture
-async def page() -> AsyncIterator[Page]:
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=chromium_path(), args=FLAGS)
-        try:
-            yield await browser.new_page()
-        finally:
-            await browser.close()
+@pytest_asyncio.fixture(loop_scope="module")
+async def page(chromium: Browser) -> AsyncIterator[Page]:
+    context = await chromium.new_context()
+    try:
+        yield await context.new_page()
+    finally:
+        await context.close()
 
 
 EVENT_SOURCE = """

@@ -8,9 +8,7 @@ Claude Code sent, with the entry's model and the provider's key.
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -21,10 +19,10 @@ from starlette.types import Receive, Scope, Send
 
 from gateway.app import create_app
 from gateway.auth import hash_key
-from tests.agents import claude_binary
+from tests.agents import claude_binary, run_agent
 from tests.conftest import CANARY_KEY, settings_from
-from tests.e2e.scripted import Received
-from tests.e2e.servers import answered_lifespan, read_body, serve
+from tests.e2e.scripted import Received, received, send_whole
+from tests.e2e.servers import answered_lifespan, serve
 
 pytestmark = pytest.mark.e2e
 
@@ -120,15 +118,11 @@ class ScriptedAnthropic:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if await answered_lifespan(scope, receive, send):
             return
-        body = await read_body(receive)
-        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
-        seen = Received(
-            scope["method"], scope["path"], scope["query_string"].decode(), headers, body
-        )
+        seen = await received(scope, receive)
         self.received.append(seen)
-        if (scope["method"], scope["path"]) != ("POST", "/v1/messages"):
+        if (seen.method, seen.path) != ("POST", "/v1/messages"):
             error = {"type": "error", "error": {"type": "not_found_error", "message": "no"}}
-            await self._send(send, 404, "application/json", json.dumps(error).encode())
+            await send_whole(send, 404, "application/json", json.dumps(error).encode())
             return
         data = seen.json()
         offers_write = any(tool.get("name") == "Write" for tool in data.get("tools", []))
@@ -136,12 +130,7 @@ class ScriptedAnthropic:
             answer = write_call(self.target)
         else:
             answer = text_answer(ANSWER)
-        await self._send(send, 200, "text/event-stream", answer)
-
-    async def _send(self, send: Send, status: int, content_type: str, body: bytes) -> None:
-        headers = [(b"content-type", content_type.encode())]
-        await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
+        await send_whole(send, 200, "text/event-stream", answer)
 
 
 def gateway_config(upstream: str) -> str:
@@ -166,8 +155,6 @@ async def run_claude(url: str, tmp_path: Path, prompt: str) -> tuple[int, str, s
     home.mkdir()
     work.mkdir(exist_ok=True)
     env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "HOME": str(home),
         "ANTHROPIC_BASE_URL": url,
         "ANTHROPIC_API_KEY": GATEWAY_KEY,
         "ANTHROPIC_MODEL": "claude-gateway",
@@ -177,8 +164,8 @@ async def run_claude(url: str, tmp_path: Path, prompt: str) -> tuple[int, str, s
         "DISABLE_TELEMETRY": "1",
         "DISABLE_AUTOUPDATER": "1",
     }
-    process = await asyncio.create_subprocess_exec(
-        str(claude_binary()),
+    return await run_agent(
+        claude_binary(),
         "-p",
         prompt,
         "--model",
@@ -190,15 +177,9 @@ async def run_claude(url: str, tmp_path: Path, prompt: str) -> tuple[int, str, s
         "--output-format",
         "json",
         cwd=work,
+        home=home,
         env=env,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
     )
-    async with asyncio.timeout(180):  # a bound, not a synchronisation: a hang fails the test
-        out, err = await process.communicate()
-    assert process.returncode is not None
-    return process.returncode, out.decode(), err.decode()
 
 
 async def test_claude_code_writes_a_file_through_the_gateway(tmp_path: Path) -> None:

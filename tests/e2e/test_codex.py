@@ -12,9 +12,7 @@ provider's key.
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -25,11 +23,20 @@ from starlette.types import Receive, Scope, Send
 
 from gateway.app import create_app
 from gateway.auth import hash_key
-from tests.agents import codex_binary
+from tests.agents import codex_binary, run_agent
 from tests.conftest import CANARY_KEY, settings_from
-from tests.e2e import test_claude_code as claude
-from tests.e2e.servers import answered_lifespan, read_body, serve
-from tests.e2e.test_claude_code import Received
+from tests.e2e.scripted import (
+    Call,
+    Plan,
+    Received,
+    ScriptedModel,
+    Turn,
+    provider_config,
+    received,
+    results_sent,
+    send_whole,
+)
+from tests.e2e.servers import answered_lifespan, serve
 
 pytestmark = pytest.mark.e2e
 
@@ -136,141 +143,53 @@ def outputs(body: dict[str, Any]) -> list[dict[str, Any]]:
     return [item for item in body["input"] if item.get("type") == "function_call_output"]
 
 
-def chat_stream(*deltas: dict[str, Any], finish: str) -> bytes:
-    """A Chat Completions stream: one chunk per delta, the finish, usage, [DONE]."""
-    chunks = [{"index": 0, "delta": delta, "finish_reason": None} for delta in deltas]
-    chunks.append({"index": 0, "delta": {}, "finish_reason": finish})
-    frames = [{"id": "c1", "object": "chat.completion.chunk", "choices": [c]} for c in chunks]
-    frames.append(
-        {
-            "id": "c1",
-            "object": "chat.completion.chunk",
-            "choices": [],
-            "usage": {"prompt_tokens": 321, "completion_tokens": 12, "total_tokens": 333},
-        }
-    )
-    body = b"".join(b"data: " + json.dumps(frame).encode() + b"\n\n" for frame in frames)
-    return body + b"data: [DONE]\n\n"
+class ScriptedResponses:
+    """A Responses upstream: an exec_command call while no command output has come back, text
+    after; every request recorded. (The Chat Completions and Anthropic upstreams of the
+    translated test are tests.e2e.scripted's ScriptedModel.)"""
 
-
-def command(work: Path) -> str:
-    return json.dumps({"cmd": f"printf '%s' '{CONTENT}' > {work / 'hello.txt'}"})
-
-
-class ScriptedUpstream:
-    """An upstream of `kind` (Responses, Chat Completions or Anthropic Messages): an
-    exec_command call while no command output has come back, text after; every request
-    recorded."""
-
-    PATHS = {
-        "responses": "/v1/responses",
-        "chat": "/v1/chat/completions",
-        "anthropic": "/v1/messages",
-    }
-
-    def __init__(self, work: Path, kind: str = "responses") -> None:
+    def __init__(self, work: Path) -> None:
         self.work = work
-        self.kind = kind
         self.received: list[Received] = []
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if await answered_lifespan(scope, receive, send):
             return
-        body = await read_body(receive)
-        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
-        seen = Received(
-            scope["method"], scope["path"], scope["query_string"].decode(), headers, body
-        )
+        seen = await received(scope, receive)
         self.received.append(seen)
-        if (scope["method"], scope["path"]) != ("POST", self.PATHS[self.kind]):
+        if (seen.method, seen.path) != ("POST", "/v1/responses"):
             error = {"error": {"type": "invalid_request_error", "message": "no such route"}}
-            await self._send(send, 404, "application/json", json.dumps(error).encode())
+            await send_whole(send, 404, "application/json", json.dumps(error).encode())
             return
-        answered = self.answered(seen.json())
-        await self._send(send, 200, "text/event-stream", self.reply(answered))
-
-    def answered(self, body: dict[str, Any]) -> bool:
-        """Whether the command's output has come back (in the upstream's words)."""
-        if self.kind == "responses":
-            return bool(outputs(body))
-        if self.kind == "chat":
-            return any(message["role"] == "tool" for message in body["messages"])
-        return bool(anthropic_results(body))
-
-    def reply(self, answered: bool) -> bytes:
-        if self.kind == "responses":
-            return text_answer(ANSWER) if answered else exec_call(self.work)
-        if self.kind == "chat":
-            if answered:
-                return chat_stream({"role": "assistant", "content": ANSWER}, finish="stop")
-            arguments = command(self.work)
-            start = {
-                "index": 0,
-                "id": CALL_ID,
-                "type": "function",
-                "function": {"name": "exec_command", "arguments": ""},
-            }
-            fragments = [
-                {"tool_calls": [{"index": 0, "function": {"arguments": piece}}]}
-                for piece in (arguments[:20], arguments[20:])
-            ]
-            return chat_stream({"tool_calls": [start]}, *fragments, finish="tool_calls")
-        if answered:
-            return claude.text_answer(ANSWER)
-        return anthropic_call(self.work)
-
-    async def _send(self, send: Send, status: int, content_type: str, body: bytes) -> None:
-        headers = [(b"content-type", content_type.encode())]
-        await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
+        answer = text_answer(ANSWER) if outputs(seen.json()) else exec_call(self.work)
+        await send_whole(send, 200, "text/event-stream", answer)
 
 
-def anthropic_results(body: dict[str, Any]) -> list[dict[str, Any]]:
-    return claude.tool_results(body)
+def exec_plan(work: Path) -> Plan:
+    """The same script for the translated upstreams: the call, then, with its result, text."""
+    command = {"cmd": f"printf '%s' '{CONTENT}' > {work / 'hello.txt'}"}
+
+    def plan(tools: list[str], results: list[dict[str, Any]]) -> Turn:
+        if results:
+            return Turn(text=ANSWER)
+        return Turn(calls=(Call("exec_command", command, id=CALL_ID),))
+
+    return plan
 
 
-def anthropic_call(work: Path) -> bytes:
-    arguments = command(work)
-    return claude.sse(
-        claude.message_start("msg_tool"),
-        {
-            "type": "content_block_start",
-            "index": 0,
-            "content_block": {
-                "type": "tool_use",
-                "id": CALL_ID,
-                "name": "exec_command",
-                "input": {},
-            },
-        },
-        *(
-            {
-                "type": "content_block_delta",
-                "index": 0,
-                "delta": {"type": "input_json_delta", "partial_json": piece},
-            }
-            for piece in (arguments[:20], arguments[20:])
-        ),
-        {"type": "content_block_stop", "index": 0},
-        {
-            "type": "message_delta",
-            "delta": {"stop_reason": "tool_use", "stop_sequence": None},
-            "usage": {"output_tokens": 40},
-        },
-        {"type": "message_stop"},
-    )
-
-
-def gateway_config(upstream: str, kind: str = "responses") -> str:
-    provider = {
-        "responses": f"type = 'openai'\nbase_url = '{upstream}/v1'\napi = 'responses'\n",
-        "chat": f"type = 'openai'\nbase_url = '{upstream}/v1'\n",
-        "anthropic": f"type = 'anthropic'\nbase_url = '{upstream}'\n",
-    }[kind]
+def gateway_config(upstream: str, dialect: str = "responses") -> str:
+    """The gateway before a Responses upstream, or a translated one of `dialect`."""
+    if dialect == "responses":
+        provider = (
+            f"[providers.up]\ntype = 'openai'\nbase_url = '{upstream}/v1'\napi = 'responses'\n"
+            f"api_key = '{CANARY_KEY}'\n"
+        )
+    else:
+        provider = provider_config(dialect, upstream, CANARY_KEY)
     return (
-        f"[providers.up]\n{provider}api_key = '{CANARY_KEY}'\n"
-        "[models.codex-gateway]\nprovider = 'up'\nmodel = 'gpt-upstream'\n"
-        f"[keys.codex]\nsha256 = '{hash_key(GATEWAY_KEY)}'\n"
+        provider
+        + "[models.codex-gateway]\nprovider = 'up'\nmodel = 'gpt-upstream'\n"
+        + f"[keys.codex]\nsha256 = '{hash_key(GATEWAY_KEY)}'\n"
     )
 
 
@@ -290,13 +209,17 @@ def codex_config(url: str) -> str:
 
 @asynccontextmanager
 async def codex_setup(
-    tmp_path: Path, kind: str = "responses"
-) -> AsyncIterator[tuple[str, ScriptedUpstream]]:
+    tmp_path: Path, dialect: str = "responses"
+) -> AsyncIterator[tuple[str, ScriptedResponses | ScriptedModel]]:
     work = tmp_path / "work"
     work.mkdir()
-    upstream = ScriptedUpstream(work, kind)
+    upstream: ScriptedResponses | ScriptedModel
+    if dialect == "responses":
+        upstream = ScriptedResponses(work)
+    else:
+        upstream = ScriptedModel(dialect, exec_plan(work))
     async with serve(upstream) as upstream_url:
-        app = create_app(settings_from(gateway_config(upstream_url, kind)))
+        app = create_app(settings_from(gateway_config(upstream_url, dialect)))
         async with serve(app) as url:
             yield url, upstream
 
@@ -306,29 +229,17 @@ async def run_codex(url: str, tmp_path: Path, prompt: str) -> tuple[int, str, st
     home.mkdir()
     codex_home.mkdir()
     (codex_home / "config.toml").write_text(codex_config(url))
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "HOME": str(home),
-        "CODEX_HOME": str(codex_home),
-        "GATEWAY_API_KEY": GATEWAY_KEY,
-    }
-    process = await asyncio.create_subprocess_exec(
-        str(codex_binary()),
+    return await run_agent(
+        codex_binary(),
         "exec",
         "-s",
         "danger-full-access",
         "--skip-git-repo-check",
         prompt,
         cwd=tmp_path / "work",
-        env=env,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
+        home=home,
+        env={"CODEX_HOME": str(codex_home), "GATEWAY_API_KEY": GATEWAY_KEY},
     )
-    async with asyncio.timeout(180):  # a bound, not a synchronisation: a hang fails the test
-        out, err = await process.communicate()
-    assert process.returncode is not None
-    return process.returncode, out.decode(), err.decode()
 
 
 async def test_codex_writes_a_file_through_the_gateway(tmp_path: Path) -> None:
@@ -364,30 +275,35 @@ async def test_codex_writes_a_file_through_the_gateway(tmp_path: Path) -> None:
         assert body["prompt_cache_key"] and "client_metadata" in body
 
 
-@pytest.mark.parametrize("kind", ["chat", "anthropic"])
-async def test_codex_writes_a_file_through_a_translated_upstream(tmp_path: Path, kind: str) -> None:
+@pytest.mark.parametrize(
+    ("dialect", "path"),
+    [("openai", "/v1/chat/completions"), ("anthropic", "/v1/messages")],
+    ids=["chat", "anthropic"],
+)
+async def test_codex_writes_a_file_through_a_translated_upstream(
+    tmp_path: Path, dialect: str, path: str
+) -> None:
     """The same task on a Chat Completions and an Anthropic upstream (SPEC §4.10's translated
     path): Codex's hosted web search is left out, its namespace tools flattened, its
     developer messages the system prompt; the call comes back as Codex declared the tool."""
-    async with codex_setup(tmp_path, kind) as (url, upstream):
+    async with codex_setup(tmp_path, dialect) as (url, upstream):
         code, out, err = await run_codex(url, tmp_path, "Write hello.txt for me.")
     assert code == 0, err
     assert out.strip() == ANSWER
     assert (tmp_path / "work" / "hello.txt").read_text() == CONTENT
-    path = ScriptedUpstream.PATHS[kind]
     assert [(r.method, r.path) for r in upstream.received] == [("POST", path)] * 2
     first, second = (seen.json() for seen in upstream.received)
     for seen in upstream.received:
         assert GATEWAY_KEY not in json.dumps(seen.headers) + seen.body.decode()
-    assert not upstream.answered(first) and upstream.answered(second)
-    if kind == "chat":
+    assert not results_sent(dialect, first)
+    if dialect == "openai":
         names = [tool["function"]["name"] for tool in first["tools"]]
         (result,) = [m for m in second["messages"] if m["role"] == "tool"]
         assert result["tool_call_id"] == CALL_ID
         assert first["messages"][0]["role"] == "system"
     else:
         names = [tool["name"] for tool in first["tools"]]
-        (result,) = anthropic_results(second)
+        (result,) = results_sent(dialect, second)
         assert result["tool_use_id"] == CALL_ID
         assert "Codex" in json.dumps(first["system"])
     assert "exec_command" in names and "web_search" not in names

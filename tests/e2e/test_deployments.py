@@ -9,8 +9,9 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -58,6 +59,40 @@ async def ask(http: httpx.AsyncClient, **headers: str) -> httpx.Response:
     return await http.post("/stream", json={"prompt": "x", "model": "main"}, headers=headers)
 
 
+@asynccontextmanager
+async def replicas(
+    a: UpstreamStub,
+    b: UpstreamStub,
+    count: int,
+    weights: tuple[float, float] = (1, 0),
+    *,
+    clock: ManualClock | None = None,
+    extra: str = "",
+    **options: object,
+) -> AsyncIterator[list[tuple[httpx.AsyncClient, FastAPI]]]:
+    """`main` on deployments dep-a and dep-b, each a provider on its stub's socket, served by
+    `count` gateways (replicas) of one configuration. By default b weighs 0: it only ever
+    serves as a's failover. `extra` is more of the configuration (Redis, another provider),
+    `options` the entry's own."""
+    async with serve(a) as up_a, serve(b) as up_b, AsyncExitStack() as stack:
+        settings = settings_from(
+            extra
+            + provider("a", up_a)
+            + provider("b", up_b)
+            + entry([("a", weights[0]), ("b", weights[1])], **options)
+        )
+        yield [await stack.enter_async_context(gateway(settings, clock)) for _ in range(count)]
+
+
+@asynccontextmanager
+async def two_deployments(
+    a: UpstreamStub, b: UpstreamStub, weights: tuple[float, float] = (1, 0), **config: Any
+) -> AsyncIterator[tuple[httpx.AsyncClient, FastAPI]]:
+    """`replicas` with one gateway."""
+    async with replicas(a, b, 1, weights, **config) as (served,):
+        yield served
+
+
 async def refresh(app: FastAPI) -> None:
     """One round of the replica's background refresh of the shared cooldowns."""
     await app.state.gateway.models.balancer.cooldowns.refresh()
@@ -66,13 +101,9 @@ async def refresh(app: FastAPI) -> None:
 async def test_weighted_split_is_within_the_binomial_tolerance() -> None:
     heavy, light = UpstreamStub(ok()), UpstreamStub(ok())
     n, share = 200, 0.75
-    async with serve(heavy) as up_a, serve(light) as up_b:
-        settings = settings_from(
-            provider("a", up_a) + provider("b", up_b) + entry([("a", 3), ("b", 1)])
-        )
-        async with gateway(settings) as (http, _):
-            for _ in range(n):
-                assert (await ask(http)).status_code == 200
+    async with two_deployments(heavy, light, (3, 1)) as (http, _):
+        for _ in range(n):
+            assert (await ask(http)).status_code == 200
     # Unseeded: five standard deviations of the binomial either side (a false failure about
     # once in 1.7 million runs), while a 50/50 or an always-first split is far outside.
     tolerance = 5 * math.sqrt(n * share * (1 - share))
@@ -90,24 +121,18 @@ async def test_least_busy_avoids_the_deployment_holding_an_open_stream() -> None
         return Reply(body=[event("held"), gate, END])
 
     a, b = UpstreamStub(script), UpstreamStub(script)
-    async with serve(a) as up_a, serve(b) as up_b:
-        settings = settings_from(
-            provider("a", up_a)
-            + provider("b", up_b)
-            + entry([("a", 1), ("b", 1)], routing="least-busy")
-        )
-        async with gateway(settings) as (http, _):
-            async with http.stream(
-                "POST", "/stream", json={"prompt": "x", "model": "main"}
-            ) as open_one:
-                chunks = open_one.aiter_text()
-                assert await anext(chunks) == "held"
-                busy = a if a.seen else b
-                for _ in range(6):
-                    response = await ask(http)
-                    assert response.status_code == 200
-                gate.open()
-                assert [chunk async for chunk in chunks] == []
+    async with two_deployments(a, b, (1, 1), routing="least-busy") as (http, _):
+        async with http.stream(
+            "POST", "/stream", json={"prompt": "x", "model": "main"}
+        ) as open_one:
+            chunks = open_one.aiter_text()
+            assert await anext(chunks) == "held"
+            busy = a if a.seen else b
+            for _ in range(6):
+                response = await ask(http)
+                assert response.status_code == 200
+            gate.open()
+            assert [chunk async for chunk in chunks] == []
     idle = b if busy is a else a
     assert len(busy.seen) == 1
     assert len(idle.seen) == 6
@@ -142,23 +167,19 @@ async def test_a_failing_deployment_gives_one_clean_stream_from_another(failure:
 async def test_a_deployment_in_cooldown_receives_no_request_until_it_ends() -> None:
     broken, healthy = UpstreamStub(failing(503)), UpstreamStub(ok())
     clock = ManualClock()
-    async with serve(broken) as up_a, serve(healthy) as up_b:
-        settings = settings_from(
-            provider("a", up_a)
-            + provider("b", up_b)
-            + entry([("a", 1), ("b", 0)], cooldown_failures=2, cooldown_s=30)
-        )
-        async with gateway(settings, clock) as (http, app):
-            for _ in range(2):  # two failures within the window: it cools down
-                assert (await ask(http)).status_code == 200
-            assert len(broken.seen) == 2
-            for _ in range(5):
-                assert (await ask(http)).headers["x-gateway-provider"] == "dep-b"
-            assert len(broken.seen) == 2  # cooling: not asked at all
-            await refresh(app)  # the gauges follow the view
-            cooling = (await http.get("/metrics")).text
-            clock.advance(31)
+    async with two_deployments(
+        broken, healthy, clock=clock, cooldown_failures=2, cooldown_s=30
+    ) as (http, app):
+        for _ in range(2):  # two failures within the window: it cools down
+            assert (await ask(http)).status_code == 200
+        assert len(broken.seen) == 2
+        for _ in range(5):
             assert (await ask(http)).headers["x-gateway-provider"] == "dep-b"
+        assert len(broken.seen) == 2  # cooling: not asked at all
+        await refresh(app)  # the gauges follow the view
+        cooling = (await http.get("/metrics")).text
+        clock.advance(31)
+        assert (await ask(http)).headers["x-gateway-provider"] == "dep-b"
     assert 'gateway_deployment_cooling{deployment="dep-a",model="main"} 1.0' in cooling
     assert len(broken.seen) == 3  # its cooldown ended: asked again
     assert len(healthy.seen) == 8
@@ -167,33 +188,25 @@ async def test_a_deployment_in_cooldown_receives_no_request_until_it_ends() -> N
 async def test_failures_spread_beyond_the_window_do_not_cool_it_down() -> None:
     broken, healthy = UpstreamStub(failing(503)), UpstreamStub(ok())
     clock = ManualClock()
-    async with serve(broken) as up_a, serve(healthy) as up_b:
-        settings = settings_from(
-            provider("a", up_a)
-            + provider("b", up_b)
-            + entry([("a", 1), ("b", 0)], cooldown_failures=2, cooldown_window_s=10)
-        )
-        async with gateway(settings, clock) as (http, _):
-            for _ in range(3):
-                assert (await ask(http)).status_code == 200
-                clock.advance(11)
+    async with two_deployments(
+        broken, healthy, clock=clock, cooldown_failures=2, cooldown_window_s=10
+    ) as (http, _):
+        for _ in range(3):
+            assert (await ask(http)).status_code == 200
+            clock.advance(11)
     assert len(broken.seen) == 3  # never two failures within 10 s
 
 
 async def test_a_429_with_retry_after_cools_it_for_that_long() -> None:
     limited, healthy = UpstreamStub(failing(429, "120"), ok("a")), UpstreamStub(ok("b"))
     clock = ManualClock()
-    async with serve(limited) as up_a, serve(healthy) as up_b:
-        settings = settings_from(
-            provider("a", up_a) + provider("b", up_b) + entry([("a", 1), ("b", 0)], cooldown_s=30)
-        )
-        async with gateway(settings, clock) as (http, _):
-            assert (await ask(http)).text == "b"  # one 429 is enough
-            clock.advance(60)  # past cooldown_s, within Retry-After
-            assert (await ask(http)).text == "b"
-            assert len(limited.seen) == 1
-            clock.advance(61)
-            assert (await ask(http)).text == "a"
+    async with two_deployments(limited, healthy, clock=clock, cooldown_s=30) as (http, _):
+        assert (await ask(http)).text == "b"  # one 429 is enough
+        clock.advance(60)  # past cooldown_s, within Retry-After
+        assert (await ask(http)).text == "b"
+        assert len(limited.seen) == 1
+        clock.advance(61)
+        assert (await ask(http)).text == "a"
     assert len(limited.seen) == 2
 
 
@@ -202,17 +215,12 @@ async def test_when_every_deployment_cools_the_earliest_to_recover_is_tried() ->
     a = UpstreamStub(failing(503, "50"), ok("a"))
     b = UpstreamStub(failing(503), failing(503), ok("b"))
     clock = ManualClock()
-    async with serve(a) as up_a, serve(b) as up_b:
-        settings = settings_from(
-            provider("a", up_a)
-            + provider("b", up_b)
-            + FAST_FAKE
-            + entry([("a", 1), ("b", 0)], cooldown_failures=1, fallbacks=["story"])
-        )
-        async with gateway(settings, clock) as (http, _):
-            first = await ask(http)  # a and b fail: the fallback serves, both cool down
-            second = await ask(http)  # all cooling: b (ends first) alone, fails: the fallback
-            third = await ask(http)  # b again, and it serves
+    async with two_deployments(
+        a, b, clock=clock, extra=FAST_FAKE, cooldown_failures=1, fallbacks=["story"]
+    ) as (http, _):
+        first = await ask(http)  # a and b fail: the fallback serves, both cool down
+        second = await ask(http)  # all cooling: b (ends first) alone, fails: the fallback
+        third = await ask(http)  # b again, and it serves
     assert first.headers["x-gateway-model"] == second.headers["x-gateway-model"] == "story"
     assert third.headers["x-gateway-provider"] == "dep-b"
     assert third.text == "b"
@@ -223,13 +231,9 @@ async def test_when_every_deployment_cools_the_earliest_to_recover_is_tried() ->
 async def test_all_cooling_without_fallbacks_still_serves() -> None:
     a = UpstreamStub(failing(429, "100"), ok("a"))
     b = UpstreamStub(failing(429, "200"), ok("b"))
-    async with serve(a) as up_a, serve(b) as up_b:
-        settings = settings_from(
-            provider("a", up_a) + provider("b", up_b) + entry([("a", 1), ("b", 0)])
-        )
-        async with gateway(settings) as (http, _):
-            refused = await ask(http)
-            served = await ask(http)
+    async with two_deployments(a, b) as (http, _):
+        refused = await ask(http)
+        served = await ask(http)
     assert refused.status_code == 429
     assert refused.json()["error"]["type"] == "upstream_rate_limited"
     assert served.status_code == 200
@@ -240,70 +244,46 @@ async def test_all_cooling_without_fallbacks_still_serves() -> None:
 async def test_two_replicas_share_failure_counts_and_cooldowns(redis_url: str) -> None:
     broken, healthy = UpstreamStub(failing(503)), UpstreamStub(ok())
     clock = ManualClock()
-    async with serve(broken) as up_a, serve(healthy) as up_b:
-        settings = settings_from(
-            f"redis_url = '{redis_url}'\n"
-            + REDIS_SLACK
-            + provider("a", up_a)
-            + provider("b", up_b)
-            + entry([("a", 1), ("b", 0)], cooldown_failures=2)
-        )
-        async with (
-            gateway(settings, clock) as (one, app_one),
-            gateway(settings, clock) as (
-                two,
-                _app_two,
-            ),
-        ):
-            assert (await ask(one)).status_code == 200  # one failure on each replica:
-            assert (await ask(two)).status_code == 200  # two in Redis, so it cools down
-            assert len(broken.seen) == 2
-            await refresh(app_one)
-            for http in (one, two, one, two):
-                assert (await ask(http)).headers["x-gateway-provider"] == "dep-b"
+    shared = f"redis_url = '{redis_url}'\n" + REDIS_SLACK
+    async with replicas(broken, healthy, 2, clock=clock, extra=shared, cooldown_failures=2) as [
+        (one, app_one),
+        (two, _),
+    ]:
+        assert (await ask(one)).status_code == 200  # one failure on each replica:
+        assert (await ask(two)).status_code == 200  # two in Redis, so it cools down
+        assert len(broken.seen) == 2
+        await refresh(app_one)
+        for http in (one, two, one, two):
+            assert (await ask(http)).headers["x-gateway-provider"] == "dep-b"
     assert len(broken.seen) == 2
 
 
 async def test_a_429_on_one_replica_cools_the_deployment_on_the_other(redis_url: str) -> None:
     limited, healthy = UpstreamStub(failing(429, "120"), ok("a")), UpstreamStub(ok("b"))
     clock = ManualClock()
-    async with serve(limited) as up_a, serve(healthy) as up_b:
-        settings = settings_from(
-            f"redis_url = '{redis_url}'\n"
-            + REDIS_SLACK
-            + provider("a", up_a)
-            + provider("b", up_b)
-            + entry([("a", 1), ("b", 0)])
-        )
-        async with gateway(settings, clock) as (one, _), gateway(settings, clock) as (two, app):
-            assert (await ask(one)).text == "b"
-            await refresh(app)
-            assert (await ask(two)).text == "b"
-            assert len(limited.seen) == 1
-            clock.advance(121)
-            await refresh(app)
-            assert (await ask(two)).text == "a"
+    shared = f"redis_url = '{redis_url}'\n" + REDIS_SLACK
+    async with replicas(limited, healthy, 2, clock=clock, extra=shared) as [(one, _), (two, app)]:
+        assert (await ask(one)).text == "b"
+        await refresh(app)
+        assert (await ask(two)).text == "b"
+        assert len(limited.seen) == 1
+        clock.advance(121)
+        await refresh(app)
+        assert (await ask(two)).text == "a"
 
 
 async def test_cooldowns_are_shared_through_a_redis_cluster(tmp_path: Path) -> None:
     limited, healthy = UpstreamStub(failing(429, "120"), ok("a")), UpstreamStub(ok("b"))
     clock = ManualClock()
     with redis_cluster(tmp_path) as redis_url:
-        async with serve(limited) as up_a, serve(healthy) as up_b:
-            settings = settings_from(
-                f"redis_url = '{redis_url}'\nredis_cluster = true\n"
-                + REDIS_SLACK
-                + provider("a", up_a)
-                + provider("b", up_b)
-                + entry([("a", 1), ("b", 0)])
-            )
-            async with (
-                gateway(settings, clock) as (one, _),
-                gateway(settings, clock) as (two, app),
-            ):
-                assert (await ask(one)).text == "b"
-                await refresh(app)
-                assert (await ask(two)).text == "b"
+        shared = f"redis_url = '{redis_url}'\nredis_cluster = true\n" + REDIS_SLACK
+        async with replicas(limited, healthy, 2, clock=clock, extra=shared) as [
+            (one, _),
+            (two, app),
+        ]:
+            assert (await ask(one)).text == "b"
+            await refresh(app)
+            assert (await ask(two)).text == "b"
     # Asked once: the cooldown reached the other replica through the cluster (the script's
     # and the MGET's keys share one hash slot). A replica that could not reach it would have
     # asked again. (No metric asserted: on a loaded machine the cluster client's first
@@ -313,17 +293,14 @@ async def test_cooldowns_are_shared_through_a_redis_cluster(tmp_path: Path) -> N
 
 async def test_redis_down_cooldowns_are_the_replicas_own() -> None:
     broken, healthy = UpstreamStub(failing(503)), UpstreamStub(ok())
-    async with serve(broken) as up_a, serve(healthy) as up_b:
-        settings = settings_from(
-            f"redis_url = 'redis://127.0.0.1:{free_port()}/0'\nredis_failure = 'closed'\n"
-            + provider("a", up_a)
-            + provider("b", up_b)
-            + entry([("a", 1), ("b", 0)], cooldown_failures=1)
-        )
-        async with gateway(settings) as (http, app):
-            responses = [await ask(http) for _ in range(3)]
-            await refresh(app)
-            metrics = (await http.get("/metrics")).text
+    redis_down = f"redis_url = 'redis://127.0.0.1:{free_port()}/0'\nredis_failure = 'closed'\n"
+    async with two_deployments(broken, healthy, extra=redis_down, cooldown_failures=1) as (
+        http,
+        app,
+    ):
+        responses = [await ask(http) for _ in range(3)]
+        await refresh(app)
+        metrics = (await http.get("/metrics")).text
     assert [r.status_code for r in responses] == [200, 200, 200]
     assert len(broken.seen) == 1  # counted here, though Redis could not share it
     failures = metrics.split("gateway_cooldown_store_failures_total ")[-1]
@@ -369,13 +346,9 @@ async def test_a_conversation_stays_on_one_deployment_on_both_replicas_and_moves
 
 async def test_conversations_spread_over_the_deployments() -> None:
     stubs = [UpstreamStub(ok(name)) for name in ("a", "b")]
-    async with serve(stubs[0]) as up_a, serve(stubs[1]) as up_b:
-        settings = settings_from(
-            provider("a", up_a) + provider("b", up_b) + entry([("a", 1), ("b", 1)])
-        )
-        async with gateway(settings) as (http, _):
-            for n in range(40):
-                await ask(http, **{"X-Session-ID": f"conversation-{n}"})
+    async with two_deployments(*stubs, (1, 1)) as (http, _):
+        for n in range(40):
+            await ask(http, **{"X-Session-ID": f"conversation-{n}"})
     # Rendezvous hashing of fixed names: deterministic; both get a fair share of them.
     assert all(10 <= len(stub.seen) <= 30 for stub in stubs)
 
@@ -435,13 +408,9 @@ async def test_dialects_name_the_conversation(
 
 async def test_sticky_off_spreads_one_conversation_by_weight() -> None:
     stubs = [UpstreamStub(ok(name)) for name in ("a", "b")]
-    async with serve(stubs[0]) as up_a, serve(stubs[1]) as up_b:
-        settings = settings_from(
-            provider("a", up_a) + provider("b", up_b) + entry([("a", 1), ("b", 1)], sticky=False)
-        )
-        async with gateway(settings) as (http, _):
-            for _ in range(40):
-                await ask(http, **{"X-Session-ID": "one"})
+    async with two_deployments(*stubs, (1, 1), sticky=False) as (http, _):
+        for _ in range(40):
+            await ask(http, **{"X-Session-ID": "one"})
     assert all(stub.seen for stub in stubs)  # both, (1/2)^39 to fail
 
 

@@ -16,6 +16,8 @@ from typing import Any
 
 import httpx
 import pytest
+import pytest_asyncio
+from playwright.async_api import Browser, Page
 
 from gateway.app import create_app
 from gateway.auth import hash_key
@@ -24,9 +26,8 @@ from gateway.providers.fake import FakeConfig, FakeProvider, load_story, split_c
 from tests.conftest import settings_from
 from tests.e2e.conftest import GatedProvider, wait_for
 from tests.e2e.servers import serve
-from tests.e2e.test_browser import FLAGS, Page, async_playwright, chromium_path
 
-pytestmark = [pytest.mark.e2e, pytest.mark.browser]
+pytestmark = [pytest.mark.e2e, pytest.mark.browser, pytest.mark.asyncio(loop_scope="module")]
 
 STORY = load_story(None)
 STORY_CHUNKS = len(split_chunks(STORY, "word"))
@@ -113,14 +114,13 @@ def artifact(name: str) -> Path:
     return ARTIFACTS / name
 
 
-@pytest.fixture
-async def playground() -> AsyncIterator[Playground]:
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=chromium_path(), args=FLAGS)
-        try:
-            yield Playground(await browser.new_page(viewport={"width": 1100, "height": 900}))
-        finally:
-            await browser.close()
+@pytest_asyncio.fixture(loop_scope="module")
+async def playground(chromium: Browser) -> AsyncIterator[Playground]:
+    context = await chromium.new_context(viewport={"width": 1100, "height": 900})
+    try:
+        yield Playground(await context.new_page())
+    finally:
+        await context.close()
 
 
 async def test_playground_text_arrives_incrementally_in_every_format(

@@ -1,7 +1,7 @@
 // Tool round trips through the gateway with the official Node clients, driven by
 // tests/e2e/test_node_tools.py:
 //
-//   node tools.mjs '<JSON request>'      request: {client, url, model}
+//   node tools.mjs '<JSON requests>'     requests: [{client, url, model}, ...]
 //
 //   openai      the `openai` package: chat.completions.stream with a tool, then the results
 //   anthropic   the `@anthropic-ai/sdk` package: messages.stream with a tool, then the results
@@ -11,15 +11,16 @@
 //   agents      the OpenAI Agents SDK (`@openai/agents`): an agent with a function tool, run
 //               over the Responses API (its default), which calls the tool and answers
 //
-// Each prints one JSON line: the calls the client saw, and the final answer's text. The
-// assertions live in pytest.
+// The requests run one after another in this one process (loading the four SDKs is most of a
+// run's time); each prints one JSON line, in order: the calls the client saw and the final
+// answer's text, or the error it ended with. The assertions live in pytest.
 import Anthropic from "@anthropic-ai/sdk";
 import OpenAI from "openai";
-import { Agent, run as runAgent, setDefaultOpenAIClient, setTracingDisabled, tool } from "@openai/agents";
+import { Agent, OpenAIProvider, Runner, setTracingDisabled, tool } from "@openai/agents";
 import { DefaultChatTransport, readUIMessageStream } from "ai";
 import { z } from "zod";
 
-const request = JSON.parse(process.argv[2]);
+const requests = JSON.parse(process.argv[2]);
 const WEATHER = {
   type: "object",
   properties: { city: { type: "string" } },
@@ -28,7 +29,7 @@ const WEATHER = {
 const answerFor = (input) => `18C ${input.city}`;
 const question = "Weather in Paris and Rome?";
 
-async function viaOpenAI() {
+async function viaOpenAI(request) {
   const client = new OpenAI({ baseURL: `${request.url}/v1`, apiKey: "unused", maxRetries: 0 });
   const tools = [{ type: "function", function: { name: "weather", parameters: WEATHER } }];
   const messages = [{ role: "user", content: question }];
@@ -48,7 +49,7 @@ async function viaOpenAI() {
   };
 }
 
-async function viaAnthropic() {
+async function viaAnthropic(request) {
   const client = new Anthropic({ baseURL: request.url, apiKey: "unused", maxRetries: 0 });
   const tools = [{ name: "weather", description: "The weather", input_schema: WEATHER }];
   const messages = [{ role: "user", content: question }];
@@ -78,7 +79,7 @@ async function lastMessage(stream) {
   return last;
 }
 
-async function viaAISDK() {
+async function viaAISDK(request) {
   const transport = new DefaultChatTransport({
     api: `${request.url}/ui/chat`,
     body: {
@@ -120,11 +121,11 @@ async function viaAISDK() {
   };
 }
 
-async function viaAgents() {
+async function viaAgents(request) {
   setTracingDisabled(true); // no export to OpenAI's tracing endpoint: offline
-  setDefaultOpenAIClient(
-    new OpenAI({ baseURL: `${request.url}/v1`, apiKey: "unused", maxRetries: 0 }),
-  );
+  // A provider of its own for this run: the default one keeps the first client it was given.
+  const client = new OpenAI({ baseURL: `${request.url}/v1`, apiKey: "unused", maxRetries: 0 });
+  const runner = new Runner({ modelProvider: new OpenAIProvider({ openAIClient: client }) });
   const seen = [];
   const weather = tool({
     name: "weather",
@@ -136,18 +137,22 @@ async function viaAgents() {
     },
   });
   const agent = new Agent({ name: "Forecaster", model: request.model, tools: [weather] });
-  const result = await runAgent(agent, question);
+  const result = await runner.run(agent, question);
   return { finish: "tool_calls", calls: seen, text: result.finalOutput };
 }
 
-const run = {
+const clients = {
   openai: viaOpenAI,
   anthropic: viaAnthropic,
   ai: viaAISDK,
   agents: viaAgents,
-}[request.client];
-try {
-  process.stdout.write(JSON.stringify(await run()) + "\n");
-} catch (error) {
-  process.stdout.write(JSON.stringify({ error: String(error?.stack ?? error) }) + "\n");
+};
+for (const request of requests) {
+  let result;
+  try {
+    result = await clients[request.client](request);
+  } catch (error) {
+    result = { error: String(error?.stack ?? error) };
+  }
+  process.stdout.write(JSON.stringify(result) + "\n");
 }
