@@ -168,7 +168,9 @@ class UpstreamClient(httpx.AsyncClient):
         trace = TRACE_HEADERS.get()
         if trace is not None:
             headers.update(trace)
-        content = orjson.dumps(body)
+        # orjson's result keeps its 4 KiB working buffer however short the JSON, and the
+        # request lives as long as its stream: an exact copy frees it (docs/PERFORMANCE.md).
+        content = bytes(memoryview(orjson.dumps(body)))
         extensions: dict[str, Any] = {"timeout": self._timeouts}
         if auth is not None:
             url = httpx.URL(url)
