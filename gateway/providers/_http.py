@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import logging
 import os
@@ -221,18 +222,39 @@ def build_client(
 
 def tls_context(config: HTTPProviderConfig) -> ssl.SSLContext:
     """Verify against the system's roots and certifi's, plus SSL_CERT_FILE / SSL_CERT_DIR
-    and the provider's `ca_file` (private CAs are added, never a replacement)."""
+    and the provider's `ca_file` (private CAs are added, never a replacement).
+
+    Built once per process for the same files (loading the bundles costs 50 ms each: every
+    provider of a gateway, and every app a test suite builds, paid it); a file changed on
+    disk (its modification time) gets a context of its own."""
+    cert_file, cert_dir = os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR")
+    given = (config.ca_file, config.client_cert, config.client_key)
+    files = (cert_file, *(None if name is None else str(name) for name in given))
+    return _tls_context(tuple((name, _mtime(name)) for name in files), cert_dir)
+
+
+def _mtime(name: str | None) -> int | None:
+    try:
+        return os.stat(name).st_mtime_ns if name else None
+    except OSError:
+        return None
+
+
+@functools.lru_cache(maxsize=16)
+def _tls_context(
+    files: tuple[tuple[str | None, int | None], ...], cert_dir: str | None
+) -> ssl.SSLContext:
+    (cert_file, _), (ca_file, _), (client_cert, _), (client_key, _) = files
     context = ssl.create_default_context()  # the system's roots (OpenSSL's default paths)
     context.load_verify_locations(cafile=certifi.where())
-    cert_file, cert_dir = os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR")
     if cert_file and Path(cert_file).is_file():
         context.load_verify_locations(cafile=cert_file)
     if cert_dir and Path(cert_dir).is_dir():
         context.load_verify_locations(capath=cert_dir)
-    if config.ca_file is not None:
-        context.load_verify_locations(cafile=config.ca_file)
-    if config.client_cert is not None:
-        context.load_cert_chain(config.client_cert, config.client_key)
+    if ca_file is not None:
+        context.load_verify_locations(cafile=ca_file)
+    if client_cert is not None:
+        context.load_cert_chain(client_cert, client_key)
     return context
 
 

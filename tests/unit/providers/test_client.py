@@ -3,18 +3,27 @@
 from __future__ import annotations
 
 import json
+import os
 import ssl
+import tracemalloc
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import aiohttp
 import httpx
 import pytest
+import trustme
 import yarl
 from aiohttp.client_reqrep import ConnectionKey
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from gateway.providers._client import MalformedResponse, _environment_proxy, _mapped
-from gateway.providers._http import drain_after_end
+from gateway.providers._http import (
+    HTTPProviderConfig,
+    UpstreamClient,
+    drain_after_end,
+    tls_context,
+)
 from gateway.settings import ConfigError, load_settings
 
 URL = httpx.URL("https://api.example.com/v1/chat/completions")
@@ -173,3 +182,31 @@ async def test_draining_after_the_end_reads_only_a_body_not_yet_at_its_end() -> 
         await drain_after_end(body, response)
         assert read == expected
         await body.aclose()
+
+
+def test_a_tls_context_is_built_once_for_the_same_files(tmp_path: Path) -> None:
+    ca = trustme.CA()
+    ca_file = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    config = HTTPProviderConfig(base_url="https://x.test", ca_file=str(ca_file))
+    first = tls_context(config)
+    assert tls_context(config) is first
+    assert tls_context(HTTPProviderConfig(base_url="https://x.test")) is not first
+    os.utime(ca_file, ns=(0, 0))  # the file changed on disk: read again
+    assert tls_context(config) is not first
+
+
+async def test_a_request_body_holds_its_bytes_and_no_more() -> None:
+    """orjson's result keeps its 4 KiB working buffer; the request lives as long as its
+    stream, so it carries an exact copy."""
+    client = UpstreamClient(httpx.AsyncHTTPTransport(), httpx.Timeout(1))
+    tracemalloc.start()
+    try:
+        request = client.post_json("http://x.test/v1", {"model": "m"}, {})
+        snapshot = tracemalloc.take_snapshot()
+    finally:
+        tracemalloc.stop()
+        await client.aclose()
+    assert request.content == b'{"model":"m"}'
+    by_line = snapshot.filter_traces([tracemalloc.Filter(True, "*/gateway/providers/_http.py")])
+    assert sum(stat.size for stat in by_line.statistics("filename")) < 2048
