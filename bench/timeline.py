@@ -58,6 +58,9 @@ STAGES = [
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--samples", type=int, default=300)
+    parser.add_argument(
+        "--delay-ms", type=int, default=20, help="between the upstream's chunks (0: no idle)"
+    )
     parser.add_argument("--serve", help=argparse.SUPPRESS)  # internal: the probed gateway
     args = parser.parse_args()
     if args.serve:
@@ -71,7 +74,7 @@ def main() -> None:
     try:
         gateway = start_probed(mock_port, gw_port, stamps)
         try:
-            client = bench.run_loop(measure(mock_port, gw_port, args.samples))
+            client = bench.run_loop(measure(mock_port, gw_port, args.samples, args.delay_ms))
             gateway.send_signal(signal.SIGUSR1)
             while not stamps.exists():  # a file another process writes
                 time.sleep(0.05)
@@ -94,8 +97,10 @@ def start_probed(mock_port: int, gw_port: int, stamps: Path) -> subprocess.Popen
     return gateway
 
 
-async def measure(mock_port: int, gw_port: int, samples: int) -> dict[str, list[float]]:
-    targets = {t.name: t for t in bench.targets(mock_port, gw_port, 4, 20)}
+async def measure(
+    mock_port: int, gw_port: int, samples: int, delay_ms: int
+) -> dict[str, list[float]]:
+    targets = {t.name: t for t in bench.targets(mock_port, gw_port, 4, delay_ms)}
     auth = f"authorization: Bearer {KEY}\r\n".encode()
     found = targets["direct"], targets["gateway /v1/chat/completions"]
     direct, through = (Target(**{**vars(t), "headers": auth}) for t in found)
