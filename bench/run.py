@@ -77,6 +77,25 @@ def pinned(core: int, command: list[str]) -> list[str]:
     return command
 
 
+def tool_harness() -> tuple[subprocess.Popen[bytes], int, int]:
+    """For the one-off tools (bench.timeline, bench.stream_memory): this process on core 1
+    with the mock started there, and free ports for the mock and a gateway."""
+    if (os.cpu_count() or 1) > 1:
+        os.sched_setaffinity(0, {1})
+    mock_port, gw_port = free_port(), free_port()
+    return start_mock(mock_port, core=1), mock_port, gw_port
+
+
+def serve_gateway(where: str, *flags: str) -> None:
+    """`gateway serve` in this process, for a tool's instrumented gateway: `where` is
+    "CONFIG:PORT"."""
+    from gateway.cli import main as gateway_main
+
+    config, _, port = where.rpartition(":")
+    sys.argv = ["gateway", "serve", "--config", config, "--port", port, *flags]
+    gateway_main()
+
+
 def start_mock(mock_port: int, core: int | None = None) -> subprocess.Popen[bytes]:
     """The mock upstream on `mock_port` (pinned to `core`, when given), once it listens; its
     stdin and stdout stay open: the benchmark asks it for its CPU time through them."""

@@ -41,10 +41,7 @@ def main() -> None:
     if args.serve:
         serve_traced(args.serve)
         return
-    if (os.cpu_count() or 1) > 1:
-        os.sched_setaffinity(0, {1})
-    mock_port, gw_port = bench.free_port(), bench.free_port()
-    mock = bench.start_mock(mock_port, core=1)
+    mock, mock_port, gw_port = bench.tool_harness()
     folder = Path(tempfile.mkdtemp())
     try:
         config = bench.gateway_config(mock_port)
@@ -104,9 +101,7 @@ def report(folder: Path, streams: int, rss: tuple[float, float], top: int) -> No
     print(f"{streams} open streams: RSS {rss[0] / 1024:.1f} → {rss[1] / 1024:.1f} MiB, ", end="")
     print(f"{(rss[1] - rss[0]) / streams:.1f} KiB per stream; traced by Python: ", end="")
     print(f"{traced / streams / 1024:.1f} KiB per stream\n")
-    print(
-        "| allocated in | for (the nearest caller of the gateway's) | bytes per stream | objects |"
-    )
+    print("| allocated in | the gateway's nearest frame | bytes per stream | objects |")
     print("|---|---|---|---|")
     for stat in held.compare_to(rest, "traceback")[:top]:
         frames = list(reversed(stat.traceback))  # the allocating frame first
@@ -132,7 +127,6 @@ def _short(filename: str) -> str:
 
 
 def serve_traced(where: str) -> None:
-    config, _, port = where.rpartition(":")
     folder = Path(os.environ["BENCH_SNAPSHOTS"])
     names = iter(("rest.snapshot", "open.snapshot"))
 
@@ -146,10 +140,7 @@ def serve_traced(where: str) -> None:
         os.replace(f"{path}.part", path)  # whole, once the driver sees it
 
     signal.signal(signal.SIGUSR1, dump)
-    from gateway.cli import main as gateway_main
-
-    sys.argv = ["gateway", "serve", "--config", config, "--port", port, "--log-level", "warning"]
-    gateway_main()
+    bench.serve_gateway(where, "--log-level", "warning")
 
 
 if __name__ == "__main__":

@@ -66,10 +66,7 @@ def main() -> None:
     if args.serve:
         serve_probed(args.serve)
         return
-    if (os.cpu_count() or 1) > 1:
-        os.sched_setaffinity(0, {1})
-    mock_port, gw_port = bench.free_port(), bench.free_port()
-    mock = bench.start_mock(mock_port, core=1)
+    mock, mock_port, gw_port = bench.tool_harness()
     stamps = Path(tempfile.mkdtemp()) / "stamps.json"
     try:
         gateway = start_probed(mock_port, gw_port, stamps)
@@ -156,16 +153,12 @@ class Stamps:
 
 
 def serve_probed(where: str) -> None:
-    config, _, port = where.rpartition(":")
     stamps = Stamps()
     install_probes(stamps)
     path = Path(os.environ["BENCH_TIMELINE_STAMPS"])
     # Asked for by the driver once the requests are done (SIGTERM's exit path is the gateway's).
     signal.signal(signal.SIGUSR1, lambda *_: path.write_text(json.dumps(stamps.requests)))
-    from gateway.cli import main as gateway_main
-
-    sys.argv = ["gateway", "serve", "--config", config, "--port", port]
-    gateway_main()
+    bench.serve_gateway(where)
 
 
 def install_probes(stamps: Stamps) -> None:

@@ -14,8 +14,6 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from botocore.eventstream import EventStreamBuffer
-
 from gateway.errors import UpstreamProtocolError
 from gateway.providers._sse import event_too_large
 
@@ -38,6 +36,9 @@ class EventStreamDecoder:
     __slots__ = ("_buffer", "_limit", "_pending")
 
     def __init__(self, max_event_bytes: int) -> None:
+        # Imported here: botocore is ~20 MiB, and only a Bedrock stream needs it.
+        from botocore.eventstream import EventStreamBuffer
+
         self._buffer = EventStreamBuffer()
         self._limit = max_event_bytes
         self._pending = 0  # bytes fed and not yet part of a message handed out

@@ -4,6 +4,8 @@ module that breaks one fails here, not in review."""
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -75,3 +77,16 @@ def test_the_rules_see_imports() -> None:
     # The checker itself: a rule that could never fire would pass whatever the code did.
     assert "gateway.parts" in imports_of(GATEWAY / "providers" / "_calls.py")
     assert "gateway.errors" in imports_of(GATEWAY / "relay.py")
+
+
+def test_starting_the_gateway_imports_no_optional_heavyweights() -> None:
+    """botocore and redis-py are ~20 MiB each once imported: a gateway imports them only when
+    a Bedrock provider or `redis_url` needs them (RSS at rest, docs/PERFORMANCE.md)."""
+    script = (
+        "import sys, gateway.app, gateway.cli, gateway.server\n"
+        "print(' '.join(m for m in ('botocore', 'redis') if m in sys.modules))"
+    )
+    found = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert found == ""

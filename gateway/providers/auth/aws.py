@@ -10,14 +10,17 @@ ever signs with credentials already frozen in hand.
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
-import botocore.session
 import httpx
-from botocore.auth import SigV4Auth
-from botocore.awsrequest import AWSRequest
-from botocore.credentials import Credentials, ReadOnlyCredentials
 
 from gateway.providers.auth import Refreshing, Token
+
+if TYPE_CHECKING:
+    from botocore.credentials import Credentials
+
+# botocore (about 20 MiB once imported) is imported when a Bedrock provider first signs or
+# fetches credentials, not when the gateway starts: most gateways never talk to AWS.
 
 __all__ = ["SERVICE", "SigV4"]
 
@@ -39,6 +42,8 @@ class SigV4:
     def _fetch(self) -> Token:
         """Blocking: runs in a worker thread (`Refreshing`)."""
         if self._credentials is None:
+            import botocore.session
+
             session = botocore.session.Session(profile=self._profile)
             found = session.get_credentials()
             if found is None:
@@ -49,6 +54,10 @@ class SigV4:
         return Token(frozen, time.time() + POLL_S * 2 if temporary else None)
 
     def headers(self, method: str, url: httpx.URL, body: bytes) -> dict[str, str]:
+        from botocore.auth import SigV4Auth
+        from botocore.awsrequest import AWSRequest
+        from botocore.credentials import ReadOnlyCredentials
+
         credentials = self.tokens.current()
         assert isinstance(credentials, ReadOnlyCredentials)
         # Only what the gateway sets itself is signed: the other headers (trace context,
