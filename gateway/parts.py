@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 __all__ = [
+    "EFFORT_BUDGET",
     "AnswerBlock",
     "ContentPart",
     "Document",
@@ -214,6 +215,26 @@ class ReasoningControl:
     enabled: bool = True
     effort: str | None = None
     budget_tokens: int | None = None
+
+    def budget(self) -> int | None:
+        """The thinking budget: its own, else its effort word's (None: neither given)."""
+        if self.budget_tokens is not None:
+            return self.budget_tokens
+        return EFFORT_BUDGET.get(self.effort) if self.effort is not None else None
+
+    def effort_word(self) -> str | None:
+        """The effort word: its own, else the one nearest its budget (None: neither given)."""
+        if self.effort is not None:
+            return self.effort
+        if self.budget_tokens is None:
+            return None
+        if self.budget_tokens < 4096:  # between the words' budgets, the boundaries
+            return "low"
+        return "medium" if self.budget_tokens < 16384 else "high"
+
+
+# Thinking budgets for an effort word (Anthropic and Gemini take budgets; OpenAI, words).
+EFFORT_BUDGET = {"minimal": 1024, "low": 2048, "medium": 8192, "high": 24576, "xhigh": 32768}
 
 
 # --- Signatures in a client's hands ----------------------------------------------------

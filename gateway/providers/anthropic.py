@@ -22,6 +22,7 @@ import httpx
 
 from gateway.errors import UpstreamProtocolError
 from gateway.parts import (
+    EFFORT_BUDGET,
     ContentPart,
     Document,
     Image,
@@ -339,10 +340,6 @@ def _beyond_text(request: ChatRequest, body: dict[str, Any]) -> None:
         _thinking(request.reasoning, body, _unsigned_tool_turn(body["messages"]))
 
 
-# Thinking budgets for an effort word (Anthropic takes budgets; OpenAI and Gemini words).
-EFFORT_BUDGET = {"minimal": 1024, "low": 2048, "medium": 8192, "high": 24576, "xhigh": 32768}
-
-
 def _unsigned_tool_turn(messages: list[dict[str, Any]]) -> bool:
     """Whether an assistant turn with tool calls has no thinking block of Anthropic's: with
     thinking on, the API refuses such a conversation ("expected thinking ... found tool_use"),
@@ -365,7 +362,7 @@ def _thinking(control: ReasoningControl, body: dict[str, Any], unsigned: bool) -
     if unsigned:
         log.debug("thinking left off: an earlier tool-use turn has no Anthropic signature")
         return
-    budget = control.budget_tokens or EFFORT_BUDGET.get(control.effort or "medium", 8192)
+    budget = control.budget() or EFFORT_BUDGET["medium"]
     # The budget is part of max_tokens (as reasoning tokens are of OpenAI's): kept under it.
     budget = min(budget, body["max_tokens"] - 1)
     if budget < 1024:  # the API's least budget: too little room left to think at all

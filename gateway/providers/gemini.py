@@ -215,13 +215,9 @@ def _beyond_text(request: ChatRequest, body: dict[str, Any], config: dict[str, A
 
 
 def _thinking(control: ReasoningControl) -> dict[str, Any]:
-    from gateway.providers.anthropic import EFFORT_BUDGET
-
     if not control.enabled:
         return {"thinkingBudget": 0}
-    budget = control.budget_tokens
-    if budget is None and control.effort is not None:
-        budget = EFFORT_BUDGET.get(control.effort)
+    budget = control.budget()
     thinking: dict[str, Any] = {"includeThoughts": True}
     if budget is not None:
         thinking["thinkingBudget"] = budget

@@ -256,15 +256,7 @@ def _response_format(format: JsonFormat) -> dict[str, Any]:
 
 def reasoning_effort(control: ReasoningControl) -> str | None:
     """The effort word for a reasoning control: its own, or a thinking budget's nearest."""
-    if not control.enabled:
-        return None
-    if control.effort is not None:
-        return control.effort
-    if control.budget_tokens is None:
-        return None
-    if control.budget_tokens < 4096:
-        return "low"
-    return "medium" if control.budget_tokens < 16384 else "high"
+    return control.effort_word() if control.enabled else None
 
 
 def _unfinished(outcome: StreamOutcome) -> UpstreamProtocolError | None:

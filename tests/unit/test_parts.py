@@ -4,12 +4,14 @@ message stream's frames for them (checked against `ai` 5.0.0's chunk shapes)."""
 from __future__ import annotations
 
 import orjson
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from gateway.dialects.ui_messages import UIParts
 from gateway.parts import (
     Reasoning,
+    ReasoningControl,
     ReasoningDelta,
     ReasoningEnd,
     StreamPart,
@@ -166,3 +168,21 @@ def test_a_signature_comes_back_from_a_client_knowing_its_origin(
         origin != "anthropic" and not signature  # an empty foreign signature: nothing to keep
     )
     assert client_signature("abc", "anthropic", "anthropic") == "abc"  # its own: untouched
+
+
+@pytest.mark.parametrize(
+    ("control", "budget", "word"),
+    [
+        (ReasoningControl(effort="low"), 2048, "low"),
+        (ReasoningControl(effort="xhigh"), 32768, "xhigh"),
+        (ReasoningControl(budget_tokens=3000), 3000, "low"),
+        (ReasoningControl(budget_tokens=4096), 4096, "medium"),
+        (ReasoningControl(budget_tokens=16384), 16384, "high"),
+        (ReasoningControl(effort="low", budget_tokens=9000), 9000, "low"),  # both: each its own
+        (ReasoningControl(), None, None),
+    ],
+)
+def test_one_table_turns_effort_words_and_budgets_into_each_other(
+    control: ReasoningControl, budget: int | None, word: str | None
+) -> None:
+    assert (control.budget(), control.effort_word()) == (budget, word)
