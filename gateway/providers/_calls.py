@@ -31,6 +31,7 @@ from gateway.parts import (
     ToolCallStart,
     ToolResult,
 )
+from gateway.providers.base import ChatRequest
 
 __all__ = [
     "StreamedCalls",
@@ -39,10 +40,28 @@ __all__ = [
     "new_call_id",
     "result_images",
     "result_text",
+    "sampling_config",
     "whole_call",
 ]
 
 _ALPHABET = string.ascii_letters + string.digits
+
+
+def sampling_config(request: ChatRequest, max_tokens_name: str) -> dict[str, Any]:
+    """The request's sampling controls as Google's and AWS's APIs name them (Gemini's
+    `generationConfig`, Converse's `inferenceConfig`): they differ only in the token limit's."""
+    config: dict[str, Any] = {}
+    for ours, theirs in (
+        ("max_tokens", max_tokens_name),
+        ("temperature", "temperature"),
+        ("top_p", "topP"),
+    ):
+        value = getattr(request, ours)
+        if value is not None:
+            config[theirs] = value
+    if request.stop:
+        config["stopSequences"] = list(request.stop)
+    return config
 
 
 def new_call_id() -> str:

@@ -32,6 +32,7 @@ from gateway.parts import (
     ToolCallStart,
     ToolResult,
 )
+from gateway.providers._calls import sampling_config
 from gateway.providers._eventstream import Frame
 from gateway.providers._http import parse_event
 from gateway.providers._shapes import count, obj, object_at, text
@@ -46,17 +47,7 @@ def converse_body(request: ChatRequest) -> dict[str, Any]:
     body: dict[str, Any] = {"messages": [_message(m) for m in request.messages]}
     if request.system is not None:
         body["system"] = [{"text": request.system}]
-    config: dict[str, Any] = {}
-    for ours, theirs in (
-        ("max_tokens", "maxTokens"),
-        ("temperature", "temperature"),
-        ("top_p", "topP"),
-    ):
-        value = getattr(request, ours)
-        if value is not None:
-            config[theirs] = value
-    if request.stop:
-        config["stopSequences"] = list(request.stop)
+    config = sampling_config(request, "maxTokens")
     if config:
         body["inferenceConfig"] = config
     if tools := _tool_config(request):

@@ -39,7 +39,12 @@ from gateway.parts import (
     ToolResult,
     text_of,
 )
-from gateway.providers._calls import arguments_object, result_text, whole_call
+from gateway.providers._calls import (
+    arguments_object,
+    result_text,
+    sampling_config,
+    whole_call,
+)
 from gateway.providers._http import (
     HTTPProviderConfig,
     UpstreamClient,
@@ -112,17 +117,7 @@ def _body(request: ChatRequest) -> dict[str, Any]:
     body: dict[str, Any] = {"contents": contents}
     if systems:
         body["systemInstruction"] = {"parts": [{"text": "\n\n".join(systems)}]}
-    config: dict[str, Any] = {}
-    for ours, theirs in (
-        ("max_tokens", "maxOutputTokens"),
-        ("temperature", "temperature"),
-        ("top_p", "topP"),
-    ):
-        value = getattr(request, ours)
-        if value is not None:
-            config[theirs] = value
-    if request.stop:
-        config["stopSequences"] = list(request.stop)
+    config = sampling_config(request, "maxOutputTokens")
     _beyond_text(request, body, config)
     if config:
         body["generationConfig"] = config
