@@ -47,20 +47,19 @@ __all__ = [
 _ALPHABET = string.ascii_letters + string.digits
 
 
-def sampling_config(request: ChatRequest, max_tokens_name: str) -> dict[str, Any]:
-    """The request's sampling controls as Google's and AWS's APIs name them (Gemini's
-    `generationConfig`, Converse's `inferenceConfig`): they differ only in the token limit's."""
+def sampling_config(
+    request: ChatRequest, max_tokens: str, top_p: str = "topP", stop: str = "stopSequences"
+) -> dict[str, Any]:
+    """The request's sampling controls under an API's own names (Gemini's `generationConfig`,
+    Converse's `inferenceConfig`, Ollama's `options`); only those the request sets."""
     config: dict[str, Any] = {}
-    for ours, theirs in (
-        ("max_tokens", max_tokens_name),
-        ("temperature", "temperature"),
-        ("top_p", "topP"),
-    ):
+    names = (("max_tokens", max_tokens), ("temperature", "temperature"), ("top_p", top_p))
+    for ours, theirs in names:
         value = getattr(request, ours)
         if value is not None:
             config[theirs] = value
     if request.stop:
-        config["stopSequences"] = list(request.stop)
+        config[stop] = list(request.stop)
     return config
 
 

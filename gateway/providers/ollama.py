@@ -30,7 +30,13 @@ from gateway.parts import (
     ToolCall,
     ToolResult,
 )
-from gateway.providers._calls import arguments_object, result_images, result_text, whole_call
+from gateway.providers._calls import (
+    arguments_object,
+    result_images,
+    result_text,
+    sampling_config,
+    whole_call,
+)
 from gateway.providers._http import (
     HTTPProviderConfig,
     UpstreamClient,
@@ -106,17 +112,7 @@ def _body(request: ChatRequest) -> dict[str, Any]:
     names: dict[str, str] = {}
     for i, message in enumerate(request.messages):
         messages += _message(message, names, f"messages.{i}")
-    options: dict[str, Any] = {}
-    for ours, theirs in (
-        ("max_tokens", "num_predict"),
-        ("temperature", "temperature"),
-        ("top_p", "top_p"),
-    ):
-        value = getattr(request, ours)
-        if value is not None:
-            options[theirs] = value
-    if request.stop:
-        options["stop"] = list(request.stop)
+    options = sampling_config(request, "num_predict", top_p="top_p", stop="stop")
     body: dict[str, Any] = {"model": request.model, "messages": messages, "stream": True}
     if options:
         body["options"] = options

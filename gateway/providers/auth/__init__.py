@@ -27,7 +27,7 @@ import httpx
 from gateway.errors import UpstreamAuth
 from gateway.redaction import KEY_SHAPED
 
-__all__ = ["KeyHeader", "Refreshing", "RequestAuth", "Token", "refresh_delay"]
+__all__ = ["FreshTokens", "KeyHeader", "Refreshing", "RequestAuth", "Token", "refresh_delay"]
 
 log = logging.getLogger("gateway.upstream.auth")
 
@@ -180,3 +180,31 @@ class Refreshing:
                 async with asyncio.timeout(delay):
                     await self._wake.wait()
             self._wake.clear()
+
+
+class FreshTokens:
+    """A `RequestAuth` whose credentials a `Refreshing` keeps fresh: a subclass names what it
+    fetches (`what`) and fetches it (`_fetch`, blocking, in a worker thread). By default the
+    token's value is the headers to send (`Authorization: Bearer …`)."""
+
+    what = "credentials"
+
+    def __init__(self) -> None:
+        self.tokens = Refreshing(self.what, self._fetch)
+
+    def _fetch(self) -> Token:
+        raise NotImplementedError
+
+    def headers(self, method: str, url: httpx.URL, body: bytes) -> dict[str, str]:
+        value = self.tokens.current()
+        assert isinstance(value, dict)
+        return value
+
+    def refused(self) -> None:
+        self.tokens.renew()
+
+    async def start(self) -> None:
+        await self.tokens.start()
+
+    async def aclose(self) -> None:
+        await self.tokens.aclose()

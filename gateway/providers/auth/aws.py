@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import httpx
 
-from gateway.providers.auth import Refreshing, Token
+from gateway.providers.auth import FreshTokens, Token
 
 if TYPE_CHECKING:
     from botocore.credentials import Credentials
@@ -30,14 +30,16 @@ SERVICE = "bedrock"
 POLL_S = 60.0
 
 
-class SigV4:
+class SigV4(FreshTokens):
     """Signs each request with credentials from the standard AWS chain (`profile` optional)."""
+
+    what = "AWS credentials"
 
     def __init__(self, region: str, profile: str | None) -> None:
         self._region = region
         self._profile = profile
         self._credentials: Credentials | None = None
-        self.tokens = Refreshing("AWS credentials", self._fetch)
+        super().__init__()
 
     def _fetch(self) -> Token:
         """Blocking: runs in a worker thread (`Refreshing`)."""
@@ -71,12 +73,3 @@ class SigV4:
         if credentials.token:
             signed["X-Amz-Security-Token"] = credentials.token
         return signed
-
-    def refused(self) -> None:
-        self.tokens.renew()
-
-    async def start(self) -> None:
-        await self.tokens.start()
-
-    async def aclose(self) -> None:
-        await self.tokens.aclose()

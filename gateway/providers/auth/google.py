@@ -14,10 +14,9 @@ from pathlib import Path
 import google.auth
 import google.auth.credentials
 import google.auth.transport.requests
-import httpx
 from google.oauth2 import service_account
 
-from gateway.providers.auth import Refreshing, Token
+from gateway.providers.auth import FreshTokens, Token
 
 __all__ = ["SCOPE", "GoogleTokens"]
 
@@ -37,14 +36,16 @@ def _load(credentials_file: Path | None) -> google.auth.credentials.Credentials:
     return found
 
 
-class GoogleTokens:
+class GoogleTokens(FreshTokens):
     """`Authorization: Bearer` with a Google access token kept fresh in the background."""
+
+    what = "Google access token"
 
     def __init__(self, credentials_file: Path | None) -> None:
         self._file = credentials_file
         self._credentials: google.auth.credentials.Credentials | None = None
         self._transport = google.auth.transport.requests.Request()
-        self.tokens = Refreshing("Google access token", self._fetch)
+        super().__init__()
 
     def _fetch(self) -> Token:
         """Blocking: runs in a worker thread (`Refreshing`)."""
@@ -55,17 +56,3 @@ class GoogleTokens:
         expiry = credentials.expiry  # naive UTC, or None
         expires_at = expiry.replace(tzinfo=UTC).timestamp() if expiry is not None else None
         return Token({"Authorization": f"Bearer {credentials.token}"}, expires_at)
-
-    def headers(self, method: str, url: httpx.URL, body: bytes) -> dict[str, str]:
-        value = self.tokens.current()
-        assert isinstance(value, dict)
-        return value
-
-    def refused(self) -> None:
-        self.tokens.renew()
-
-    async def start(self) -> None:
-        await self.tokens.start()
-
-    async def aclose(self) -> None:
-        await self.tokens.aclose()
