@@ -18,8 +18,10 @@ against tool use with no keys (SPEC §4.9):
 
     [models.story-tools]
     provider = "fake"
-    params = { tool_call = { name = "get_weather", arguments = { city = "Paris" } },
-               reasoning = "The user wants the weather; I will call the tool." }
+
+    [models.story-tools.params]
+    reasoning = "The user wants the weather; I will call the tool."
+    tool_call = { name = "get_weather", arguments = { city = "Paris" } }
 
 `reasoning` is streamed first, as reasoning (signed with origin `fake`, so that no real
 upstream is ever sent its signature). With `tool_call`, a request that offers tools is
