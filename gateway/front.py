@@ -7,9 +7,9 @@ ten coroutine frames before the endpoint and three `send` wrappers on every body
 quarter of a stream's CPU under load (docs/PERFORMANCE.md). A route that needs none of it is
 called from here: a `DirectRoute` whose endpoint and checks take only the request (each
 answers its errors through the app's exception handlers) and whose path has no parameters.
-Such a route is matched by method and exact path, and still goes through `Route.matches` so
-that the scope gets what the router would have put in it (the endpoint, the route, the
-dialect). Everything else (other paths, other methods, `OPTIONS` preflights, `/docs`) goes
+Such a route is matched by method and exact path, and its scope gets what the router's match
+would have put in it (the endpoint, the route, the dialect: found once, when the table is
+built). Everything else (other paths, other methods, `OPTIONS` preflights, `/docs`) goes
 through FastAPI as before: routing, documentation and error handling are FastAPI's.
 
 The access record (`gateway.observability`) is made here for every request, FastAPI's or
@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from fastapi import FastAPI, Request, Response
 from fastapi.routing import RouteContext, iter_route_contexts
@@ -53,7 +53,7 @@ class GatewayApp(FastAPI):
         self.cors_origins = list(cors_origins)
         if self.cors_origins:  # for FastAPI's routes; the direct ones get it below
             self.add_middleware(SDKFriendlyCORS, allow_origins=self.cors_origins)
-        self._direct: dict[tuple[str, str], tuple[DirectRoute, Handler]] | None = None
+        self._direct: dict[tuple[str, str], DirectCall] | None = None
         self._direct_app: ASGIApp = self._call_direct
         if self.cors_origins:
             self._direct_app = SDKFriendlyCORS(self._call_direct, allow_origins=self.cors_origins)
@@ -81,13 +81,13 @@ class GatewayApp(FastAPI):
 
     async def _call_direct(self, scope: Scope, receive: Receive, send: Send) -> None:
         assert self._direct is not None
-        route, handler = self._direct[scope["method"], scope["path"]]
-        _, child_scope = route.matches(scope)  # the endpoint, the route, the dialect
-        scope.update(child_scope)
+        call = self._direct[scope["method"], scope["path"]]
+        scope.update(call.scope)
+        scope["path_params"] = {}
         scope["app"] = self
         request = Request(scope, receive, send)
         try:
-            response = await handler(request)
+            response = await call.handler(request)
         except Exception as exc:
             response = await self._handled(request, exc)
         await response(scope, receive, send)
@@ -102,12 +102,20 @@ class GatewayApp(FastAPI):
         raise exc
 
 
-def direct_routes(app: FastAPI) -> dict[tuple[str, str], tuple[DirectRoute, Handler]]:
-    """(method, path) → route and handler, for each route this layer can call itself: only
-    where FastAPI's router would pick that same route (its first full match), and only for
-    a router included bare (the effective path and dependencies are the route's own)."""
+class DirectCall(NamedTuple):
+    """A route this layer calls itself: its handler, and what the router's match puts in
+    the scope (the endpoint, the route, the dialect), the same for every request."""
+
+    handler: Handler
+    scope: dict[str, Any]
+
+
+def direct_routes(app: FastAPI) -> dict[tuple[str, str], DirectCall]:
+    """(method, path) → the call, for each route this layer can call itself: only where
+    FastAPI's router would pick that same route (its first full match), and only for a
+    router included bare (the effective path and dependencies are the route's own)."""
     contexts = list(iter_route_contexts(app.routes))
-    table: dict[tuple[str, str], tuple[DirectRoute, Handler]] = {}
+    table: dict[tuple[str, str], DirectCall] = {}
     for context in contexts:
         route = context.original_route
         if not isinstance(route, DirectRoute) or route.param_convertors:
@@ -118,8 +126,10 @@ def direct_routes(app: FastAPI) -> dict[tuple[str, str], tuple[DirectRoute, Hand
         if handler is None:
             continue
         for method in route.methods or ():
-            if _first_full_match(contexts, method, route.path) is route:
-                table[method, route.path] = (route, handler)
+            chosen, child_scope = _first_full_match(contexts, method, route.path)
+            if chosen is route:
+                child_scope.pop("path_params", None)  # a fresh one per request
+                table[method, route.path] = DirectCall(handler, child_scope)
     return table
 
 
@@ -127,15 +137,17 @@ def _dependencies(context: RouteContext) -> list[Any]:
     return list(getattr(context, "dependencies", None) or [])
 
 
-def _first_full_match(contexts: list[RouteContext], method: str, path: str) -> object:
-    """The route FastAPI's router would call for this method and path."""
+def _first_full_match(
+    contexts: list[RouteContext], method: str, path: str
+) -> tuple[object, dict[str, Any]]:
+    """The route FastAPI's router would call for this method and path, and its child scope."""
     scope = {"type": "http", "method": method, "path": path, "root_path": ""}
     for context in contexts:
         route = context.original_route
-        match, _ = route.matches(scope)
+        match, child_scope = route.matches(scope)
         if match is Match.FULL:
-            return route
-    return None
+            return route, dict(child_scope)
+    return None, {}
 
 
 def _status_recorder(record: RequestRecord, send: Send) -> Send:
