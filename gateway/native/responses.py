@@ -23,9 +23,10 @@ from gateway.models import Attempt
 from gateway.native import Native, RequestFor
 from gateway.native.sse import fields
 from gateway.providers._http import UpstreamClient, in_stream_error, parse_event
-from gateway.providers._shapes import count, obj, object_at, text
-from gateway.providers.base import Batch, StreamOutcome, Usage
+from gateway.providers._shapes import obj, object_at, text
+from gateway.providers.base import Batch, StreamOutcome
 from gateway.providers.openai import OpenAIProvider
+from gateway.providers.openai_responses import read_end
 
 __all__ = ["Remember", "ResponsesNative", "next_sequence_number"]
 
@@ -146,30 +147,12 @@ def _typed(event: str) -> tuple[str, bytes]:
 
 
 def _read_end(response: dict[str, Any], outcome: StreamOutcome) -> None:
-    """Usage, why it ended and the model, from a terminal event's (or a whole) response."""
-    usage = obj(response, "usage")
-    if usage:
-        details = obj(usage, "input_tokens_details")
-        outcome.usage = Usage(
-            count(usage, "input_tokens"),
-            count(usage, "output_tokens"),
-            count(details, "cached_tokens"),
-        )
-    outcome.finish_reason = _finish(response)
-    outcome.model = text(response, "model") or outcome.model
-
-
-def _finish(response: dict[str, Any]) -> str:
-    """In Chat Completions' words: a Responses answer has a status, not a finish reason."""
-    if text(response, "status") == "incomplete":
-        reason = text(obj(response, "incomplete_details"), "reason")
-        return "content_filter" if reason == "content_filter" else "length"
+    """A relayed answer's end: its output lists the calls it made."""
     output = response.get("output")
-    if isinstance(output, list) and any(
+    calls = isinstance(output, list) and any(
         isinstance(item, dict) and str(item.get("type", "")).endswith("call") for item in output
-    ):
-        return "tool_calls"
-    return "stop"
+    )
+    read_end(response, outcome, calls)
 
 
 def next_sequence_number(last_event: str) -> int:

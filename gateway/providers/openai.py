@@ -40,7 +40,13 @@ from gateway.parts import (
     ToolChoice,
     ToolResult,
 )
-from gateway.providers._calls import StreamedCalls, data_url, result_images, result_text
+from gateway.providers._calls import (
+    StreamedCalls,
+    data_url,
+    result_images,
+    result_text,
+    sampling_config,
+)
 from gateway.providers._http import (
     HTTPProviderConfig,
     UpstreamClient,
@@ -153,12 +159,7 @@ def _body(request: ChatRequest) -> dict[str, Any]:
         "stream": True,
         "stream_options": {"include_usage": True},
     }
-    for key in ("max_tokens", "temperature", "top_p"):
-        value = getattr(request, key)
-        if value is not None:
-            body[key] = value
-    if request.stop:
-        body["stop"] = list(request.stop)
+    body.update(sampling_config(request, "max_tokens", top_p="top_p", stop="stop"))
     _beyond_text(request, body)
     body.update(request.openai_params)
     body.update(request.extra)

@@ -33,7 +33,7 @@ from gateway.providers._shapes import count, obj, object_at, text
 from gateway.providers._sse import SSEEvent
 from gateway.providers.base import Batch, ChatMessage, ChatRequest, StreamOutcome, Usage
 
-__all__ = ["ResponsesStream", "responses_body", "unfinished"]
+__all__ = ["ResponsesStream", "read_end", "responses_body", "unfinished"]
 
 # What `openai_params` (Chat Completions' sampling hints) become here; the rest have no
 # Responses equivalent and are left out.
@@ -166,7 +166,7 @@ class ResponsesStream:
         elif kind == "response.output_item.done":
             self._done(obj(data, "item"), batch)
         elif kind in ("response.completed", "response.incomplete"):
-            _read_end(obj(data, "response"), outcome, bool(self.calls))
+            read_end(obj(data, "response"), outcome, bool(self.calls))
             return True
         elif kind == "response.failed":
             error = obj(obj(data, "response"), "error")
@@ -193,7 +193,10 @@ class ResponsesStream:
         batch.append(ToolCallEnd(index))
 
 
-def _read_end(response: dict[str, Any], outcome: StreamOutcome, calls: bool) -> None:
+def read_end(response: dict[str, Any], outcome: StreamOutcome, calls: bool) -> None:
+    """Usage, the model, and why the answer ended in Chat Completions' words (a Responses
+    answer has a status, not a finish reason), from a terminal event's or a whole response;
+    `calls`: whether the answer called tools."""
     usage = obj(response, "usage")
     if usage:
         details = obj(usage, "input_tokens_details")
