@@ -7,7 +7,8 @@ every request with the recorded stream, or its JSON when not streaming."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 from urllib.parse import quote
 
@@ -43,16 +44,25 @@ class Upstream:
         return httpx.Response(200, headers={"content-type": "application/json"}, content=WHOLE)
 
 
+@asynccontextmanager
+async def openai_gateway(
+    toml: str, answer: Callable[[httpx.Request], httpx.Response]
+) -> AsyncIterator[httpx.AsyncClient]:
+    """The gateway in process, its `up` provider an OpenAI upstream that `answer` plays."""
+    settings = settings_from(toml, max_body_bytes=8192)
+    config = settings.providers["up"]
+    assert isinstance(config, OpenAIConfig)
+    client = UpstreamClient(httpx.MockTransport(answer), httpx.Timeout(5))
+    async with app_client(settings, {"up": OpenAIProvider(config, client)}) as (http, _):
+        yield http
+    await client.aclose()
+
+
 @pytest.fixture
 async def gateway() -> AsyncIterator[tuple[httpx.AsyncClient, Upstream]]:
     upstream = Upstream()
-    settings = settings_from(TOML, max_body_bytes=8192)
-    config = settings.providers["up"]
-    assert isinstance(config, OpenAIConfig)
-    client = UpstreamClient(httpx.MockTransport(upstream), httpx.Timeout(5))
-    async with app_client(settings, {"up": OpenAIProvider(config, client)}) as (http, _):
+    async with openai_gateway(TOML, upstream) as http:
         yield http, upstream
-    await client.aclose()
 
 
 def check(response: httpx.Response) -> None:
@@ -154,13 +164,8 @@ async def translated() -> AsyncIterator[tuple[httpx.AsyncClient, list[httpx.Requ
             200, headers={"content-type": "text/event-stream"}, content=CHAT_STREAM
         )
 
-    settings = settings_from(CHAT_TOML, max_body_bytes=8192)
-    config = settings.providers["up"]
-    assert isinstance(config, OpenAIConfig)
-    client = UpstreamClient(httpx.MockTransport(answer), httpx.Timeout(5))
-    async with app_client(settings, {"up": OpenAIProvider(config, client)}) as (http, _):
+    async with openai_gateway(CHAT_TOML, answer) as http:
         yield http, seen
-    await client.aclose()
 
 
 parts = st.fixed_dictionaries(
