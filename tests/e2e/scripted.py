@@ -86,11 +86,14 @@ def provider_config(dialect: str, upstream_url: str, key: str) -> str:
     return f"[providers.up]\ntype = '{dialect}'\nbase_url = '{base}'\napi_key = '{key}'\n"
 
 
-class ScriptedModel:
-    def __init__(self, dialect: str, plan: Plan) -> None:
-        assert dialect in DIALECTS
-        self.dialect = dialect
-        self.plan = plan
+class RecordingUpstream:
+    """An upstream stub (an ASGI app) that records every request, then lets `answer` answer
+    it; a request to any path but `path` gets a 404 with `not_found` as its body."""
+
+    path = "/"
+    not_found: dict[str, Any] = {"error": {"type": "not_found", "message": "no such route"}}
+
+    def __init__(self) -> None:
         self.received: list[Received] = []
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -98,6 +101,23 @@ class ScriptedModel:
             return
         seen = await received(scope, receive)
         self.received.append(seen)
+        if self.path != "/" and (seen.method, seen.path) != ("POST", self.path):
+            await send_whole(send, 404, "application/json", json.dumps(self.not_found).encode())
+            return
+        await self.answer(seen, send)
+
+    async def answer(self, seen: Received, send: Send) -> None:
+        raise NotImplementedError
+
+
+class ScriptedModel(RecordingUpstream):
+    def __init__(self, dialect: str, plan: Plan) -> None:
+        assert dialect in DIALECTS
+        super().__init__()
+        self.dialect = dialect
+        self.plan = plan
+
+    async def answer(self, seen: Received, send: Send) -> None:
         data = seen.json()
         turn = self.plan(tools_offered(self.dialect, data), results_sent(self.dialect, data))
         if self.dialect in WHOLE and data.get("stream") is not True:  # native `stream: false`

@@ -15,14 +15,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from starlette.types import Receive, Scope, Send
+from starlette.types import Send
 
 from gateway.app import create_app
 from gateway.auth import hash_key
 from tests.agents import claude_binary, run_agent
 from tests.conftest import CANARY_KEY, settings_from
-from tests.e2e.scripted import Received, received, send_whole
-from tests.e2e.servers import answered_lifespan, serve
+from tests.e2e.scripted import Received, RecordingUpstream, send_whole
+from tests.e2e.servers import serve
 
 pytestmark = pytest.mark.e2e
 
@@ -107,23 +107,18 @@ def tool_results(body: dict[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
-class ScriptedAnthropic:
+class ScriptedAnthropic(RecordingUpstream):
     """An Anthropic upstream: a Write call for a request that offers the Write tool and has
     no result yet, text for everything else; every request recorded."""
 
-    def __init__(self, target: Path) -> None:
-        self.target = target
-        self.received: list[Received] = []
+    path = "/v1/messages"
+    not_found = {"type": "error", "error": {"type": "not_found_error", "message": "no"}}
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if await answered_lifespan(scope, receive, send):
-            return
-        seen = await received(scope, receive)
-        self.received.append(seen)
-        if (seen.method, seen.path) != ("POST", "/v1/messages"):
-            error = {"type": "error", "error": {"type": "not_found_error", "message": "no"}}
-            await send_whole(send, 404, "application/json", json.dumps(error).encode())
-            return
+    def __init__(self, target: Path) -> None:
+        super().__init__()
+        self.target = target
+
+    async def answer(self, seen: Received, send: Send) -> None:
         data = seen.json()
         offers_write = any(tool.get("name") == "Write" for tool in data.get("tools", []))
         if offers_write and not tool_results(data):

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from starlette.types import Receive, Scope, Send
+from starlette.types import Send
 
 from gateway.app import create_app
 from gateway.auth import hash_key
@@ -29,14 +29,14 @@ from tests.e2e.scripted import (
     Call,
     Plan,
     Received,
+    RecordingUpstream,
     ScriptedModel,
     Turn,
     provider_config,
-    received,
     results_sent,
     send_whole,
 )
-from tests.e2e.servers import answered_lifespan, serve
+from tests.e2e.servers import serve
 
 pytestmark = pytest.mark.e2e
 
@@ -143,24 +143,19 @@ def outputs(body: dict[str, Any]) -> list[dict[str, Any]]:
     return [item for item in body["input"] if item.get("type") == "function_call_output"]
 
 
-class ScriptedResponses:
+class ScriptedResponses(RecordingUpstream):
     """A Responses upstream: an exec_command call while no command output has come back, text
     after; every request recorded. (The Chat Completions and Anthropic upstreams of the
     translated test are tests.e2e.scripted's ScriptedModel.)"""
 
-    def __init__(self, work: Path) -> None:
-        self.work = work
-        self.received: list[Received] = []
+    path = "/v1/responses"
+    not_found = {"error": {"type": "invalid_request_error", "message": "no such route"}}
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if await answered_lifespan(scope, receive, send):
-            return
-        seen = await received(scope, receive)
-        self.received.append(seen)
-        if (seen.method, seen.path) != ("POST", "/v1/responses"):
-            error = {"error": {"type": "invalid_request_error", "message": "no such route"}}
-            await send_whole(send, 404, "application/json", json.dumps(error).encode())
-            return
+    def __init__(self, work: Path) -> None:
+        super().__init__()
+        self.work = work
+
+    async def answer(self, seen: Received, send: Send) -> None:
         answer = text_answer(ANSWER) if outputs(seen.json()) else exec_call(self.work)
         await send_whole(send, 200, "text/event-stream", answer)
 
